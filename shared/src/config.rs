@@ -1,0 +1,95 @@
+//! Configuration, read once at cold start from the environment; fails fast and says what
+//! is missing.
+
+use crate::domain::TemplateKind;
+use std::collections::HashMap;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// DynamoDB table (`TABLE_NAME`).
+    pub table_name: String,
+    /// JWT subjects allowed to create workspaces (`PLATFORM_ADMINS`, comma-separated).
+    pub platform_admins: Vec<String>,
+    /// Container image per template (`TEMPLATE_IMAGE_JUPYTER`, `_RSTUDIO`, `_VSCODE`, `_XPRA`).
+    pub template_images: HashMap<TemplateKind, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: environment variable {name} {problem}")]
+pub struct ConfigError {
+    pub name: String,
+    pub problem: &'static str,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Same as `from_env` over any lookup (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let required = |name: &str| {
+            get(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| ConfigError {
+                    name: name.to_string(),
+                    problem: "must be set",
+                })
+        };
+        let platform_admins = get("PLATFORM_ADMINS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        let mut template_images = HashMap::new();
+        for kind in TemplateKind::ALL {
+            let name = format!("TEMPLATE_IMAGE_{}", kind.as_str().to_uppercase());
+            template_images.insert(kind, required(&name)?);
+        }
+        Ok(Config {
+            table_name: required("TABLE_NAME")?,
+            platform_admins,
+            template_images,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const IMAGES: [(&str, &str); 4] = [
+        ("TEMPLATE_IMAGE_JUPYTER", "j:1"),
+        ("TEMPLATE_IMAGE_RSTUDIO", "r:1"),
+        ("TEMPLATE_IMAGE_VSCODE", "v:1"),
+        ("TEMPLATE_IMAGE_XPRA", "x:1"),
+    ];
+
+    #[test]
+    fn reads_admins_and_images() {
+        let mut pairs = IMAGES.to_vec();
+        pairs.extend([("TABLE_NAME", "t"), ("PLATFORM_ADMINS", " a, b ,,")]);
+        let c = Config::from_lookup(env(&pairs)).unwrap();
+        assert_eq!(c.platform_admins, vec!["a", "b"]);
+        assert_eq!(c.template_images[&TemplateKind::Xpra], "x:1");
+    }
+
+    #[test]
+    fn names_the_missing_variable() {
+        let err = Config::from_lookup(env(&IMAGES)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "configuration: environment variable TABLE_NAME must be set"
+        );
+    }
+}

@@ -1,0 +1,259 @@
+//! The product's entities, as stored and (mostly) as returned.
+
+use super::{Role, S3Prefix, StudioStatus};
+use serde::{Deserialize, Serialize};
+
+/// Timestamps are RFC 3339 UTC strings with milliseconds: sortable and readable.
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRef {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Workspace {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub created_at: String,
+    pub created_by: UserRef,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    pub workspace_id: String,
+    /// Copied here so "my workspaces" is one query.
+    pub workspace_name: String,
+    pub user_id: String,
+    pub name: Option<String>,
+    pub role: Role,
+    pub updated_at: String,
+    pub updated_by: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComputeEnv {
+    pub id: String,
+    pub workspace_id: String,
+    pub name: String,
+    pub region: String,
+    pub job_queue: String,
+    pub gpu_enabled: bool,
+    pub max_cpus: u32,
+    #[serde(rename = "maxMemoryMiB")]
+    pub max_memory_mib: u32,
+    pub allowed_write_buckets: Vec<String>,
+    pub work_dir: S3Prefix,
+    pub created_at: String,
+    pub created_by: UserRef,
+}
+
+/// What a studio keeps of its compute environment. A compute environment cannot be
+/// changed and cannot be deleted while a studio uses it, so this copy never goes stale,
+/// and an update or start needs no second read to validate against it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComputeEnvSnapshot {
+    pub id: String,
+    pub name: String,
+    pub region: String,
+    pub job_queue: String,
+    pub gpu_enabled: bool,
+    pub max_cpus: u32,
+    #[serde(rename = "maxMemoryMiB")]
+    pub max_memory_mib: u32,
+    pub allowed_write_buckets: Vec<String>,
+    pub work_dir: S3Prefix,
+}
+
+impl From<&ComputeEnv> for ComputeEnvSnapshot {
+    fn from(ce: &ComputeEnv) -> Self {
+        ComputeEnvSnapshot {
+            id: ce.id.clone(),
+            name: ce.name.clone(),
+            region: ce.region.clone(),
+            job_queue: ce.job_queue.clone(),
+            gpu_enabled: ce.gpu_enabled,
+            max_cpus: ce.max_cpus,
+            max_memory_mib: ce.max_memory_mib,
+            allowed_write_buckets: ce.allowed_write_buckets.clone(),
+            work_dir: ce.work_dir.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataLink {
+    pub id: String,
+    pub workspace_id: String,
+    pub name: String,
+    pub uri: S3Prefix,
+    pub region: String,
+    pub created_at: String,
+    pub created_by: UserRef,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplateKind {
+    Jupyter,
+    Rstudio,
+    Vscode,
+    Xpra,
+}
+
+impl TemplateKind {
+    pub const ALL: [TemplateKind; 4] = [
+        TemplateKind::Jupyter,
+        TemplateKind::Rstudio,
+        TemplateKind::Vscode,
+        TemplateKind::Xpra,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TemplateKind::Jupyter => "jupyter",
+            TemplateKind::Rstudio => "rstudio",
+            TemplateKind::Vscode => "vscode",
+            TemplateKind::Xpra => "xpra",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TemplateKind> {
+        TemplateKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// `{"kind": "jupyter"}` or `{"image": "<uri>"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Template {
+    Kind { kind: TemplateKind },
+    Image { image: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resources {
+    pub cpus: u32,
+    pub gpus: u32,
+    #[serde(rename = "memoryMiB")]
+    pub memory_mib: u32,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources {
+            cpus: 2,
+            gpus: 0,
+            memory_mib: 8192,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mount {
+    pub uri: S3Prefix,
+    pub name: String,
+    pub mount_path: String,
+    pub access: Access,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_link_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Parent {
+    pub studio_id: String,
+    pub checkpoint_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectedUser {
+    pub id: String,
+    pub name: String,
+    pub last_seen_at: String,
+}
+
+/// The user-editable part of a studio.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StudioConfig {
+    pub name: String,
+    pub description: String,
+    pub template: Template,
+    pub conda_packages: Vec<String>,
+    pub resources: Resources,
+    pub mounts: Vec<Mount>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Studio {
+    pub id: String,
+    pub workspace_id: String,
+    #[serde(flatten)]
+    pub config: StudioConfig,
+    pub compute_env: ComputeEnvSnapshot,
+    pub status: StudioStatus,
+    pub status_reason: Option<String>,
+    pub status_updated_at: String,
+    pub author: UserRef,
+    pub created_at: String,
+    pub updated_at: String,
+    pub last_started_at: Option<String>,
+    pub parent: Option<Parent>,
+    pub connected_users: Vec<ConnectedUser>,
+    /// Optimistic-concurrency counter: every write is conditional on the version it read.
+    pub version: u64,
+}
+
+impl Studio {
+    /// The studio as the API returns it (DESIGN §4).
+    pub fn to_json(&self, warnings: &[String]) -> serde_json::Value {
+        let c = &self.config;
+        serde_json::json!({
+            "id": self.id,
+            "workspaceId": self.workspace_id,
+            "name": c.name,
+            "description": c.description,
+            "template": c.template,
+            "condaPackages": c.conda_packages,
+            "computeEnv": {
+                "id": self.compute_env.id,
+                "name": self.compute_env.name,
+                "region": self.compute_env.region,
+            },
+            "resources": c.resources,
+            "mounts": c.mounts,
+            "status": self.status,
+            "statusReason": self.status_reason,
+            "statusUpdatedAt": self.status_updated_at,
+            "author": self.author,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+            "lastStartedAt": self.last_started_at,
+            "parent": self.parent,
+            "connectedUsers": self.connected_users,
+            "url": serde_json::Value::Null,
+            "warnings": warnings,
+        })
+    }
+}

@@ -1,0 +1,584 @@
+//! API Gateway (HTTP API, payload 2.0) in, JSON out. The route table, request parsing,
+//! and the one mapping from `Error` to a status code live here.
+
+use crate::domain::validate::*;
+use crate::error::{Error, Missing, Result};
+use crate::service::{self, App, Caller, StudioQuery};
+use lambda_http::http::{header, StatusCode};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+/// Every API action; each is its own Lambda function (handler name) and route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    ListWorkspaces,
+    CreateWorkspace,
+    ListMembers,
+    SetMember,
+    RemoveMember,
+    ListComputeEnvs,
+    CreateComputeEnv,
+    GetComputeEnv,
+    DeleteComputeEnv,
+    ListDataLinks,
+    CreateDataLink,
+    GetDataLink,
+    DeleteDataLink,
+    ListTemplates,
+    ListStudios,
+    AddStudio,
+    GetStudio,
+    UpdateStudio,
+    DeleteStudio,
+}
+
+/// (action, handler name, method, path) — template.yaml uses the same names and paths.
+pub const ROUTES: &[(Action, &str, &str, &str)] = &[
+    (
+        Action::ListWorkspaces,
+        "list-workspaces",
+        "GET",
+        "/workspaces",
+    ),
+    (
+        Action::CreateWorkspace,
+        "create-workspace",
+        "POST",
+        "/workspaces",
+    ),
+    (
+        Action::ListMembers,
+        "list-members",
+        "GET",
+        "/workspaces/{ws}/members",
+    ),
+    (
+        Action::SetMember,
+        "set-member",
+        "PUT",
+        "/workspaces/{ws}/members/{userId}",
+    ),
+    (
+        Action::RemoveMember,
+        "remove-member",
+        "DELETE",
+        "/workspaces/{ws}/members/{userId}",
+    ),
+    (
+        Action::ListComputeEnvs,
+        "list-compute-envs",
+        "GET",
+        "/workspaces/{ws}/compute-envs",
+    ),
+    (
+        Action::CreateComputeEnv,
+        "create-compute-env",
+        "POST",
+        "/workspaces/{ws}/compute-envs",
+    ),
+    (
+        Action::GetComputeEnv,
+        "get-compute-env",
+        "GET",
+        "/workspaces/{ws}/compute-envs/{ceId}",
+    ),
+    (
+        Action::DeleteComputeEnv,
+        "delete-compute-env",
+        "DELETE",
+        "/workspaces/{ws}/compute-envs/{ceId}",
+    ),
+    (
+        Action::ListDataLinks,
+        "list-data-links",
+        "GET",
+        "/workspaces/{ws}/data-links",
+    ),
+    (
+        Action::CreateDataLink,
+        "create-data-link",
+        "POST",
+        "/workspaces/{ws}/data-links",
+    ),
+    (
+        Action::GetDataLink,
+        "get-data-link",
+        "GET",
+        "/workspaces/{ws}/data-links/{linkId}",
+    ),
+    (
+        Action::DeleteDataLink,
+        "delete-data-link",
+        "DELETE",
+        "/workspaces/{ws}/data-links/{linkId}",
+    ),
+    (Action::ListTemplates, "list-templates", "GET", "/templates"),
+    (
+        Action::ListStudios,
+        "list-studios",
+        "GET",
+        "/workspaces/{ws}/studios",
+    ),
+    (
+        Action::AddStudio,
+        "add-studio",
+        "POST",
+        "/workspaces/{ws}/studios",
+    ),
+    (
+        Action::GetStudio,
+        "get-studio",
+        "GET",
+        "/workspaces/{ws}/studios/{id}",
+    ),
+    (
+        Action::UpdateStudio,
+        "update-studio",
+        "PATCH",
+        "/workspaces/{ws}/studios/{id}",
+    ),
+    (
+        Action::DeleteStudio,
+        "delete-studio",
+        "DELETE",
+        "/workspaces/{ws}/studios/{id}",
+    ),
+];
+
+impl Action {
+    pub fn from_handler(name: &str) -> Option<Action> {
+        ROUTES.iter().find(|r| r.1 == name).map(|r| r.0)
+    }
+
+    fn entry(self) -> &'static (Action, &'static str, &'static str, &'static str) {
+        ROUTES
+            .iter()
+            .find(|r| r.0 == self)
+            .expect("every action has a route")
+    }
+
+    pub fn handler_name(self) -> &'static str {
+        self.entry().1
+    }
+
+    pub fn method(self) -> &'static str {
+        self.entry().2
+    }
+
+    pub fn path(self) -> &'static str {
+        self.entry().3
+    }
+
+    /// Matches a concrete path against the route table (for the local API stand-in).
+    pub fn route(method: &str, path: &str) -> Option<(Action, Vec<(String, String)>)> {
+        let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        ROUTES.iter().find_map(|(action, _, m, template)| {
+            if *m != method {
+                return None;
+            }
+            let pattern: Vec<&str> = template.split('/').collect();
+            if pattern.len() != parts.len() {
+                return None;
+            }
+            let mut params = Vec::new();
+            for (p, actual) in pattern.iter().zip(&parts) {
+                match p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                    Some(name) if !actual.is_empty() => {
+                        params.push((name.to_string(), actual.to_string()))
+                    }
+                    None if p == actual => {}
+                    _ => return None,
+                }
+            }
+            Some((*action, params))
+        })
+    }
+}
+
+/// Serves one request of `action`. Never fails: errors become JSON error responses.
+pub async fn handle(app: &App, action: Action, req: Request) -> Response<Body> {
+    let request_id = req
+        .lambda_context_ref()
+        .map(|c| c.request_id.clone())
+        .unwrap_or_default();
+    match dispatch(app, action, &req).await {
+        Ok(response) => response,
+        Err(err) => error_response(&err, &request_id),
+    }
+}
+
+async fn dispatch(app: &App, action: Action, req: &Request) -> Result<Response<Body>> {
+    use Action::*;
+    let caller = caller(req)?;
+    let c = &caller;
+    let ws = || path_param(req, "ws");
+    match action {
+        ListWorkspaces => {
+            let members = service::list_workspaces(app, c).await?;
+            let list: Vec<Value> = members
+                .iter()
+                .map(|m| json!({"id": m.workspace_id, "name": m.workspace_name, "role": m.role}))
+                .collect();
+            ok(json!({ "workspaces": list }))
+        }
+        CreateWorkspace => {
+            let (w, owner) = service::create_workspace(app, c, body(req)?).await?;
+            let mut v = to_value(&w)?;
+            v["role"] = json!(owner.role);
+            created(v)
+        }
+        ListMembers => {
+            let members = service::list_members(app, c, ws()?).await?;
+            ok(json!({ "members": members.iter().map(member_json).collect::<Vec<_>>() }))
+        }
+        SetMember => {
+            let m =
+                service::set_member(app, c, ws()?, path_param(req, "userId")?, body(req)?).await?;
+            ok(member_json(&m))
+        }
+        RemoveMember => {
+            service::remove_member(app, c, ws()?, path_param(req, "userId")?).await?;
+            no_content()
+        }
+        ListComputeEnvs => {
+            let envs = service::list_compute_envs(app, c, ws()?).await?;
+            ok(json!({ "computeEnvs": envs }))
+        }
+        CreateComputeEnv => created(to_value(
+            &service::create_compute_env(app, c, ws()?, body::<ComputeEnvInput>(req)?).await?,
+        )?),
+        GetComputeEnv => ok(to_value(
+            &service::get_compute_env(app, c, ws()?, path_param(req, "ceId")?).await?,
+        )?),
+        DeleteComputeEnv => {
+            service::delete_compute_env(app, c, ws()?, path_param(req, "ceId")?).await?;
+            no_content()
+        }
+        ListDataLinks => {
+            let links = service::list_data_links(app, c, ws()?).await?;
+            ok(json!({ "dataLinks": links }))
+        }
+        CreateDataLink => created(to_value(
+            &service::create_data_link(app, c, ws()?, body::<DataLinkInput>(req)?).await?,
+        )?),
+        GetDataLink => ok(to_value(
+            &service::get_data_link(app, c, ws()?, path_param(req, "linkId")?).await?,
+        )?),
+        DeleteDataLink => {
+            service::delete_data_link(app, c, ws()?, path_param(req, "linkId")?).await?;
+            no_content()
+        }
+        ListTemplates => {
+            let list: Vec<Value> = service::templates(app)
+                .into_iter()
+                .map(|(kind, image)| json!({"kind": kind, "image": image}))
+                .collect();
+            ok(json!({ "templates": list }))
+        }
+        ListStudios => {
+            let query = StudioQuery {
+                search: query_param(req, "search"),
+                limit: query_param(req, "limit"),
+                cursor: query_param(req, "cursor"),
+            };
+            let page = service::list_studios(app, c, ws()?, query).await?;
+            let studios: Vec<Value> = page.items.iter().map(|s| s.to_json(&[])).collect();
+            ok(json!({ "studios": studios, "nextCursor": page.next_cursor }))
+        }
+        AddStudio => {
+            match query_param(req, "autoStart") {
+                None | Some("false") => {}
+                Some("true") => {
+                    return Err(Error::invalid(
+                        "autoStart",
+                        "starting studios is not available in this version; add, then start",
+                    ))
+                }
+                Some(_) => return Err(Error::invalid("autoStart", "must be true or false")),
+            }
+            let input: StudioInput = body(req)?;
+            let (studio, warnings) = service::add_studio(app, c, ws()?, input).await?;
+            created(studio.to_json(&warnings))
+        }
+        GetStudio => {
+            let studio = service::get_studio(app, c, ws()?, path_param(req, "id")?).await?;
+            ok(studio.to_json(&[]))
+        }
+        UpdateStudio => {
+            let patch: StudioPatch = body(req)?;
+            let (studio, warnings) =
+                service::update_studio(app, c, ws()?, path_param(req, "id")?, patch).await?;
+            ok(studio.to_json(&warnings))
+        }
+        DeleteStudio => {
+            service::delete_studio(app, c, ws()?, path_param(req, "id")?).await?;
+            no_content()
+        }
+    }
+}
+
+fn member_json(m: &crate::domain::Member) -> Value {
+    json!({
+        "userId": m.user_id,
+        "name": m.name,
+        "role": m.role,
+        "updatedAt": m.updated_at,
+        "updatedBy": m.updated_by,
+    })
+}
+
+/// The caller from API Gateway's JWT authorizer: `sub`, with a display name from
+/// `name`, `email` or `cognito:username`.
+pub fn caller(req: &Request) -> Result<Caller> {
+    let claims = req
+        .request_context_ref()
+        .and_then(|c| c.authorizer())
+        .and_then(|a| a.jwt.as_ref())
+        .map(|jwt| &jwt.claims)
+        .ok_or(Error::Unauthenticated)?;
+    let id = claims
+        .get("sub")
+        .filter(|s| !s.is_empty())
+        .ok_or(Error::Unauthenticated)?;
+    let name = ["name", "email", "cognito:username"]
+        .iter()
+        .find_map(|k| claims.get(*k).filter(|v| !v.is_empty()))
+        .unwrap_or(id);
+    Ok(Caller {
+        id: id.clone(),
+        name: name.clone(),
+    })
+}
+
+fn path_param<'a>(req: &'a Request, name: &str) -> Result<&'a str> {
+    req.path_parameters_ref()
+        .and_then(|p| p.first(name))
+        .ok_or(Error::NotFound(Missing::Route))
+}
+
+fn query_param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.query_string_parameters_ref()
+        .and_then(|q| q.first(name))
+}
+
+/// Parses a JSON body; the error names the offending field (`resources.cpus`) and rule.
+pub fn body<T: DeserializeOwned>(req: &Request) -> Result<T> {
+    let bytes: &[u8] = req.body().as_ref();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::invalid("body", "a JSON object is required"));
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        Error::invalid(
+            "body",
+            format!("is not valid JSON: {}", strip_position(&e.to_string())),
+        )
+    })?;
+    if !value.is_object() {
+        return Err(Error::invalid("body", "must be a JSON object"));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = strip_position(&e.into_inner().to_string());
+        // serde reports a missing field at its parent; name the field itself.
+        if let Some(field) = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.strip_suffix('`'))
+        {
+            let full = if path == "." {
+                field.to_string()
+            } else {
+                format!("{path}.{field}")
+            };
+            return Error::invalid(full, "is required");
+        }
+        let field = if path == "." {
+            "body".to_string()
+        } else {
+            path
+        };
+        Error::invalid(field, message)
+    })
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+fn to_value<T: serde::Serialize>(value: &T) -> Result<Value> {
+    serde_json::to_value(value).map_err(Error::internal)
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Result<Response<Body>> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(value.to_string()))
+        .map_err(Error::internal)
+}
+
+fn ok(value: Value) -> Result<Response<Body>> {
+    json_response(StatusCode::OK, &value)
+}
+
+fn created(value: Value) -> Result<Response<Body>> {
+    json_response(StatusCode::CREATED, &value)
+}
+
+fn no_content() -> Result<Response<Body>> {
+    Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(Body::Empty)
+        .map_err(Error::internal)
+}
+
+/// The one place an `Error` becomes a status code. Internal details go to the log only.
+pub fn error_response(err: &Error, request_id: &str) -> Response<Body> {
+    let (status, code, message, field) = match err {
+        Error::Invalid { field, message } => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("{field}: {message}"),
+            Some(field.as_str()),
+        ),
+        Error::Unauthenticated => (
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "sign in: the request carries no identity".to_string(),
+            None,
+        ),
+        Error::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone(), None),
+        Error::NotFound(what) => (
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+            None,
+        ),
+        Error::Conflict { code, message } => (StatusCode::CONFLICT, *code, message.clone(), None),
+        Error::Throttled => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "throttled",
+            err.to_string(),
+            None,
+        ),
+        Error::Internal(source) => {
+            tracing::error!(request_id, error = ?source, "internal error");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                format!("something went wrong on our side; quote request id '{request_id}' when reporting it"),
+                None,
+            )
+        }
+    };
+    let mut error = json!({ "code": code, "message": message });
+    if let Some(field) = field {
+        error["field"] = json!(field);
+    }
+    let mut builder = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json");
+    if matches!(err, Error::Throttled) {
+        builder = builder.header(header::RETRY_AFTER, "1");
+    }
+    builder
+        .body(Body::from(json!({ "error": error }).to_string()))
+        .unwrap_or_else(|_| Response::new(Body::Empty))
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Builds the request API Gateway (HTTP API, payload 2.0, JWT authorizer) would deliver,
+/// through lambda_http's own event parsing. Used by the local API stand-in and the tests,
+/// so both exercise exactly the production request path.
+pub struct ApiGatewayEvent<'a> {
+    pub action: Action,
+    pub path: &'a str,
+    pub path_params: &'a [(String, String)],
+    pub query: &'a [(String, String)],
+    /// JWT claims as API Gateway passes them (a string map); `None`: no authorizer result.
+    pub claims: Option<&'a [(String, String)]>,
+    pub body: Option<&'a str>,
+    pub request_id: &'a str,
+}
+
+impl ApiGatewayEvent<'_> {
+    pub fn to_json(&self) -> Value {
+        let map = |pairs: &[(String, String)]| -> Value {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        };
+        let route_key = format!("{} {}", self.action.method(), self.action.path());
+        let raw_query = self
+            .query
+            .iter()
+            .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut context = json!({
+            "accountId": "000000000000",
+            "apiId": "local",
+            "domainName": "localhost",
+            "domainPrefix": "localhost",
+            "http": {
+                "method": self.action.method(),
+                "path": self.path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "studios-local",
+            },
+            "requestId": self.request_id,
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": "01/Jan/2026:00:00:00 +0000",
+            "timeEpoch": 0,
+        });
+        if let Some(claims) = self.claims {
+            context["authorizer"] = json!({ "jwt": { "claims": map(claims), "scopes": null } });
+        }
+        let mut event = json!({
+            "version": "2.0",
+            "routeKey": route_key,
+            "rawPath": self.path,
+            "rawQueryString": raw_query,
+            "headers": { "content-type": "application/json" },
+            "requestContext": context,
+            "isBase64Encoded": false,
+        });
+        if !self.query.is_empty() {
+            event["queryStringParameters"] = map(self.query);
+        }
+        if !self.path_params.is_empty() {
+            event["pathParameters"] = map(self.path_params);
+        }
+        if let Some(body) = self.body {
+            event["body"] = json!(body);
+        }
+        event
+    }
+
+    pub fn to_request(&self) -> Result<Request> {
+        // lambda_http rebuilds the URI from rawPath and rawQueryString and panics on an
+        // invalid one: refuse such paths here instead.
+        if self.path.chars().any(|c| !c.is_ascii_graphic()) {
+            return Err(Error::NotFound(Missing::Route));
+        }
+        lambda_http::request::from_str(&self.to_json().to_string()).map_err(Error::internal)
+    }
+}

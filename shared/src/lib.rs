@@ -1,0 +1,19 @@
+//! Studios control plane: the library behind every Lambda function.
+//!
+//! - `domain`: the product's rules, pure.
+//! - `store`: the storage port and its DynamoDB adapter.
+//! - `service`: one function per API action over the port.
+//! - `http`: API Gateway requests in, JSON responses out; the one place errors become
+//!   status codes.
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use service::App;

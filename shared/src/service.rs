@@ -1,0 +1,622 @@
+//! One function per API action. Each reads at most once (one `fetch`, or concurrent
+//! requests), decides with the domain rules, and writes at most once (one transaction
+//! whose first item re-checks the caller's role).
+
+use crate::config::Config;
+use crate::domain::ids::{is_well_formed, new_id, IdKind};
+use crate::domain::search::parse_search;
+use crate::domain::validate::{self, *};
+use crate::domain::*;
+use crate::error::{Error, Missing, Result};
+use crate::store::dynamo::DynamoStore;
+use crate::store::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub const DEFAULT_PAGE: usize = 20;
+pub const MAX_PAGE: usize = 100;
+
+/// The authenticated caller (the JWT subject and a display name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub id: String,
+    pub name: String,
+}
+
+impl Caller {
+    fn user_ref(&self) -> UserRef {
+        UserRef {
+            id: self.id.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// Everything a handler needs, built once at cold start.
+#[derive(Clone)]
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub config: Arc<Config>,
+}
+
+impl App {
+    pub fn new(store: Arc<dyn Store>, config: Config) -> App {
+        App {
+            store,
+            config: Arc::new(config),
+        }
+    }
+
+    /// Production wiring: the SDK configuration from the environment (`AWS_ENDPOINT_URL`
+    /// switches to an emulator).
+    pub async fn from_env(config: Config) -> App {
+        let sdk = aws_config::load_from_env().await;
+        let client = aws_sdk_dynamodb::Client::new(&sdk);
+        let store = DynamoStore::new(client, config.table_name.clone());
+        App::new(Arc::new(store), config)
+    }
+}
+
+/// A workspace id from a path; one that cannot exist is simply not found.
+fn workspace_id(ws: &str) -> Result<&str> {
+    if is_well_formed(IdKind::Workspace, ws) {
+        Ok(ws)
+    } else {
+        Err(Error::NotFound(Missing::Workspace))
+    }
+}
+
+fn resource_id(kind: IdKind, id: &str, missing: Missing) -> Result<&str> {
+    if is_well_formed(kind, id) {
+        Ok(id)
+    } else {
+        Err(Error::NotFound(missing))
+    }
+}
+
+/// The caller's membership, or 404 (non-members must not learn the workspace exists);
+/// then 403 if the role lacks the permission.
+fn authorize<'a>(
+    members: &'a HashMap<String, Member>,
+    caller: &Caller,
+    permission: Permission,
+) -> Result<&'a Member> {
+    let member = members
+        .get(&caller.id)
+        .ok_or(Error::NotFound(Missing::Workspace))?;
+    if !member.role.allows(permission) {
+        return Err(Error::Forbidden(format!(
+            "your role '{}' does not allow this; ask a workspace admin",
+            member.role.as_str()
+        )));
+    }
+    Ok(member)
+}
+
+fn guard(ws: &str, caller: &Caller, permission: Permission) -> RoleGuard {
+    RoleGuard::new(ws, &caller.id, permission)
+}
+
+// ---- workspaces and members ----
+
+pub async fn list_workspaces(app: &App, caller: &Caller) -> Result<Vec<Member>> {
+    app.store.memberships(&caller.id).await
+}
+
+pub async fn create_workspace(
+    app: &App,
+    caller: &Caller,
+    input: WorkspaceInput,
+) -> Result<(Workspace, Member)> {
+    if !app.config.platform_admins.contains(&caller.id) {
+        return Err(Error::Forbidden(
+            "only platform administrators can create workspaces".into(),
+        ));
+    }
+    let now = now();
+    let workspace = Workspace {
+        id: new_id(IdKind::Workspace),
+        name: validate::name("name", &input.name, MAX_NAME)?,
+        description: validate::description("description", input.description.as_deref())?,
+        created_at: now.clone(),
+        created_by: caller.user_ref(),
+    };
+    let owner = Member {
+        workspace_id: workspace.id.clone(),
+        workspace_name: workspace.name.clone(),
+        user_id: caller.id.clone(),
+        name: Some(caller.name.clone()),
+        role: Role::Owner,
+        updated_at: now,
+        updated_by: caller.id.clone(),
+    };
+    app.store.create_workspace(&workspace, &owner).await?;
+    Ok((workspace, owner))
+}
+
+pub async fn list_members(app: &App, caller: &Caller, ws: &str) -> Result<Vec<Member>> {
+    let ws = workspace_id(ws)?;
+    // The member list itself answers whether the caller belongs: one query.
+    let members = app.store.list_members(ws).await?;
+    if !members.iter().any(|m| m.user_id == caller.id) {
+        return Err(Error::NotFound(Missing::Workspace));
+    }
+    Ok(members)
+}
+
+fn user_id(value: &str) -> Result<&str> {
+    if value.is_empty() || value.len() > 256 || value.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "userId",
+            "must be the user's identity-provider subject (1 to 256 characters)",
+        ));
+    }
+    Ok(value)
+}
+
+/// Owner-only: granting owner, and changing or removing an owner.
+fn check_owner_rules(caller_role: Role, target: Option<Role>, new: Option<Role>) -> Result<()> {
+    let touches_owner = target == Some(Role::Owner) || new == Some(Role::Owner);
+    if touches_owner && !caller_role.allows(Permission::GrantOwner) {
+        return Err(Error::Forbidden(
+            "only owners can grant the owner role or change an owner".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub async fn set_member(
+    app: &App,
+    caller: &Caller,
+    ws: &str,
+    target: &str,
+    input: MemberInput,
+) -> Result<Member> {
+    let ws = workspace_id(ws)?;
+    let target = user_id(target)?;
+    let fetched = app
+        .store
+        .fetch(
+            ws,
+            &[
+                Key::Workspace,
+                Key::Member(caller.id.clone()),
+                Key::Member(target.to_string()),
+            ],
+        )
+        .await?;
+    let me = authorize(&fetched.members, caller, Permission::Administer)?;
+    let role = Role::parse(&input.role).ok_or_else(|| {
+        Error::invalid(
+            "role",
+            format!(
+                "unknown role '{}'; expected one of view, connect, launch, maintain, admin, owner",
+                input.role
+            ),
+        )
+    })?;
+    let name = match &input.name {
+        Some(n) => Some(validate::name("name", n, MAX_NAME)?),
+        None => None,
+    };
+    let existing = fetched.members.get(target);
+    check_owner_rules(me.role, existing.map(|m| m.role), Some(role))?;
+    let workspace = fetched
+        .workspace
+        .ok_or(Error::NotFound(Missing::Workspace))?;
+    if existing.is_some_and(|m| m.role == Role::Owner)
+        && role != Role::Owner
+        && workspace.owner_count <= 1
+    {
+        return Err(Error::conflict(
+            "last_owner",
+            "a workspace must keep at least one owner; make someone else owner first",
+        ));
+    }
+    let name = name
+        .or_else(|| existing.and_then(|m| m.name.clone()))
+        .or_else(|| (target == caller.id).then(|| caller.name.clone()));
+    if let Some(current) = existing {
+        if current.role == role && current.name == name {
+            return Ok(current.clone());
+        }
+    }
+    let member = Member {
+        workspace_id: ws.to_string(),
+        workspace_name: workspace.workspace.name,
+        user_id: target.to_string(),
+        name,
+        role,
+        updated_at: now(),
+        updated_by: caller.id.clone(),
+    };
+    let change = MemberChange {
+        member,
+        previous_role: existing.map(|m| m.role),
+    };
+    app.store
+        .put_member(&guard(ws, caller, Permission::Administer), &change)
+        .await?;
+    Ok(change.member)
+}
+
+pub async fn remove_member(app: &App, caller: &Caller, ws: &str, target: &str) -> Result<()> {
+    let ws = workspace_id(ws)?;
+    let target = user_id(target)?;
+    let fetched = app
+        .store
+        .fetch(
+            ws,
+            &[
+                Key::Workspace,
+                Key::Member(caller.id.clone()),
+                Key::Member(target.to_string()),
+            ],
+        )
+        .await?;
+    let me = authorize(&fetched.members, caller, Permission::Administer)?;
+    let existing = fetched
+        .members
+        .get(target)
+        .ok_or(Error::NotFound(Missing::Member))?;
+    check_owner_rules(me.role, Some(existing.role), None)?;
+    let owners = fetched.workspace.map(|w| w.owner_count).unwrap_or(0);
+    if existing.role == Role::Owner && owners <= 1 {
+        return Err(Error::conflict(
+            "last_owner",
+            "the last owner cannot be removed; make someone else owner first",
+        ));
+    }
+    app.store
+        .remove_member(&guard(ws, caller, Permission::Administer), existing)
+        .await
+}
+
+// ---- compute environments and data links ----
+
+pub async fn list_compute_envs(app: &App, caller: &Caller, ws: &str) -> Result<Vec<ComputeEnv>> {
+    let ws = workspace_id(ws)?;
+    let (fetched, list) = tokio::join!(
+        fetch_member(app, ws, caller),
+        app.store.list_compute_envs(ws)
+    );
+    authorize(&fetched?.members, caller, Permission::Read)?;
+    list
+}
+
+pub async fn create_compute_env(
+    app: &App,
+    caller: &Caller,
+    ws: &str,
+    input: ComputeEnvInput,
+) -> Result<ComputeEnv> {
+    let ws = workspace_id(ws)?;
+    let ce = validate::compute_env(
+        input,
+        new_id(IdKind::ComputeEnv),
+        ws.to_string(),
+        caller.user_ref(),
+    )?;
+    // No read: the role check rides in the write.
+    app.store
+        .create_compute_env(&guard(ws, caller, Permission::Administer), &ce)
+        .await?;
+    Ok(ce)
+}
+
+pub async fn get_compute_env(app: &App, caller: &Caller, ws: &str, id: &str) -> Result<ComputeEnv> {
+    let ws = workspace_id(ws)?;
+    let fetched = app
+        .store
+        .fetch(
+            ws,
+            &[
+                Key::Member(caller.id.clone()),
+                Key::ComputeEnv(id.to_string()),
+            ],
+        )
+        .await?;
+    authorize(&fetched.members, caller, Permission::Read)?;
+    resource_id(IdKind::ComputeEnv, id, Missing::ComputeEnv)?;
+    let mut envs = fetched.compute_envs;
+    envs.remove(id).ok_or(Error::NotFound(Missing::ComputeEnv))
+}
+
+pub async fn delete_compute_env(app: &App, caller: &Caller, ws: &str, id: &str) -> Result<()> {
+    let ws = workspace_id(ws)?;
+    let id = resource_id(IdKind::ComputeEnv, id, Missing::ComputeEnv);
+    let guard = guard(ws, caller, Permission::Administer);
+    match id {
+        Ok(id) => app.store.delete_compute_env(&guard, id).await,
+        // Still answer 404-for-non-members before 404-for-the-id: check the role first.
+        Err(e) => check_only(app, ws, caller, Permission::Administer, e).await,
+    }
+}
+
+pub async fn list_data_links(app: &App, caller: &Caller, ws: &str) -> Result<Vec<DataLink>> {
+    let ws = workspace_id(ws)?;
+    let (fetched, list) =
+        tokio::join!(fetch_member(app, ws, caller), app.store.list_data_links(ws));
+    authorize(&fetched?.members, caller, Permission::Read)?;
+    list
+}
+
+pub async fn create_data_link(
+    app: &App,
+    caller: &Caller,
+    ws: &str,
+    input: DataLinkInput,
+) -> Result<DataLink> {
+    let ws = workspace_id(ws)?;
+    let link = validate::data_link(
+        input,
+        new_id(IdKind::DataLink),
+        ws.to_string(),
+        caller.user_ref(),
+    )?;
+    app.store
+        .create_data_link(&guard(ws, caller, Permission::Administer), &link)
+        .await?;
+    Ok(link)
+}
+
+pub async fn get_data_link(app: &App, caller: &Caller, ws: &str, id: &str) -> Result<DataLink> {
+    let ws = workspace_id(ws)?;
+    let fetched = app
+        .store
+        .fetch(
+            ws,
+            &[
+                Key::Member(caller.id.clone()),
+                Key::DataLink(id.to_string()),
+            ],
+        )
+        .await?;
+    authorize(&fetched.members, caller, Permission::Read)?;
+    resource_id(IdKind::DataLink, id, Missing::DataLink)?;
+    let mut links = fetched.data_links;
+    links.remove(id).ok_or(Error::NotFound(Missing::DataLink))
+}
+
+pub async fn delete_data_link(app: &App, caller: &Caller, ws: &str, id: &str) -> Result<()> {
+    let ws = workspace_id(ws)?;
+    let id = resource_id(IdKind::DataLink, id, Missing::DataLink);
+    let guard = guard(ws, caller, Permission::Administer);
+    match id {
+        Ok(id) => app.store.delete_data_link(&guard, id).await,
+        Err(e) => check_only(app, ws, caller, Permission::Administer, e).await,
+    }
+}
+
+/// Just the caller's membership (run beside a list query: one round trip in all).
+async fn fetch_member(app: &App, ws: &str, caller: &Caller) -> Result<Fetched> {
+    app.store.fetch(ws, &[Key::Member(caller.id.clone())]).await
+}
+
+/// For a request whose target cannot exist: answer as the role check would, else `err`.
+async fn check_only(
+    app: &App,
+    ws: &str,
+    caller: &Caller,
+    permission: Permission,
+    err: Error,
+) -> Result<()> {
+    let fetched = fetch_member(app, ws, caller).await?;
+    authorize(&fetched.members, caller, permission)?;
+    Err(err)
+}
+
+// ---- templates ----
+
+pub fn templates(app: &App) -> Vec<(TemplateKind, String)> {
+    TemplateKind::ALL
+        .into_iter()
+        .filter_map(|k| app.config.template_images.get(&k).map(|i| (k, i.clone())))
+        .collect()
+}
+
+// ---- studios ----
+
+pub struct StudioQuery<'a> {
+    pub search: Option<&'a str>,
+    pub limit: Option<&'a str>,
+    pub cursor: Option<&'a str>,
+}
+
+pub async fn list_studios(
+    app: &App,
+    caller: &Caller,
+    ws: &str,
+    query: StudioQuery<'_>,
+) -> Result<Page<Studio>> {
+    let ws = workspace_id(ws)?;
+    let filter = parse_search(query.search.unwrap_or_default())
+        .map_err(|rule| Error::invalid("search", rule))?;
+    let limit = match query.limit {
+        None => DEFAULT_PAGE,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE).contains(l))
+            .ok_or_else(|| {
+                Error::invalid("limit", format!("must be an integer from 1 to {MAX_PAGE}"))
+            })?,
+    };
+    let (fetched, page) = tokio::join!(
+        fetch_member(app, ws, caller),
+        app.store.list_studios(ws, &filter, limit, query.cursor)
+    );
+    authorize(&fetched?.members, caller, Permission::Read)?;
+    page
+}
+
+pub async fn add_studio(
+    app: &App,
+    caller: &Caller,
+    ws: &str,
+    input: StudioInput,
+) -> Result<(Studio, Vec<String>)> {
+    let ws = workspace_id(ws)?;
+    let mut keys = vec![
+        Key::Member(caller.id.clone()),
+        Key::ComputeEnv(input.compute_env_id.clone()),
+    ];
+    keys.extend(input.data_link_ids().into_iter().map(Key::DataLink));
+    let fetched = app.store.fetch(ws, &keys).await?;
+    authorize(&fetched.members, caller, Permission::OperateStudios)?;
+    let ce = fetched
+        .compute_envs
+        .get(&input.compute_env_id)
+        .map(ComputeEnvSnapshot::from)
+        .ok_or_else(|| {
+            Error::invalid(
+                "computeEnvId",
+                format!(
+                    "no compute environment '{}' in this workspace",
+                    input.compute_env_id
+                ),
+            )
+        })?;
+    let draft = ConfigDraft {
+        name: &input.name,
+        description: input.description.as_deref(),
+        template: &input.template,
+        conda_packages: input.conda_packages.as_deref().unwrap_or_default(),
+        resources: input.resources.unwrap_or_default(),
+        base_resources: Resources::default(),
+        mounts: input.mounts.as_deref().unwrap_or_default(),
+    };
+    let (config, warnings) = studio_config(draft, &ce, &fetched.data_links)?;
+    let now = now();
+    let studio = Studio {
+        id: new_id(IdKind::Studio),
+        workspace_id: ws.to_string(),
+        config,
+        compute_env: ce,
+        status: StudioStatus::Stopped,
+        status_reason: None,
+        status_updated_at: now.clone(),
+        author: caller.user_ref(),
+        created_at: now.clone(),
+        updated_at: now,
+        last_started_at: None,
+        parent: None,
+        connected_users: Vec::new(),
+        version: 1,
+    };
+    app.store
+        .create_studio(&guard(ws, caller, Permission::OperateStudios), &studio)
+        .await?;
+    Ok((studio, warnings))
+}
+
+pub async fn get_studio(app: &App, caller: &Caller, ws: &str, id: &str) -> Result<Studio> {
+    let ws = workspace_id(ws)?;
+    let fetched = app
+        .store
+        .fetch(
+            ws,
+            &[Key::Member(caller.id.clone()), Key::Studio(id.to_string())],
+        )
+        .await?;
+    authorize(&fetched.members, caller, Permission::Read)?;
+    resource_id(IdKind::Studio, id, Missing::Studio)?;
+    let mut studios = fetched.studios;
+    studios.remove(id).ok_or(Error::NotFound(Missing::Studio))
+}
+
+fn require_at_rest(studio: &Studio, doing: &str) -> Result<()> {
+    if studio.status.is_at_rest() {
+        return Ok(());
+    }
+    Err(Error::conflict(
+        "studio_not_stopped",
+        format!(
+            "cannot {doing} studio '{}' while it is {}; stop it first",
+            studio.config.name,
+            studio.status.as_str()
+        ),
+    ))
+}
+
+pub async fn update_studio(
+    app: &App,
+    caller: &Caller,
+    ws: &str,
+    id: &str,
+    patch: StudioPatch,
+) -> Result<(Studio, Vec<String>)> {
+    let ws = workspace_id(ws)?;
+    let mut keys = vec![Key::Member(caller.id.clone()), Key::Studio(id.to_string())];
+    keys.extend(patch.data_link_ids().into_iter().map(Key::DataLink));
+    let fetched = app.store.fetch(ws, &keys).await?;
+    authorize(&fetched.members, caller, Permission::OperateStudios)?;
+    let current = fetched
+        .studios
+        .get(id)
+        .ok_or(Error::NotFound(Missing::Studio))?;
+    if patch.compute_env_id.is_some() {
+        return Err(Error::invalid(
+            "computeEnvId",
+            "cannot be changed; add a new studio on the other compute environment",
+        ));
+    }
+    require_at_rest(current, "update")?;
+    let old = &current.config;
+    let template = match &patch.template {
+        Some(t) => t.clone(),
+        None => template_input_of(&old.template),
+    };
+    let draft = ConfigDraft {
+        name: patch.name.as_deref().unwrap_or(&old.name),
+        description: Some(patch.description.as_deref().unwrap_or(&old.description)),
+        template: &template,
+        conda_packages: patch
+            .conda_packages
+            .as_deref()
+            .unwrap_or(&old.conda_packages),
+        resources: patch.resources.unwrap_or_default(),
+        base_resources: old.resources,
+        mounts: patch.mounts.as_deref().unwrap_or_default(),
+    };
+    let (mut config, warnings) = studio_config(draft, &current.compute_env, &fetched.data_links)?;
+    if patch.mounts.is_none() {
+        // Unchanged mounts were validated when set; their data links may be gone since.
+        config.mounts = old.mounts.clone();
+    }
+    if &config == old {
+        return Ok((current.clone(), warnings));
+    }
+    let mut updated = current.clone();
+    updated.config = config;
+    updated.updated_at = now();
+    updated.version += 1;
+    app.store
+        .update_studio(
+            &guard(ws, caller, Permission::OperateStudios),
+            current,
+            &updated,
+        )
+        .await?;
+    Ok((updated, warnings))
+}
+
+pub async fn delete_studio(app: &App, caller: &Caller, ws: &str, id: &str) -> Result<()> {
+    let ws = workspace_id(ws)?;
+    let fetched = app
+        .store
+        .fetch(
+            ws,
+            &[Key::Member(caller.id.clone()), Key::Studio(id.to_string())],
+        )
+        .await?;
+    authorize(&fetched.members, caller, Permission::OperateStudios)?;
+    let studio = fetched
+        .studios
+        .get(id)
+        .ok_or(Error::NotFound(Missing::Studio))?;
+    require_at_rest(studio, "delete")?;
+    app.store
+        .delete_studio(&guard(ws, caller, Permission::OperateStudios), studio)
+        .await
+}

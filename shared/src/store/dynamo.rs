@@ -1,0 +1,953 @@
+//! DynamoDB adapter: one table, single-table design (key schema in docs/storage.md).
+//!
+//! | item               | PK        | SK                    | GSI1PK      | GSI1SK    |
+//! |--------------------|-----------|-----------------------|-------------|-----------|
+//! | workspace          | WS#<ws>   | #META                 |             |           |
+//! | member             | WS#<ws>   | MEMBER#<user>         | USER#<user> | WS#<ws>   |
+//! | compute env        | WS#<ws>   | CE#<ce>               |             |           |
+//! | data link          | WS#<ws>   | DL#<dl>               |             |           |
+//! | studio             | WS#<ws>   | STUDIO#<st>           |             |           |
+//! | studio name claim  | WS#<ws>   | STUDIONAME#<lower>    |             |           |
+
+use super::*;
+use crate::domain::search::StudioFilter;
+use crate::error::{Error, Missing, Result};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TransactWriteItem, Update,
+};
+use aws_sdk_dynamodb::Client;
+use base64::Engine;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::Duration;
+
+type Item = HashMap<String, AttributeValue>;
+
+const GSI1: &str = "GSI1";
+const META: &str = "#META";
+/// Retries of a transaction cancelled by a conflicting transaction or throttling.
+const TX_ATTEMPTS: u32 = 4;
+
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+fn pk(ws: &str) -> String {
+    format!("WS#{ws}")
+}
+
+fn sk(key: &Key) -> String {
+    match key {
+        Key::Workspace => META.to_string(),
+        Key::Member(u) => format!("MEMBER#{u}"),
+        Key::ComputeEnv(id) => format!("CE#{id}"),
+        Key::DataLink(id) => format!("DL#{id}"),
+        Key::Studio(id) => format!("STUDIO#{id}"),
+    }
+}
+
+fn name_claim_sk(name: &str) -> String {
+    format!("STUDIONAME#{}", name.to_lowercase())
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn key(ws: &str, sk: String) -> Item {
+    HashMap::from([("PK".to_string(), s(pk(ws))), ("SK".to_string(), s(sk))])
+}
+
+fn to_item<T: Serialize>(ws: &str, sk: String, value: &T) -> Result<Item> {
+    let mut item: Item = serde_dynamo::to_item(value).map_err(Error::internal)?;
+    item.extend(key(ws, sk));
+    Ok(item)
+}
+
+fn from_item<T: DeserializeOwned>(item: &Item) -> Result<T> {
+    serde_dynamo::from_item(item.clone()).map_err(Error::internal)
+}
+
+fn item_str<'a>(item: &'a Item, attr: &str) -> Option<&'a str> {
+    item.get(attr)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+fn item_u64(item: &Item, attr: &str) -> Option<u64> {
+    item.get(attr)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+}
+
+/// Maps a failed condition of one transaction item (with the item as it was, if any) to
+/// the caller-facing error.
+type OnFail = Box<dyn Fn(Option<&Item>) -> Error + Send + Sync>;
+
+/// A `TransactWriteItems` under construction: each item carries its failure meaning.
+#[derive(Default)]
+struct Tx {
+    items: Vec<TransactWriteItem>,
+    on_fail: Vec<OnFail>,
+}
+
+impl Tx {
+    fn push(
+        &mut self,
+        item: TransactWriteItem,
+        on_fail: impl Fn(Option<&Item>) -> Error + Send + Sync + 'static,
+    ) {
+        self.items.push(item);
+        self.on_fail.push(Box::new(on_fail));
+    }
+}
+
+/// Expression values for a role condition: `#role IN (:r0, :r1, ...)`.
+fn role_condition(roles: &[Role]) -> (String, Vec<(String, AttributeValue)>) {
+    let names: Vec<String> = (0..roles.len()).map(|i| format!(":r{i}")).collect();
+    let values = names
+        .iter()
+        .zip(roles)
+        .map(|(n, r)| (n.clone(), s(r.as_str())))
+        .collect();
+    (
+        format!("attribute_exists(PK) AND #role IN ({})", names.join(", ")),
+        values,
+    )
+}
+
+fn build_err(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::internal(e)
+}
+
+/// SDK errors that mean "try again later" become `Throttled`; the rest are internal.
+fn sdk_error<E>(err: SdkError<E>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let busy = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => true,
+        SdkError::ServiceError(se) => matches!(
+            se.err().code(),
+            Some(
+                "ThrottlingException"
+                    | "ProvisionedThroughputExceededException"
+                    | "RequestLimitExceeded"
+                    | "InternalServerError"
+            )
+        ),
+        _ => false,
+    };
+    if busy {
+        tracing::warn!(error = %aws_smithy_types::error::display::DisplayErrorContext(&err), "DynamoDB busy");
+        Error::Throttled
+    } else {
+        Error::internal(err)
+    }
+}
+
+impl DynamoStore {
+    fn guard_item(&self, guard: &RoleGuard) -> Result<TransactWriteItem> {
+        let (cond, values) = role_condition(&guard.roles);
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                &guard.workspace_id,
+                sk(&Key::Member(guard.user_id.clone())),
+            )))
+            .condition_expression(cond)
+            .expression_attribute_names("#role", "role")
+            .set_expression_attribute_values(Some(values.into_iter().collect()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+
+    /// The caller's role re-checked: not a member any more → 404, demoted → 403.
+    fn push_guard(&self, tx: &mut Tx, guard: &RoleGuard) -> Result<()> {
+        tx.push(self.guard_item(guard)?, |old| match old {
+            Some(_) => Error::Forbidden("your role no longer allows this".into()),
+            None => Error::NotFound(Missing::Workspace),
+        });
+        Ok(())
+    }
+
+    fn put(&self, item: Item, condition: &str) -> Result<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// Runs the transaction; retries conflicts and throttling a bounded number of times.
+    /// On a failed condition, the first failing item (in push order) explains the failure,
+    /// so a role check pushed first wins over everything after it.
+    async fn transact(&self, tx: Tx) -> Result<()> {
+        let mut delay = Duration::from_millis(25);
+        for attempt in 1..=TX_ATTEMPTS {
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(tx.items.clone()))
+                .send()
+                .await;
+            let err = match result {
+                Ok(_) => return Ok(()),
+                Err(err) => err,
+            };
+            if let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) =
+                err.as_service_error()
+            {
+                let reasons = cancel.cancellation_reasons();
+                if let Some((i, reason)) = reasons
+                    .iter()
+                    .enumerate()
+                    .find(|(_, r)| r.code() == Some("ConditionalCheckFailed"))
+                {
+                    return Err((tx.on_fail[i])(reason.item()));
+                }
+                let retryable = reasons.iter().any(|r| {
+                    matches!(
+                        r.code(),
+                        Some(
+                            "TransactionConflict"
+                                | "ThrottlingError"
+                                | "ProvisionedThroughputExceeded"
+                        )
+                    )
+                });
+                if retryable && attempt < TX_ATTEMPTS {
+                    tokio::time::sleep(delay + jitter(delay)).await;
+                    delay *= 2;
+                    continue;
+                }
+                if retryable {
+                    return Err(Error::Throttled);
+                }
+                return Err(Error::internal(err));
+            }
+            if matches!(
+                err.as_service_error(),
+                Some(TransactWriteItemsError::TransactionInProgressException(_))
+            ) && attempt < TX_ATTEMPTS
+            {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                continue;
+            }
+            return Err(sdk_error(err));
+        }
+        Err(Error::Throttled)
+    }
+
+    async fn query_all(&self, ws: &str, prefix: &str) -> Result<Vec<Item>> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+                .expression_attribute_values(":pk", s(pk(ws)))
+                .expression_attribute_values(":prefix", s(prefix))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            items.extend(out.items().iter().cloned());
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    async fn list<T: DeserializeOwned>(&self, ws: &str, prefix: &str) -> Result<Vec<T>> {
+        self.query_all(ws, prefix)
+            .await?
+            .iter()
+            .map(from_item)
+            .collect()
+    }
+}
+
+fn jitter(base: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    base.mul_f64(f64::from(nanos % 1000) / 1000.0)
+}
+
+/// Attributes that exist only for the studio list's filter expression.
+fn studio_item(studio: &Studio) -> Result<Item> {
+    let mut item = to_item(
+        &studio.workspace_id,
+        sk(&Key::Studio(studio.id.clone())),
+        studio,
+    )?;
+    item.insert("nameLower".into(), s(studio.config.name.to_lowercase()));
+    item.insert("authorLower".into(), s(studio.author.name.to_lowercase()));
+    item.insert(
+        "computeEnvLower".into(),
+        s(studio.compute_env.name.to_lowercase()),
+    );
+    Ok(item)
+}
+
+fn encode_cursor(last: &Item) -> Option<String> {
+    let sk = item_str(last, "SK")?;
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sk))
+}
+
+fn decode_cursor(cursor: &str) -> Result<String> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .filter(|sk| sk.starts_with("STUDIO#"))
+        .ok_or_else(|| {
+            Error::invalid(
+                "cursor",
+                "is not a cursor returned by this list; start again without it",
+            )
+        })
+}
+
+/// `FilterExpression` for a studio search, with its names and values.
+fn studio_filter(
+    f: &StudioFilter,
+) -> Option<(
+    String,
+    HashMap<String, String>,
+    HashMap<String, AttributeValue>,
+)> {
+    if f.is_empty() {
+        return None;
+    }
+    let mut clauses = Vec::new();
+    let mut names = HashMap::new();
+    let mut values = HashMap::new();
+    for (i, word) in f.text.iter().enumerate() {
+        clauses.push(format!("contains(nameLower, :t{i})"));
+        values.insert(format!(":t{i}"), s(word));
+    }
+    if let Some(author) = &f.author {
+        names.insert("#author".into(), "author".into());
+        names.insert("#id".into(), "id".into());
+        clauses.push("(#author.#id = :author OR contains(authorLower, :author))".into());
+        values.insert(":author".into(), s(author));
+    }
+    if let Some(ce) = &f.compute_env {
+        names.insert("#ce".into(), "computeEnv".into());
+        names.insert("#id".into(), "id".into());
+        clauses.push("(#ce.#id = :ce OR contains(computeEnvLower, :ce))".into());
+        values.insert(":ce".into(), s(ce));
+    }
+    if let Some(status) = f.status {
+        names.insert("#status".into(), "status".into());
+        clauses.push("#status = :status".into());
+        values.insert(":status".into(), s(status.as_str()));
+    }
+    Some((clauses.join(" AND "), names, values))
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn fetch(&self, ws: &str, keys: &[Key]) -> Result<Fetched> {
+        let mut wanted: Vec<Item> = Vec::new();
+        for k in keys {
+            let item = key(ws, sk(k));
+            if !wanted.contains(&item) {
+                wanted.push(item);
+            }
+        }
+        let mut fetched = Fetched::default();
+        let mut found: Vec<Item> = Vec::new();
+        // BatchGetItem takes 100 keys; UnprocessedKeys come back only under throttling.
+        for chunk in wanted.chunks(100) {
+            let mut pending = Some(chunk.to_vec());
+            for attempt in 0.. {
+                let Some(keys) = pending.take().filter(|k| !k.is_empty()) else {
+                    break;
+                };
+                if attempt == 5 {
+                    return Err(Error::Throttled);
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+                }
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(build_err)?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(sdk_error)?;
+                if let Some(items) = out.responses().and_then(|r| r.get(&self.table)) {
+                    found.extend(items.iter().cloned());
+                }
+                pending = out
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .map(|k| k.keys().to_vec());
+            }
+        }
+        for item in &found {
+            let Some(sort) = item_str(item, "SK") else {
+                continue;
+            };
+            if sort == META {
+                fetched.workspace = Some(WorkspaceRecord {
+                    workspace: from_item(item)?,
+                    owner_count: item_u64(item, "ownerCount").unwrap_or(0) as u32,
+                });
+            } else if let Some(id) = sort.strip_prefix("MEMBER#") {
+                fetched.members.insert(id.to_string(), from_item(item)?);
+            } else if let Some(id) = sort.strip_prefix("CE#") {
+                fetched
+                    .compute_envs
+                    .insert(id.to_string(), from_item(item)?);
+            } else if let Some(id) = sort.strip_prefix("DL#") {
+                fetched.data_links.insert(id.to_string(), from_item(item)?);
+            } else if let Some(id) = sort.strip_prefix("STUDIO#") {
+                fetched.studios.insert(id.to_string(), from_item(item)?);
+            }
+        }
+        Ok(fetched)
+    }
+
+    async fn memberships(&self, user_id: &str) -> Result<Vec<Member>> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(GSI1)
+                .key_condition_expression("GSI1PK = :u")
+                .expression_attribute_values(":u", s(format!("USER#{user_id}")))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in out.items() {
+                items.push(from_item(item)?);
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    async fn list_members(&self, ws: &str) -> Result<Vec<Member>> {
+        self.list(ws, "MEMBER#").await
+    }
+
+    async fn list_compute_envs(&self, ws: &str) -> Result<Vec<ComputeEnv>> {
+        self.list(ws, "CE#").await
+    }
+
+    async fn list_data_links(&self, ws: &str) -> Result<Vec<DataLink>> {
+        self.list(ws, "DL#").await
+    }
+
+    async fn list_studios(
+        &self,
+        ws: &str,
+        filter: &StudioFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Studio>> {
+        let mut start = match cursor {
+            Some(c) => Some(key(ws, decode_cursor(c)?)),
+            None => None,
+        };
+        let expr = studio_filter(filter);
+        // Unfiltered: one query of limit+1 tells whether another page exists.
+        // Filtered: DynamoDB's Limit counts items read before the filter, so read in
+        // larger pages until the page is full, bounded so a rare match costs few reads.
+        let page_size = if expr.is_some() { 200 } else { limit + 1 };
+        let max_queries = if expr.is_some() { 10 } else { 1 };
+        let mut matched: Vec<Item> = Vec::new();
+        let mut exhausted = false;
+        for _ in 0..max_queries {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+                .expression_attribute_values(":pk", s(pk(ws)))
+                .expression_attribute_values(":prefix", s("STUDIO#"))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit(page_size as i32)
+                .set_exclusive_start_key(start.take());
+            if let Some((cond, names, values)) = &expr {
+                q = q
+                    .filter_expression(cond)
+                    .set_expression_attribute_names((!names.is_empty()).then(|| names.clone()));
+                for (k, v) in values {
+                    q = q.expression_attribute_values(k, v.clone());
+                }
+            }
+            let out = q.send().await.map_err(sdk_error)?;
+            matched.extend(out.items().iter().cloned());
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => {
+                    exhausted = true;
+                    break;
+                }
+            }
+            if matched.len() > limit {
+                break;
+            }
+        }
+        let more = matched.len() > limit || !exhausted;
+        let next_cursor = if matched.len() > limit {
+            matched.truncate(limit);
+            matched.last().and_then(encode_cursor)
+        } else if more {
+            // Filtered and not exhausted: continue after the last item read, not matched.
+            start.as_ref().and_then(encode_cursor)
+        } else {
+            None
+        };
+        let items = matched.iter().map(from_item).collect::<Result<Vec<_>>>()?;
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn create_workspace(&self, workspace: &Workspace, owner: &Member) -> Result<()> {
+        let mut ws_item = to_item(&workspace.id, META.into(), workspace)?;
+        ws_item.insert("ownerCount".into(), n(1));
+        let mut tx = Tx::default();
+        tx.push(self.put(ws_item, "attribute_not_exists(PK)")?, |_| {
+            Error::conflict("workspace_exists", "a workspace with this id exists")
+        });
+        tx.push(
+            self.put(member_item(owner)?, "attribute_not_exists(PK)")?,
+            |_| Error::conflict("member_exists", "the member exists"),
+        );
+        self.transact(tx).await
+    }
+
+    async fn put_member(&self, guard: &RoleGuard, change: &MemberChange) -> Result<()> {
+        let m = &change.member;
+        let mut tx = Tx::default();
+        // One transaction cannot touch an item twice: when callers change their own role,
+        // the put's condition on the previous role is the role check.
+        if guard.user_id != m.user_id {
+            self.push_guard(&mut tx, guard)?;
+        }
+        let condition = match change.previous_role {
+            None => "attribute_not_exists(PK)".to_string(),
+            Some(_) => "#role = :previous".to_string(),
+        };
+        let mut put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(member_item(m)?))
+            .condition_expression(condition)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if let Some(previous) = change.previous_role {
+            put = put
+                .expression_attribute_names("#role", "role")
+                .expression_attribute_values(":previous", s(previous.as_str()));
+        }
+        tx.push(
+            TransactWriteItem::builder()
+                .put(put.build().map_err(build_err)?)
+                .build(),
+            |_| {
+                Error::conflict(
+                    "concurrent_update",
+                    "the member was changed by someone else meanwhile; read it again and retry",
+                )
+            },
+        );
+        let was_owner = change.previous_role == Some(Role::Owner);
+        let is_owner = m.role == Role::Owner;
+        if was_owner != is_owner {
+            self.push_owner_count(&mut tx, &m.workspace_id, if is_owner { 1 } else { -1 })?;
+        }
+        self.transact(tx).await
+    }
+
+    async fn remove_member(&self, guard: &RoleGuard, m: &Member) -> Result<()> {
+        let mut tx = Tx::default();
+        if guard.user_id != m.user_id {
+            self.push_guard(&mut tx, guard)?;
+        }
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                &m.workspace_id,
+                sk(&Key::Member(m.user_id.clone())),
+            )))
+            .condition_expression("#role = :previous")
+            .expression_attribute_names("#role", "role")
+            .expression_attribute_values(":previous", s(m.role.as_str()))
+            .build()
+            .map_err(build_err)?;
+        tx.push(TransactWriteItem::builder().delete(delete).build(), |_| {
+            Error::conflict(
+                "concurrent_update",
+                "the member was changed by someone else meanwhile; read it again and retry",
+            )
+        });
+        if m.role == Role::Owner {
+            self.push_owner_count(&mut tx, &m.workspace_id, -1)?;
+        }
+        self.transact(tx).await
+    }
+
+    async fn create_compute_env(&self, guard: &RoleGuard, ce: &ComputeEnv) -> Result<()> {
+        let mut item = to_item(&ce.workspace_id, sk(&Key::ComputeEnv(ce.id.clone())), ce)?;
+        item.insert("studioCount".into(), n(0));
+        let mut tx = Tx::default();
+        self.push_guard(&mut tx, guard)?;
+        tx.push(self.put(item, "attribute_not_exists(PK)")?, |_| {
+            Error::conflict("exists", "a compute environment with this id exists")
+        });
+        self.transact(tx).await
+    }
+
+    async fn delete_compute_env(&self, guard: &RoleGuard, ce_id: &str) -> Result<()> {
+        let mut tx = Tx::default();
+        self.push_guard(&mut tx, guard)?;
+        // The studio count is kept by studio add/delete in the same transactions, so this
+        // condition cannot race with a studio being added.
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                &guard.workspace_id,
+                sk(&Key::ComputeEnv(ce_id.to_string())),
+            )))
+            .condition_expression("attribute_exists(PK) AND studioCount = :zero")
+            .expression_attribute_values(":zero", n(0))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_err)?;
+        tx.push(
+            TransactWriteItem::builder().delete(delete).build(),
+            |old| match old {
+                None => Error::NotFound(Missing::ComputeEnv),
+                Some(item) => {
+                    let count = item_u64(item, "studioCount").unwrap_or(0);
+                    let name = item_str(item, "name").unwrap_or_default();
+                    Error::conflict(
+                        "compute_env_in_use",
+                        format!("compute environment '{name}' is used by {count} studio(s); delete them first"),
+                    )
+                }
+            },
+        );
+        self.transact(tx).await
+    }
+
+    async fn create_data_link(&self, guard: &RoleGuard, link: &DataLink) -> Result<()> {
+        let item = to_item(
+            &link.workspace_id,
+            sk(&Key::DataLink(link.id.clone())),
+            link,
+        )?;
+        let mut tx = Tx::default();
+        self.push_guard(&mut tx, guard)?;
+        tx.push(self.put(item, "attribute_not_exists(PK)")?, |_| {
+            Error::conflict("exists", "a data link with this id exists")
+        });
+        self.transact(tx).await
+    }
+
+    async fn delete_data_link(&self, guard: &RoleGuard, link_id: &str) -> Result<()> {
+        let mut tx = Tx::default();
+        self.push_guard(&mut tx, guard)?;
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                &guard.workspace_id,
+                sk(&Key::DataLink(link_id.to_string())),
+            )))
+            .condition_expression("attribute_exists(PK)")
+            .build()
+            .map_err(build_err)?;
+        tx.push(TransactWriteItem::builder().delete(delete).build(), |_| {
+            Error::NotFound(Missing::DataLink)
+        });
+        self.transact(tx).await
+    }
+
+    async fn create_studio(&self, guard: &RoleGuard, studio: &Studio) -> Result<()> {
+        let ws = &studio.workspace_id;
+        let mut tx = Tx::default();
+        self.push_guard(&mut tx, guard)?;
+        tx.push(
+            self.put(studio_item(studio)?, "attribute_not_exists(PK)")?,
+            |_| Error::conflict("exists", "a studio with this id exists"),
+        );
+        self.push_name_claim(&mut tx, studio)?;
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                ws,
+                sk(&Key::ComputeEnv(studio.compute_env.id.clone())),
+            )))
+            .update_expression("ADD studioCount :one")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .map_err(build_err)?;
+        tx.push(TransactWriteItem::builder().update(update).build(), |_| {
+            Error::invalid(
+                "computeEnvId",
+                "the compute environment was deleted meanwhile",
+            )
+        });
+        self.transact(tx).await
+    }
+
+    async fn update_studio(&self, guard: &RoleGuard, old: &Studio, new: &Studio) -> Result<()> {
+        let mut tx = Tx::default();
+        self.push_guard(&mut tx, guard)?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(studio_item(new)?))
+            .condition_expression("#version = :version AND #status IN (:stopped, :errored)")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":version", n(old.version))
+            .expression_attribute_values(":stopped", s(StudioStatus::Stopped.as_str()))
+            .expression_attribute_values(":errored", s(StudioStatus::Errored.as_str()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_err)?;
+        tx.push(
+            TransactWriteItem::builder().put(put).build(),
+            studio_changed,
+        );
+        if old.config.name.to_lowercase() != new.config.name.to_lowercase() {
+            self.push_name_release(&mut tx, old)?;
+            self.push_name_claim(&mut tx, new)?;
+        }
+        self.transact(tx).await
+    }
+
+    async fn delete_studio(&self, guard: &RoleGuard, studio: &Studio) -> Result<()> {
+        let ws = &studio.workspace_id;
+        let mut tx = Tx::default();
+        self.push_guard(&mut tx, guard)?;
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(ws, sk(&Key::Studio(studio.id.clone())))))
+            .condition_expression("#version = :version AND #status IN (:stopped, :errored)")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":version", n(studio.version))
+            .expression_attribute_values(":stopped", s(StudioStatus::Stopped.as_str()))
+            .expression_attribute_values(":errored", s(StudioStatus::Errored.as_str()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_err)?;
+        tx.push(
+            TransactWriteItem::builder().delete(delete).build(),
+            studio_changed,
+        );
+        self.push_name_release(&mut tx, studio)?;
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                ws,
+                sk(&Key::ComputeEnv(studio.compute_env.id.clone())),
+            )))
+            .update_expression("ADD studioCount :minus")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":minus", n(-1))
+            .build()
+            .map_err(build_err)?;
+        tx.push(TransactWriteItem::builder().update(update).build(), |_| {
+            Error::internal("compute environment of a studio is missing")
+        });
+        self.transact(tx).await
+    }
+}
+
+/// Why a conditional studio write failed, from the studio as it is now.
+fn studio_changed(old: Option<&Item>) -> Error {
+    let Some(item) = old else {
+        return Error::NotFound(Missing::Studio);
+    };
+    match item_str(item, "status").and_then(StudioStatus::parse) {
+        Some(status) if !status.is_at_rest() => Error::conflict(
+            "studio_not_stopped",
+            format!("the studio is {}; stop it first", status.as_str()),
+        ),
+        _ => Error::conflict(
+            "concurrent_update",
+            "the studio was changed by someone else meanwhile; read it again and retry",
+        ),
+    }
+}
+
+fn member_item(m: &Member) -> Result<Item> {
+    let mut item = to_item(&m.workspace_id, sk(&Key::Member(m.user_id.clone())), m)?;
+    item.insert("GSI1PK".into(), s(format!("USER#{}", m.user_id)));
+    item.insert("GSI1SK".into(), s(pk(&m.workspace_id)));
+    Ok(item)
+}
+
+impl DynamoStore {
+    /// Names are unique per workspace, case-insensitively: a claim item per name.
+    fn push_name_claim(&self, tx: &mut Tx, studio: &Studio) -> Result<()> {
+        let mut item = key(&studio.workspace_id, name_claim_sk(&studio.config.name));
+        item.insert("studioId".into(), s(&studio.id));
+        let name = studio.config.name.clone();
+        tx.push(self.put(item, "attribute_not_exists(PK)")?, move |_| {
+            Error::conflict(
+                "name_taken",
+                format!("a studio named '{name}' already exists in this workspace"),
+            )
+        });
+        Ok(())
+    }
+
+    fn push_name_release(&self, tx: &mut Tx, studio: &Studio) -> Result<()> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                &studio.workspace_id,
+                name_claim_sk(&studio.config.name),
+            )))
+            .condition_expression("studioId = :id")
+            .expression_attribute_values(":id", s(&studio.id))
+            .build()
+            .map_err(build_err)?;
+        tx.push(TransactWriteItem::builder().delete(delete).build(), |_| {
+            Error::internal("studio name claim missing or held by another studio")
+        });
+        Ok(())
+    }
+
+    /// Owner count kept on the workspace item: the last owner can never go.
+    fn push_owner_count(&self, tx: &mut Tx, ws: &str, delta: i32) -> Result<()> {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(ws, META.into())))
+            .update_expression("ADD ownerCount :delta")
+            .expression_attribute_values(":delta", n(delta));
+        update = if delta < 0 {
+            update
+                .condition_expression("ownerCount > :one")
+                .expression_attribute_values(":one", n(1))
+        } else {
+            update.condition_expression("attribute_exists(PK)")
+        };
+        tx.push(
+            TransactWriteItem::builder()
+                .update(update.build().map_err(build_err)?)
+                .build(),
+            |_| {
+                Error::conflict(
+                    "last_owner",
+                    "a workspace must keep at least one owner; make someone else owner first",
+                )
+            },
+        );
+        Ok(())
+    }
+}
+
+/// Creates the table (same schema as template.yaml) and waits until it is active.
+pub async fn create_table(client: &Client, table: &str) -> Result<()> {
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(build_err)
+    };
+    let schema = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .map_err(build_err)
+    };
+    let gsi = GlobalSecondaryIndex::builder()
+        .index_name(GSI1)
+        .key_schema(schema("GSI1PK", KeyType::Hash)?)
+        .key_schema(schema("GSI1SK", KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .map_err(build_err)?;
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("PK")?)
+        .attribute_definitions(attr("SK")?)
+        .attribute_definitions(attr("GSI1PK")?)
+        .attribute_definitions(attr("GSI1SK")?)
+        .key_schema(schema("PK", KeyType::Hash)?)
+        .key_schema(schema("SK", KeyType::Range)?)
+        .global_secondary_indexes(gsi)
+        .send()
+        .await
+        .map_err(sdk_error)?;
+    for _ in 0..60 {
+        let out = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let active = out
+            .table()
+            .and_then(|t| t.table_status())
+            .map(|s| s.as_str())
+            == Some("ACTIVE");
+        if active {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(Error::internal(format!(
+        "table {table} did not become active"
+    )))
+}

@@ -1,0 +1,105 @@
+//! The storage port: what the service needs from a database, in the product's words.
+//! `dynamo` is the adapter; every write is one conditional `TransactWriteItems`, and a
+//! failed condition comes back as a typed `Error`, never as a string to parse.
+
+pub mod dynamo;
+
+use crate::domain::search::StudioFilter;
+use crate::domain::*;
+use crate::error::Result;
+use async_trait::async_trait;
+use std::collections::HashMap;
+
+/// Items to read together in one round trip.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Key {
+    Workspace,
+    Member(String),
+    ComputeEnv(String),
+    DataLink(String),
+    Studio(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkspaceRecord {
+    pub workspace: Workspace,
+    pub owner_count: u32,
+}
+
+/// What a `fetch` found; absent keys are simply missing from the maps.
+#[derive(Default, Debug)]
+pub struct Fetched {
+    pub workspace: Option<WorkspaceRecord>,
+    pub members: HashMap<String, Member>,
+    pub compute_envs: HashMap<String, ComputeEnv>,
+    pub data_links: HashMap<String, DataLink>,
+    pub studios: HashMap<String, Studio>,
+}
+
+/// The caller's role as read, re-checked inside the write (a `ConditionCheck`) so that a
+/// concurrent demotion cannot slip a write through.
+#[derive(Clone, Debug)]
+pub struct RoleGuard {
+    pub workspace_id: String,
+    pub user_id: String,
+    pub roles: Vec<Role>,
+}
+
+impl RoleGuard {
+    pub fn new(workspace_id: &str, user_id: &str, permission: Permission) -> Self {
+        RoleGuard {
+            workspace_id: workspace_id.to_string(),
+            user_id: user_id.to_string(),
+            roles: Role::holders(permission),
+        }
+    }
+}
+
+/// A member's new role, with what it replaces (`None`: a new member).
+#[derive(Clone, Debug)]
+pub struct MemberChange {
+    pub member: Member,
+    pub previous_role: Option<Role>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Opaque; passed back as `cursor` to continue.
+    pub next_cursor: Option<String>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// One consistent read of several items of a workspace.
+    async fn fetch(&self, workspace_id: &str, keys: &[Key]) -> Result<Fetched>;
+    /// The caller's memberships across workspaces.
+    async fn memberships(&self, user_id: &str) -> Result<Vec<Member>>;
+    async fn list_members(&self, workspace_id: &str) -> Result<Vec<Member>>;
+    async fn list_compute_envs(&self, workspace_id: &str) -> Result<Vec<ComputeEnv>>;
+    async fn list_data_links(&self, workspace_id: &str) -> Result<Vec<DataLink>>;
+    /// Newest first.
+    async fn list_studios(
+        &self,
+        workspace_id: &str,
+        filter: &StudioFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Studio>>;
+
+    async fn create_workspace(&self, workspace: &Workspace, owner: &Member) -> Result<()>;
+    /// Fails with `Conflict("last_owner")` if it would leave the workspace without an owner.
+    async fn put_member(&self, guard: &RoleGuard, change: &MemberChange) -> Result<()>;
+    async fn remove_member(&self, guard: &RoleGuard, member: &Member) -> Result<()>;
+    async fn create_compute_env(&self, guard: &RoleGuard, ce: &ComputeEnv) -> Result<()>;
+    /// Fails with `Conflict("compute_env_in_use")` while a studio uses it.
+    async fn delete_compute_env(&self, guard: &RoleGuard, ce_id: &str) -> Result<()>;
+    async fn create_data_link(&self, guard: &RoleGuard, link: &DataLink) -> Result<()>;
+    async fn delete_data_link(&self, guard: &RoleGuard, link_id: &str) -> Result<()>;
+    /// Fails with `Conflict("name_taken")` if the name is in use in the workspace.
+    async fn create_studio(&self, guard: &RoleGuard, studio: &Studio) -> Result<()>;
+    /// Writes `new` if the stored studio is still `old` (same version) and at rest.
+    async fn update_studio(&self, guard: &RoleGuard, old: &Studio, new: &Studio) -> Result<()>;
+    /// Deletes if the stored studio is still `studio` (same version) and at rest.
+    async fn delete_studio(&self, guard: &RoleGuard, studio: &Studio) -> Result<()>;
+}

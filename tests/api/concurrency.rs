@@ -1,0 +1,130 @@
+//! Races forced with a barrier: every contender finishes its read before any writes, so
+//! the conditional write alone must decide (DESIGN §9: do not hope threads collide).
+
+use async_trait::async_trait;
+use serde_json::json;
+use std::sync::Arc;
+use studios_integration_tests::{TestApp, A};
+use studios_shared::domain::search::StudioFilter;
+use studios_shared::domain::*;
+use studios_shared::store::*;
+use studios_shared::{App, Result};
+use tokio::sync::Barrier;
+
+/// Delegates to the real store, holding `create_studio` until all contenders arrive.
+struct BarrierStore {
+    inner: Arc<dyn Store>,
+    barrier: Barrier,
+}
+
+#[async_trait]
+impl Store for BarrierStore {
+    async fn fetch(&self, ws: &str, keys: &[Key]) -> Result<Fetched> {
+        self.inner.fetch(ws, keys).await
+    }
+    async fn memberships(&self, u: &str) -> Result<Vec<Member>> {
+        self.inner.memberships(u).await
+    }
+    async fn list_members(&self, ws: &str) -> Result<Vec<Member>> {
+        self.inner.list_members(ws).await
+    }
+    async fn list_compute_envs(&self, ws: &str) -> Result<Vec<ComputeEnv>> {
+        self.inner.list_compute_envs(ws).await
+    }
+    async fn list_data_links(&self, ws: &str) -> Result<Vec<DataLink>> {
+        self.inner.list_data_links(ws).await
+    }
+    async fn list_studios(
+        &self,
+        ws: &str,
+        f: &StudioFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Studio>> {
+        self.inner.list_studios(ws, f, limit, cursor).await
+    }
+    async fn create_workspace(&self, w: &Workspace, o: &Member) -> Result<()> {
+        self.inner.create_workspace(w, o).await
+    }
+    async fn put_member(&self, g: &RoleGuard, c: &MemberChange) -> Result<()> {
+        self.inner.put_member(g, c).await
+    }
+    async fn remove_member(&self, g: &RoleGuard, m: &Member) -> Result<()> {
+        self.inner.remove_member(g, m).await
+    }
+    async fn create_compute_env(&self, g: &RoleGuard, ce: &ComputeEnv) -> Result<()> {
+        self.inner.create_compute_env(g, ce).await
+    }
+    async fn delete_compute_env(&self, g: &RoleGuard, id: &str) -> Result<()> {
+        self.inner.delete_compute_env(g, id).await
+    }
+    async fn create_data_link(&self, g: &RoleGuard, l: &DataLink) -> Result<()> {
+        self.inner.create_data_link(g, l).await
+    }
+    async fn delete_data_link(&self, g: &RoleGuard, id: &str) -> Result<()> {
+        self.inner.delete_data_link(g, id).await
+    }
+    async fn create_studio(&self, g: &RoleGuard, s: &Studio) -> Result<()> {
+        self.barrier.wait().await;
+        self.inner.create_studio(g, s).await
+    }
+    async fn update_studio(&self, g: &RoleGuard, old: &Studio, new: &Studio) -> Result<()> {
+        self.inner.update_studio(g, old, new).await
+    }
+    async fn delete_studio(&self, g: &RoleGuard, s: &Studio) -> Result<()> {
+        self.inner.delete_studio(g, s).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_concurrent_adds_of_one_name_have_exactly_one_winner() {
+    const CONTENDERS: usize = 8;
+    let mut t = TestApp::new().await;
+    let ws = t.workspace_with_roles().await;
+    let ce = t.compute_env(&ws, json!({})).await;
+    let real = t.app.store.clone();
+    for round in 0..5 {
+        t.app = App {
+            store: Arc::new(BarrierStore {
+                inner: real.clone(),
+                barrier: Barrier::new(CONTENDERS),
+            }),
+            config: t.app.config.clone(),
+        };
+        let name = format!("contested-{round}");
+        let results = futures::future::join_all((0..CONTENDERS).map(|_| {
+            t.req(A::AddStudio)
+                .user("maintain")
+                .param("ws", &ws)
+                .body(json!({"name": name, "computeEnvId": ce, "template": {"kind": "jupyter"}}))
+                .send()
+        }))
+        .await;
+        let winners = results.iter().filter(|r| r.status == 201).count();
+        let losers: Vec<_> = results.iter().filter(|r| r.status == 409).collect();
+        assert_eq!(winners, 1, "round {round}: {results:?}");
+        assert_eq!(losers.len(), CONTENDERS - 1, "round {round}: {results:?}");
+        for l in losers {
+            assert_eq!(l.json["error"]["code"], "name_taken");
+        }
+    }
+    t.app.store = real;
+    let page = t
+        .req(A::ListStudios)
+        .user("view")
+        .param("ws", &ws)
+        .send()
+        .await
+        .ok(200);
+    assert_eq!(page["studios"].as_array().unwrap().len(), 5);
+    // Every studio counted once on its compute environment: exactly 5 deletes free it.
+    let (_, m) = t
+        .req(A::DeleteComputeEnv)
+        .user("admin")
+        .param("ws", &ws)
+        .param("ceId", &ce)
+        .send()
+        .await
+        .err(409);
+    assert!(m.contains("used by 5 studio"), "{m}");
+}

@@ -1,0 +1,12 @@
+//! Integration tests: every endpoint through a real API Gateway-shaped request, the
+//! production handler, the AWS SDK and the emulator (run with infra/test.sh).
+
+mod compute_envs;
+mod concurrency;
+mod costs;
+mod data_links;
+mod members;
+mod roles;
+mod studios;
+mod validation;
+mod workspaces;
