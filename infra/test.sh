@@ -7,6 +7,9 @@ source "$(dirname "$0")/lib.sh"
 cd "$STUDIOS_ROOT"
 
 ensure_venv
+# The SAM template: CloudFormation schema and best-practice rules (what `sam validate
+# --lint` runs), offline.
+"$VENV/bin/cfn-lint" template.yaml
 trap stop_emulator EXIT
 start_emulator
 cargo test --workspace --locked "$@"

@@ -34,116 +34,27 @@ pub enum Action {
 }
 
 /// (action, handler name, method, path) — template.yaml uses the same names and paths.
+#[rustfmt::skip]
 pub const ROUTES: &[(Action, &str, &str, &str)] = &[
-    (
-        Action::ListWorkspaces,
-        "list-workspaces",
-        "GET",
-        "/workspaces",
-    ),
-    (
-        Action::CreateWorkspace,
-        "create-workspace",
-        "POST",
-        "/workspaces",
-    ),
-    (
-        Action::ListMembers,
-        "list-members",
-        "GET",
-        "/workspaces/{ws}/members",
-    ),
-    (
-        Action::SetMember,
-        "set-member",
-        "PUT",
-        "/workspaces/{ws}/members/{userId}",
-    ),
-    (
-        Action::RemoveMember,
-        "remove-member",
-        "DELETE",
-        "/workspaces/{ws}/members/{userId}",
-    ),
-    (
-        Action::ListComputeEnvs,
-        "list-compute-envs",
-        "GET",
-        "/workspaces/{ws}/compute-envs",
-    ),
-    (
-        Action::CreateComputeEnv,
-        "create-compute-env",
-        "POST",
-        "/workspaces/{ws}/compute-envs",
-    ),
-    (
-        Action::GetComputeEnv,
-        "get-compute-env",
-        "GET",
-        "/workspaces/{ws}/compute-envs/{ceId}",
-    ),
-    (
-        Action::DeleteComputeEnv,
-        "delete-compute-env",
-        "DELETE",
-        "/workspaces/{ws}/compute-envs/{ceId}",
-    ),
-    (
-        Action::ListDataLinks,
-        "list-data-links",
-        "GET",
-        "/workspaces/{ws}/data-links",
-    ),
-    (
-        Action::CreateDataLink,
-        "create-data-link",
-        "POST",
-        "/workspaces/{ws}/data-links",
-    ),
-    (
-        Action::GetDataLink,
-        "get-data-link",
-        "GET",
-        "/workspaces/{ws}/data-links/{linkId}",
-    ),
-    (
-        Action::DeleteDataLink,
-        "delete-data-link",
-        "DELETE",
-        "/workspaces/{ws}/data-links/{linkId}",
-    ),
+    (Action::ListWorkspaces, "list-workspaces", "GET", "/workspaces"),
+    (Action::CreateWorkspace, "create-workspace", "POST", "/workspaces"),
+    (Action::ListMembers, "list-members", "GET", "/workspaces/{ws}/members"),
+    (Action::SetMember, "set-member", "PUT", "/workspaces/{ws}/members/{userId}"),
+    (Action::RemoveMember, "remove-member", "DELETE", "/workspaces/{ws}/members/{userId}"),
+    (Action::ListComputeEnvs, "list-compute-envs", "GET", "/workspaces/{ws}/compute-envs"),
+    (Action::CreateComputeEnv, "create-compute-env", "POST", "/workspaces/{ws}/compute-envs"),
+    (Action::GetComputeEnv, "get-compute-env", "GET", "/workspaces/{ws}/compute-envs/{ceId}"),
+    (Action::DeleteComputeEnv, "delete-compute-env", "DELETE", "/workspaces/{ws}/compute-envs/{ceId}"),
+    (Action::ListDataLinks, "list-data-links", "GET", "/workspaces/{ws}/data-links"),
+    (Action::CreateDataLink, "create-data-link", "POST", "/workspaces/{ws}/data-links"),
+    (Action::GetDataLink, "get-data-link", "GET", "/workspaces/{ws}/data-links/{linkId}"),
+    (Action::DeleteDataLink, "delete-data-link", "DELETE", "/workspaces/{ws}/data-links/{linkId}"),
     (Action::ListTemplates, "list-templates", "GET", "/templates"),
-    (
-        Action::ListStudios,
-        "list-studios",
-        "GET",
-        "/workspaces/{ws}/studios",
-    ),
-    (
-        Action::AddStudio,
-        "add-studio",
-        "POST",
-        "/workspaces/{ws}/studios",
-    ),
-    (
-        Action::GetStudio,
-        "get-studio",
-        "GET",
-        "/workspaces/{ws}/studios/{id}",
-    ),
-    (
-        Action::UpdateStudio,
-        "update-studio",
-        "PATCH",
-        "/workspaces/{ws}/studios/{id}",
-    ),
-    (
-        Action::DeleteStudio,
-        "delete-studio",
-        "DELETE",
-        "/workspaces/{ws}/studios/{id}",
-    ),
+    (Action::ListStudios, "list-studios", "GET", "/workspaces/{ws}/studios"),
+    (Action::AddStudio, "add-studio", "POST", "/workspaces/{ws}/studios"),
+    (Action::GetStudio, "get-studio", "GET", "/workspaces/{ws}/studios/{id}"),
+    (Action::UpdateStudio, "update-studio", "PATCH", "/workspaces/{ws}/studios/{id}"),
+    (Action::DeleteStudio, "delete-studio", "DELETE", "/workspaces/{ws}/studios/{id}"),
 ];
 
 impl Action {
@@ -580,5 +491,72 @@ impl ApiGatewayEvent<'_> {
             return Err(Error::NotFound(Missing::Route));
         }
         lambda_http::request::from_str(&self.to_json().to_string()).map_err(Error::internal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_a_function_in_template_yaml() {
+        let template = include_str!("../../template.yaml");
+        let blocks: Vec<&str> = template.split("Type: AWS::Serverless::Function").collect();
+        for (action, handler, method, path) in ROUTES {
+            let block = blocks
+                .iter()
+                .find(|b| b.contains(&format!("Handler: {handler}\n")))
+                .unwrap_or_else(|| panic!("{action:?}: no function with Handler {handler}"));
+            assert!(block.contains(&format!("Method: {method}\n")), "{handler}");
+            assert!(block.contains(&format!("Path: {path}\n")), "{handler}");
+        }
+        assert_eq!(blocks.len() - 1, ROUTES.len(), "functions without a route");
+    }
+
+    #[test]
+    fn routes_match_concrete_paths() {
+        let (action, params) = Action::route("GET", "/workspaces/ws-1/studios/st-2").unwrap();
+        assert_eq!(action, Action::GetStudio);
+        assert_eq!(
+            params,
+            vec![
+                ("ws".to_string(), "ws-1".to_string()),
+                ("id".to_string(), "st-2".to_string())
+            ]
+        );
+        assert_eq!(
+            Action::route("POST", "/workspaces").unwrap().0,
+            Action::CreateWorkspace
+        );
+        assert!(Action::route("PUT", "/workspaces").is_none());
+        assert!(Action::route("GET", "/workspaces//studios").is_none());
+        for (action, handler, ..) in ROUTES {
+            assert_eq!(Action::from_handler(handler), Some(*action));
+        }
+    }
+
+    #[test]
+    fn errors_map_to_statuses_with_safe_messages() {
+        let cases = [
+            (
+                Error::invalid("name", "is required"),
+                400,
+                "invalid_request",
+            ),
+            (Error::Unauthenticated, 401, "unauthenticated"),
+            (Error::Forbidden("no".into()), 403, "forbidden"),
+            (Error::NotFound(Missing::Studio), 404, "not_found"),
+            (Error::conflict("name_taken", "taken"), 409, "name_taken"),
+            (Error::Throttled, 503, "throttled"),
+            (Error::internal("table xyz is gone"), 500, "internal_error"),
+        ];
+        for (err, status, code) in cases {
+            let r = error_response(&err, "req-1");
+            assert_eq!(r.status().as_u16(), status);
+            let body: Value = serde_json::from_slice(r.body().as_ref()).unwrap();
+            assert_eq!(body["error"]["code"], code);
+            assert!(!body["error"]["message"].as_str().unwrap().contains("xyz"));
+            assert_eq!(r.headers().contains_key("retry-after"), status == 503);
+        }
     }
 }

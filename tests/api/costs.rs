@@ -13,11 +13,13 @@ enum Kind {
     NoStore,
 }
 
-async fn measure(t: &TestApp, req: Req<'_>, expected_status: u16) -> Cost {
+async fn measure(t: &TestApp, req: Req<'_>, expected_status: u16) -> (Cost, f64) {
     t.log.take();
+    let started = std::time::Instant::now();
     let r = req.send().await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
     assert_eq!(r.status, expected_status, "{}", r.json);
-    cost(t.log.take())
+    (cost(t.log.take()), ms)
 }
 
 #[tokio::test]
@@ -182,12 +184,12 @@ async fn every_action_stays_within_its_round_trip_budget() {
             204,
         ),
     ];
-    println!("| action | DynamoDB requests | sequential round trips |");
-    println!("|---|---|---|");
+    println!("| action | DynamoDB requests | sequential round trips | ms on the emulator |");
+    println!("|---|---|---|---|");
     for (action, kind, req, status) in rows {
-        let c = measure(&t, req, status).await;
+        let (c, ms) = measure(&t, req, status).await;
         println!(
-            "| {} {} | {} | {} |",
+            "| {} {} | {} | {} | {ms:.1} |",
             action.method(),
             action.path(),
             if c.operations.is_empty() {

@@ -574,3 +574,460 @@ pub fn template_input_of(template: &Template) -> TemplateInput {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ce(gpu: bool) -> ComputeEnvSnapshot {
+        ComputeEnvSnapshot {
+            id: "ce-1".into(),
+            name: "cpu".into(),
+            region: "us-east-1".into(),
+            job_queue: "arn:aws:batch:us-east-1:123456789012:job-queue/q".into(),
+            gpu_enabled: gpu,
+            max_cpus: 8,
+            max_memory_mib: 16384,
+            allowed_write_buckets: vec!["rw-bucket".into()],
+            work_dir: S3Prefix::parse("s3://work-bucket/w").unwrap(),
+        }
+    }
+
+    /// The error's field and message, for comparing with what the API answers.
+    fn err<T: std::fmt::Debug>(r: Result<T>) -> String {
+        r.unwrap_err().to_string()
+    }
+
+    fn kind(k: &str) -> TemplateInput {
+        TemplateInput {
+            kind: Some(k.into()),
+            image: None,
+        }
+    }
+
+    fn image(i: &str) -> TemplateInput {
+        TemplateInput {
+            kind: None,
+            image: Some(i.into()),
+        }
+    }
+
+    fn uri(u: &str) -> MountInput {
+        MountInput {
+            data_link_id: None,
+            uri: Some(u.into()),
+        }
+    }
+
+    fn config(
+        template: TemplateInput,
+        conda: &[&str],
+        resources: ResourcesInput,
+        mounts: &[MountInput],
+        links: &HashMap<String, DataLink>,
+        gpu: bool,
+    ) -> Result<(StudioConfig, Vec<String>)> {
+        let conda: Vec<String> = conda.iter().map(|s| s.to_string()).collect();
+        studio_config(
+            ConfigDraft {
+                name: "s",
+                description: None,
+                template: &template,
+                conda_packages: &conda,
+                resources,
+                base_resources: Resources::default(),
+                mounts,
+            },
+            &ce(gpu),
+            links,
+        )
+    }
+
+    #[test]
+    fn names_are_1_to_80_visible_characters() {
+        assert_eq!(
+            name("name", "RNA-seq QC ✓", MAX_NAME).unwrap(),
+            "RNA-seq QC ✓"
+        );
+        assert_eq!(
+            err(name("name", "", MAX_NAME)),
+            "name: must be 1 to 80 characters (got 0)"
+        );
+        assert_eq!(
+            err(name("name", &"é".repeat(81), MAX_NAME)),
+            "name: must be 1 to 80 characters (got 81)"
+        );
+        assert!(name("name", &"é".repeat(80), MAX_NAME).is_ok());
+        assert_eq!(
+            err(name("name", " padded", MAX_NAME)),
+            "name: must not start or end with whitespace"
+        );
+        assert_eq!(
+            err(name("name", "a\u{7}b", MAX_NAME)),
+            "name: must not contain control characters"
+        );
+    }
+
+    #[test]
+    fn description_is_at_most_2048_characters() {
+        assert!(description("description", Some(&"x".repeat(2048))).is_ok());
+        assert_eq!(
+            err(description("description", Some(&"x".repeat(2049)))),
+            "description: must be at most 2048 characters (got 2049)"
+        );
+        assert_eq!(description("description", None).unwrap(), "");
+    }
+
+    #[test]
+    fn defaults_are_2_cpus_0_gpus_8192_mib() {
+        let (c, warnings) = config(
+            kind("jupyter"),
+            &[],
+            Default::default(),
+            &[],
+            &HashMap::new(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            c.resources,
+            Resources {
+                cpus: 2,
+                gpus: 0,
+                memory_mib: 8192
+            }
+        );
+        assert!(warnings.is_empty());
+    }
+
+    #[test]
+    fn resources_are_bounded_by_the_compute_environment() {
+        let r = |cpus, gpus, mem| ResourcesInput {
+            cpus,
+            gpus,
+            memory_mib: mem,
+        };
+        let check = |input, gpu| resources("resources", input, Resources::default(), &ce(gpu));
+        assert_eq!(
+            err(check(r(Some(9), None, None), false)),
+            "resources.cpus: must be between 1 and 8 (maxCpus of compute environment 'cpu'; got 9)"
+        );
+        assert_eq!(
+            err(check(r(Some(0), None, None), false)),
+            "resources.cpus: must be between 1 and 8 (maxCpus of compute environment 'cpu'; got 0)"
+        );
+        assert_eq!(
+            err(check(r(None, None, Some(16385)), false)),
+            "resources.memoryMiB: must be between 512 and 16384 (maxMemoryMiB of compute environment 'cpu'; got 16385)"
+        );
+        assert_eq!(
+            err(check(r(None, Some(1), None), false)),
+            "resources.gpus: compute environment 'cpu' is not GPU-enabled"
+        );
+        assert_eq!(
+            check(r(Some(8), Some(1), Some(16384)), true).unwrap().gpus,
+            1
+        );
+        assert_eq!(
+            err(check(r(None, Some(17), None), true)),
+            "resources.gpus: must be at most 16"
+        );
+    }
+
+    #[test]
+    fn template_is_a_known_kind_or_an_image() {
+        assert_eq!(
+            template("template", &kind("rstudio")).unwrap(),
+            Template::Kind {
+                kind: TemplateKind::Rstudio
+            }
+        );
+        assert_eq!(
+            err(template("template", &kind("emacs"))),
+            "template.kind: unknown template 'emacs'; expected one of jupyter, rstudio, vscode, xpra"
+        );
+        assert!(template("template", &image("ghcr.io/lab/img:1.2")).is_ok());
+        assert!(template(
+            "template",
+            &image(&format!("repo/img@sha256:{}", "a".repeat(64)))
+        )
+        .is_ok());
+        for bad in ["", "has space", "-leading", "img@sha256:short"] {
+            assert_eq!(
+                err(template("template", &image(bad))),
+                "template.image: must be a container image reference like registry.example.com/team/image:tag",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            err(template(
+                "template",
+                &TemplateInput {
+                    kind: None,
+                    image: None
+                }
+            )),
+            "template: give exactly one of kind (jupyter, rstudio, vscode, xpra) or image"
+        );
+    }
+
+    #[test]
+    fn conda_specs_use_conda_match_spec_syntax() {
+        let ok = [
+            "numpy",
+            "numpy>=1.26",
+            "conda-forge::scanpy=1.10",
+            "python 3.11.*",
+            "r-base>=4.3,<4.5",
+        ];
+        let specs: Vec<String> = ok.iter().map(|s| s.to_string()).collect();
+        assert!(conda_packages("condaPackages", &specs).is_ok());
+        for bad in ["numpy>>=1", "numpy==", ""] {
+            let msg = err(conda_packages("condaPackages", &[bad.to_string()]));
+            assert!(msg.starts_with("condaPackages[0]: "), "{bad}: {msg}");
+        }
+        let many = vec!["numpy".to_string(); 101];
+        assert_eq!(
+            err(conda_packages("condaPackages", &many)),
+            "condaPackages: at most 100 packages"
+        );
+    }
+
+    #[test]
+    fn custom_image_and_conda_packages_are_exclusive() {
+        let r = config(
+            image("ghcr.io/lab/img:1"),
+            &["numpy"],
+            Default::default(),
+            &[],
+            &HashMap::new(),
+            false,
+        );
+        assert_eq!(
+            err(r),
+            "condaPackages: cannot be combined with a custom image: install the packages in the image instead"
+        );
+    }
+
+    #[test]
+    fn mounts_are_read_only_unless_the_bucket_allows_writes() {
+        let (c, _) = config(
+            kind("jupyter"),
+            &[],
+            Default::default(),
+            &[uri("s3://rw-bucket/a"), uri("s3://ro-bucket/b")],
+            &HashMap::new(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(c.mounts[0].access, Access::ReadWrite);
+        assert_eq!(c.mounts[0].mount_path, "/workspace/data/a");
+        assert_eq!(c.mounts[1].access, Access::ReadOnly);
+    }
+
+    #[test]
+    fn mounts_in_another_region_warn() {
+        let link = DataLink {
+            id: "dl-1".into(),
+            workspace_id: "ws".into(),
+            name: "eu".into(),
+            uri: S3Prefix::parse("s3://eu-bucket/x").unwrap(),
+            region: "eu-west-1".into(),
+            created_at: now(),
+            created_by: UserRef {
+                id: "u".into(),
+                name: "u".into(),
+            },
+        };
+        let links = HashMap::from([("dl-1".to_string(), link)]);
+        let m = MountInput {
+            data_link_id: Some("dl-1".into()),
+            uri: None,
+        };
+        let (c, warnings) = config(
+            kind("jupyter"),
+            &[],
+            Default::default(),
+            &[m],
+            &links,
+            false,
+        )
+        .unwrap();
+        assert_eq!(c.mounts[0].name, "eu");
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].starts_with("mounts[0]: data link 'eu' is in eu-west-1"));
+    }
+
+    #[test]
+    fn mounts_must_not_overlap_or_share_a_directory() {
+        let run = |m: &[MountInput]| {
+            err(config(
+                kind("jupyter"),
+                &[],
+                Default::default(),
+                m,
+                &HashMap::new(),
+                false,
+            ))
+        };
+        assert_eq!(
+            run(&[uri("s3://bkt/a/x/"), uri("S3://bkt//a")]),
+            "mounts[1]: s3://bkt/a/ overlaps mounts[0] (s3://bkt/a/x/)"
+        );
+        assert_eq!(
+            run(&[uri("s3://bkt/a/x"), uri("s3://bkt/b/x")]),
+            "mounts[1]: mount directory 'x' is already used by mounts[0]"
+        );
+        assert_eq!(
+            run(&[MountInput {
+                data_link_id: Some("dl-1".into()),
+                uri: Some("s3://bkt/a".into())
+            }]),
+            "mounts[0]: give exactly one of dataLinkId or uri"
+        );
+        assert_eq!(
+            run(&[MountInput {
+                data_link_id: Some("dl-9".into()),
+                uri: None
+            }]),
+            "mounts[0].dataLinkId: no data link 'dl-9' in this workspace"
+        );
+    }
+
+    #[test]
+    fn mounts_must_fit_one_transaction_of_lock_items() {
+        // 7 mounts of depth 13 need 7 * 14 = 98 lock items: fits; one level deeper does not.
+        let deep = |depth: usize| -> Vec<MountInput> {
+            (0..7)
+                .map(|i| {
+                    let path: Vec<String> = (0..depth).map(|d| format!("m{i}d{d}")).collect();
+                    uri(&format!("s3://bkt/{}", path.join("/")))
+                })
+                .collect()
+        };
+        let ok = config(
+            kind("jupyter"),
+            &[],
+            Default::default(),
+            &deep(13),
+            &HashMap::new(),
+            false,
+        );
+        assert!(ok.is_ok());
+        let too_deep = config(
+            kind("jupyter"),
+            &[],
+            Default::default(),
+            &deep(14),
+            &HashMap::new(),
+            false,
+        );
+        assert!(err(too_deep).starts_with("mounts: these mounts need 105 mount-lock items"));
+    }
+
+    #[test]
+    fn raw_uri_mounts_get_a_safe_directory_name() {
+        assert_eq!(sanitise_dir_name("my data (v2)"), "my-data--v2-");
+        assert_eq!(sanitise_dir_name(".hidden"), "hidden");
+        assert_eq!(sanitise_dir_name("..."), "data");
+    }
+
+    #[test]
+    fn compute_environment_rules() {
+        let by = UserRef {
+            id: "u".into(),
+            name: "u".into(),
+        };
+        let input = |queue: &str, region: &str, cpus: u32| ComputeEnvInput {
+            name: "q".into(),
+            region: region.into(),
+            job_queue: queue.into(),
+            gpu_enabled: false,
+            max_cpus: cpus,
+            max_memory_mib: 8192,
+            allowed_write_buckets: vec!["b1b".into(), "b1b".into()],
+            work_dir: "s3://work-bucket/w".into(),
+        };
+        let arn = "arn:aws:batch:us-east-1:123456789012:job-queue/q";
+        let ok = compute_env(
+            input(arn, "us-east-1", 4),
+            "ce".into(),
+            "ws".into(),
+            by.clone(),
+        )
+        .unwrap();
+        assert_eq!(ok.allowed_write_buckets, vec!["b1b"]);
+        assert_eq!(ok.work_dir.as_str(), "s3://work-bucket/w/");
+        assert_eq!(
+            err(compute_env(input(arn, "eu-west-1", 4), "ce".into(), "ws".into(), by.clone())),
+            "jobQueue: the queue is in 'us-east-1' but the compute environment's region is 'eu-west-1'"
+        );
+        assert_eq!(
+            err(compute_env(input("q", "us-east-1", 4), "ce".into(), "ws".into(), by.clone())),
+            "jobQueue: must be a job queue ARN: arn:aws:batch:<region>:<account-id>:job-queue/<name>"
+        );
+        assert_eq!(
+            err(compute_env(
+                input(arn, "us-east-1", 0),
+                "ce".into(),
+                "ws".into(),
+                by
+            )),
+            "maxCpus: must be between 1 and 10000"
+        );
+    }
+
+    #[test]
+    fn region_names() {
+        for ok in [
+            "us-east-1",
+            "eu-central-2",
+            "us-gov-west-1",
+            "ap-southeast-4",
+        ] {
+            assert!(region("region", ok).is_ok(), "{ok}");
+        }
+        for bad in ["us-east", "US-EAST-1", "mars-1", "us-east-123", ""] {
+            assert_eq!(
+                err(region("region", bad)),
+                format!("region: '{bad}' is not an AWS region name (like us-east-1)")
+            );
+        }
+    }
+
+    #[test]
+    fn studios_round_trip_through_dynamodb_items() {
+        let (config, _) = config(
+            kind("jupyter"),
+            &["numpy"],
+            Default::default(),
+            &[uri("s3://rw-bucket/a")],
+            &HashMap::new(),
+            false,
+        )
+        .unwrap();
+        let studio = Studio {
+            id: "st-1".into(),
+            workspace_id: "ws-1".into(),
+            config,
+            compute_env: ce(false),
+            status: StudioStatus::Stopped,
+            status_reason: None,
+            status_updated_at: now(),
+            author: UserRef {
+                id: "u".into(),
+                name: "U".into(),
+            },
+            created_at: now(),
+            updated_at: now(),
+            last_started_at: None,
+            parent: None,
+            connected_users: vec![],
+            version: 7,
+        };
+        let item: HashMap<String, aws_sdk_dynamodb::types::AttributeValue> =
+            serde_dynamo::to_item(&studio).unwrap();
+        let back: Studio = serde_dynamo::from_item(item).unwrap();
+        assert_eq!(back, studio);
+    }
+}

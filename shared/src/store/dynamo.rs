@@ -340,14 +340,15 @@ fn decode_cursor(cursor: &str) -> Result<String> {
         })
 }
 
-/// `FilterExpression` for a studio search, with its names and values.
-fn studio_filter(
-    f: &StudioFilter,
-) -> Option<(
-    String,
-    HashMap<String, String>,
-    HashMap<String, AttributeValue>,
-)> {
+/// A `FilterExpression` with its attribute names and values.
+struct FilterExpr {
+    condition: String,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+/// `FilterExpression` for a studio search.
+fn studio_filter(f: &StudioFilter) -> Option<FilterExpr> {
     if f.is_empty() {
         return None;
     }
@@ -375,7 +376,11 @@ fn studio_filter(
         clauses.push("#status = :status".into());
         values.insert(":status".into(), s(status.as_str()));
     }
-    Some((clauses.join(" AND "), names, values))
+    Some(FilterExpr {
+        condition: clauses.join(" AND "),
+        names,
+        values,
+    })
 }
 
 #[async_trait]
@@ -516,11 +521,11 @@ impl Store for DynamoStore {
                 .consistent_read(true)
                 .limit(page_size as i32)
                 .set_exclusive_start_key(start.take());
-            if let Some((cond, names, values)) = &expr {
+            if let Some(f) = &expr {
                 q = q
-                    .filter_expression(cond)
-                    .set_expression_attribute_names((!names.is_empty()).then(|| names.clone()));
-                for (k, v) in values {
+                    .filter_expression(&f.condition)
+                    .set_expression_attribute_names((!f.names.is_empty()).then(|| f.names.clone()));
+                for (k, v) in &f.values {
                     q = q.expression_attribute_values(k, v.clone());
                 }
             }

@@ -1,0 +1,228 @@
+//! A local stand-in for API Gateway (HTTP API + JWT authorizer) in front of the same
+//! handlers the Lambda functions run. It verifies HS256 bearer tokens signed with a
+//! local secret, turns each request into the API Gateway event that production would
+//! deliver, and calls `studios_shared::http::handle` with it.
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::{json, Map, Value};
+use std::convert::Infallible;
+use std::sync::Arc;
+use studios_shared::error::{Error, Missing};
+use studios_shared::http::{error_response, handle, Action, ApiGatewayEvent};
+use studios_shared::App;
+use tokio::net::TcpListener;
+
+/// Signs a development token for `sub` (valid for 12 hours).
+pub fn mint_token(secret: &str, sub: &str, name: Option<&str>) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() + 12 * 3600)
+        .unwrap_or_default();
+    let mut claims = json!({ "sub": sub, "exp": exp, "iss": "studios-local" });
+    if let Some(name) = name {
+        claims["name"] = json!(name);
+    }
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("HS256 signing cannot fail")
+}
+
+/// Claims as API Gateway's JWT authorizer passes them: a string map, arrays as "[a b]".
+fn claims_as_strings(claims: Map<String, Value>) -> Vec<(String, String)> {
+    claims
+        .into_iter()
+        .map(|(k, v)| {
+            let s = match v {
+                Value::String(s) => s,
+                Value::Array(items) => format!(
+                    "[{}]",
+                    items
+                        .iter()
+                        .map(|i| i
+                            .as_str()
+                            .map(String::from)
+                            .unwrap_or_else(|| i.to_string()))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                other => other.to_string(),
+            };
+            (k, s)
+        })
+        .collect()
+}
+
+pub struct Local {
+    pub app: App,
+    pub secret: String,
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(response: lambda_http::Response<lambda_http::Body>) -> Reply {
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, Full::new(Bytes::copy_from_slice(body.as_ref())))
+}
+
+/// API Gateway answers these itself, before any function runs.
+fn gateway_error(status: u16, message: &str) -> Reply {
+    let body = json!({ "message": message }).to_string();
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_default()
+}
+
+impl Local {
+    async fn serve(&self, req: Request<Incoming>) -> Reply {
+        let request_id = uuid::Uuid::now_v7().to_string();
+        let method = req.method().as_str().to_string();
+        let path = req.uri().path().to_string();
+        let query: Vec<(String, String)> = req.uri().query().map(parse_query).unwrap_or_default();
+        let Some((action, params)) = Action::route(&method, &path) else {
+            return reply(error_response(
+                &Error::NotFound(Missing::Route),
+                &request_id,
+            ));
+        };
+        let token = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string);
+        let Some(token) = token else {
+            return gateway_error(401, "Unauthorized");
+        };
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&["studios-local"]);
+        let claims = match jsonwebtoken::decode::<Map<String, Value>>(
+            &token,
+            &DecodingKey::from_secret(self.secret.as_bytes()),
+            &validation,
+        ) {
+            Ok(data) => claims_as_strings(data.claims),
+            Err(_) => return gateway_error(401, "Unauthorized"),
+        };
+        let body = match req.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return gateway_error(400, "Bad Request"),
+        };
+        let body = String::from_utf8_lossy(&body).into_owned();
+        let event = ApiGatewayEvent {
+            action,
+            path: &path,
+            path_params: &params,
+            query: &query,
+            claims: Some(&claims),
+            body: (!body.is_empty()).then_some(body.as_str()),
+            request_id: &request_id,
+        };
+        match event.to_request() {
+            Ok(request) => {
+                let response = handle(&self.app, action, request).await;
+                tracing::info!(%method, %path, status = response.status().as_u16(), request_id, "request");
+                reply(response)
+            }
+            Err(e) => reply(error_response(&e, &request_id)),
+        }
+    }
+
+    /// Serves HTTP/1.1 on `listener` until the task is dropped.
+    pub async fn run(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        loop {
+            let (stream, _) = listener.accept().await?;
+            stream.set_nodelay(true)?;
+            let this = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let this = this.clone();
+                    async move { Ok::<_, Infallible>(this.serve(req).await) }
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await
+                {
+                    tracing::debug!(error = %e, "connection closed");
+                }
+            });
+        }
+    }
+}
+
+fn parse_query(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (
+                bytes.get(i + 1).and_then(|&b| hex(b)),
+                bytes.get(i + 2).and_then(|&b| hex(b)),
+            ) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_are_decoded() {
+        assert_eq!(
+            parse_query("search=author%3A%22Ada+L%22&limit=5&x"),
+            vec![
+                ("search".to_string(), "author:\"Ada L\"".to_string()),
+                ("limit".to_string(), "5".to_string()),
+                ("x".to_string(), String::new()),
+            ]
+        );
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn claims_arrive_as_api_gateway_passes_them() {
+        let claims = json!({"sub": "u1", "groups": ["a", "b"], "exp": 5});
+        let mut got = claims_as_strings(claims.as_object().unwrap().clone());
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("exp".to_string(), "5".to_string()),
+                ("groups".to_string(), "[a b]".to_string()),
+                ("sub".to_string(), "u1".to_string()),
+            ]
+        );
+    }
+}
