@@ -276,12 +276,7 @@ pub async fn remove_member(app: &App, caller: &Caller, ws: &str, target: &str) -
 
 pub async fn list_compute_envs(app: &App, caller: &Caller, ws: &str) -> Result<Vec<ComputeEnv>> {
     let ws = workspace_id(ws)?;
-    let (fetched, list) = tokio::join!(
-        fetch_member(app, ws, caller),
-        app.store.list_compute_envs(ws)
-    );
-    authorize(&fetched?.members, caller, Permission::Read)?;
-    list
+    readable(app, caller, ws, app.store.list_compute_envs(ws)).await
 }
 
 pub async fn create_compute_env(
@@ -335,10 +330,7 @@ pub async fn delete_compute_env(app: &App, caller: &Caller, ws: &str, id: &str) 
 
 pub async fn list_data_links(app: &App, caller: &Caller, ws: &str) -> Result<Vec<DataLink>> {
     let ws = workspace_id(ws)?;
-    let (fetched, list) =
-        tokio::join!(fetch_member(app, ws, caller), app.store.list_data_links(ws));
-    authorize(&fetched?.members, caller, Permission::Read)?;
-    list
+    readable(app, caller, ws, app.store.list_data_links(ws)).await
 }
 
 pub async fn create_data_link(
@@ -386,6 +378,18 @@ pub async fn delete_data_link(app: &App, caller: &Caller, ws: &str, id: &str) ->
         Ok(id) => app.store.delete_data_link(&guard, id).await,
         Err(e) => check_only(app, ws, caller, Permission::Administer, e).await,
     }
+}
+
+/// `read` answered only to members: run beside the membership read (one round trip).
+async fn readable<T>(
+    app: &App,
+    caller: &Caller,
+    ws: &str,
+    read: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let (fetched, result) = tokio::join!(fetch_member(app, ws, caller), read);
+    authorize(&fetched?.members, caller, Permission::Read)?;
+    result
 }
 
 /// Just the caller's membership (run beside a list query: one round trip in all).
@@ -442,12 +446,13 @@ pub async fn list_studios(
                 Error::invalid("limit", format!("must be an integer from 1 to {MAX_PAGE}"))
             })?,
     };
-    let (fetched, page) = tokio::join!(
-        fetch_member(app, ws, caller),
-        app.store.list_studios(ws, &filter, limit, query.cursor)
-    );
-    authorize(&fetched?.members, caller, Permission::Read)?;
-    page
+    readable(
+        app,
+        caller,
+        ws,
+        app.store.list_studios(ws, &filter, limit, query.cursor),
+    )
+    .await
 }
 
 pub async fn add_studio(

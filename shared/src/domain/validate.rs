@@ -994,40 +994,4 @@ mod tests {
             );
         }
     }
-
-    #[test]
-    fn studios_round_trip_through_dynamodb_items() {
-        let (config, _) = config(
-            kind("jupyter"),
-            &["numpy"],
-            Default::default(),
-            &[uri("s3://rw-bucket/a")],
-            &HashMap::new(),
-            false,
-        )
-        .unwrap();
-        let studio = Studio {
-            id: "st-1".into(),
-            workspace_id: "ws-1".into(),
-            config,
-            compute_env: ce(false),
-            status: StudioStatus::Stopped,
-            status_reason: None,
-            status_updated_at: now(),
-            author: UserRef {
-                id: "u".into(),
-                name: "U".into(),
-            },
-            created_at: now(),
-            updated_at: now(),
-            last_started_at: None,
-            parent: None,
-            connected_users: vec![],
-            version: 7,
-        };
-        let item: HashMap<String, aws_sdk_dynamodb::types::AttributeValue> =
-            serde_dynamo::to_item(&studio).unwrap();
-        let back: Studio = serde_dynamo::from_item(item).unwrap();
-        assert_eq!(back, studio);
-    }
 }

@@ -340,15 +340,38 @@ fn decode_cursor(cursor: &str) -> Result<String> {
         })
 }
 
-/// A `FilterExpression` with its attribute names and values.
-struct FilterExpr {
+/// A condition or filter expression with its attribute names and values.
+struct Expr {
     condition: String,
     names: HashMap<String, String>,
     values: HashMap<String, AttributeValue>,
 }
 
+impl Expr {
+    /// The studio is still the version that was read and in one of `statuses`.
+    fn studio_unchanged(version: u64, statuses: &[StudioStatus]) -> Expr {
+        let mut values = HashMap::from([(":version".to_string(), n(version))]);
+        let mut placeholders = Vec::new();
+        for (i, status) in statuses.iter().enumerate() {
+            placeholders.push(format!(":s{i}"));
+            values.insert(format!(":s{i}"), s(status.as_str()));
+        }
+        Expr {
+            condition: format!(
+                "#version = :version AND #status IN ({})",
+                placeholders.join(", ")
+            ),
+            names: HashMap::from([
+                ("#version".to_string(), "version".to_string()),
+                ("#status".to_string(), "status".to_string()),
+            ]),
+            values,
+        }
+    }
+}
+
 /// `FilterExpression` for a studio search.
-fn studio_filter(f: &StudioFilter) -> Option<FilterExpr> {
+fn studio_filter(f: &StudioFilter) -> Option<Expr> {
     if f.is_empty() {
         return None;
     }
@@ -376,7 +399,7 @@ fn studio_filter(f: &StudioFilter) -> Option<FilterExpr> {
         clauses.push("#status = :status".into());
         values.insert(":status".into(), s(status.as_str()));
     }
-    Some(FilterExpr {
+    Some(Expr {
         condition: clauses.join(" AND "),
         names,
         values,
@@ -747,15 +770,13 @@ impl Store for DynamoStore {
     async fn update_studio(&self, guard: &RoleGuard, old: &Studio, new: &Studio) -> Result<()> {
         let mut tx = Tx::default();
         self.push_guard(&mut tx, guard)?;
+        let cond = Expr::studio_unchanged(old.version, &StudioStatus::at_rest());
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(studio_item(new)?))
-            .condition_expression("#version = :version AND #status IN (:stopped, :errored)")
-            .expression_attribute_names("#version", "version")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":version", n(old.version))
-            .expression_attribute_values(":stopped", s(StudioStatus::Stopped.as_str()))
-            .expression_attribute_values(":errored", s(StudioStatus::Errored.as_str()))
+            .condition_expression(cond.condition)
+            .set_expression_attribute_names(Some(cond.names))
+            .set_expression_attribute_values(Some(cond.values))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(build_err)?;
@@ -774,15 +795,13 @@ impl Store for DynamoStore {
         let ws = &studio.workspace_id;
         let mut tx = Tx::default();
         self.push_guard(&mut tx, guard)?;
+        let cond = Expr::studio_unchanged(studio.version, &StudioStatus::at_rest());
         let delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(key(ws, sk(&Key::Studio(studio.id.clone())))))
-            .condition_expression("#version = :version AND #status IN (:stopped, :errored)")
-            .expression_attribute_names("#version", "version")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":version", n(studio.version))
-            .expression_attribute_values(":stopped", s(StudioStatus::Stopped.as_str()))
-            .expression_attribute_values(":errored", s(StudioStatus::Errored.as_str()))
+            .condition_expression(cond.condition)
+            .set_expression_attribute_names(Some(cond.names))
+            .set_expression_attribute_values(Some(cond.values))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(build_err)?;
@@ -955,4 +974,72 @@ pub async fn create_table(client: &Client, table: &str) -> Result<()> {
     Err(Error::internal(format!(
         "table {table} did not become active"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn studios_round_trip_through_items() {
+        let studio = Studio {
+            id: "st-1".into(),
+            workspace_id: "ws-1".into(),
+            config: StudioConfig {
+                name: "s".into(),
+                description: String::new(),
+                template: Template::Kind {
+                    kind: TemplateKind::Jupyter,
+                },
+                conda_packages: vec!["numpy>=1".into()],
+                resources: Resources::default(),
+                mounts: vec![Mount {
+                    uri: S3Prefix::parse("s3://rw-bucket/a").unwrap(),
+                    name: "a".into(),
+                    mount_path: "/workspace/data/a".into(),
+                    access: Access::ReadWrite,
+                    data_link_id: None,
+                }],
+            },
+            compute_env: ComputeEnvSnapshot {
+                id: "ce-1".into(),
+                name: "cpu".into(),
+                region: "us-east-1".into(),
+                job_queue: "arn:aws:batch:us-east-1:123456789012:job-queue/q".into(),
+                gpu_enabled: false,
+                max_cpus: 8,
+                max_memory_mib: 16384,
+                allowed_write_buckets: vec!["rw-bucket".into()],
+                work_dir: S3Prefix::parse("s3://work-bucket/w").unwrap(),
+            },
+            status: StudioStatus::Stopped,
+            status_reason: None,
+            status_updated_at: now(),
+            author: UserRef {
+                id: "u".into(),
+                name: "U".into(),
+            },
+            created_at: now(),
+            updated_at: now(),
+            last_started_at: None,
+            parent: None,
+            connected_users: vec![],
+            version: 7,
+        };
+        let item = studio_item(&studio).unwrap();
+        assert_eq!(item_str(&item, "SK"), Some("STUDIO#st-1"));
+        assert_eq!(item_str(&item, "nameLower"), Some("s"));
+        let back: Studio = from_item(&item).unwrap();
+        assert_eq!(back, studio);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_foreign_keys() {
+        let item = key("ws-1", "STUDIO#st-9".into());
+        let cursor = encode_cursor(&item).unwrap();
+        assert_eq!(decode_cursor(&cursor).unwrap(), "STUDIO#st-9");
+        assert!(decode_cursor("not base64!").is_err());
+        let member = encode_cursor(&key("ws-1", "MEMBER#x".into())).unwrap();
+        assert!(decode_cursor(&member).is_err());
+    }
 }
