@@ -125,7 +125,7 @@ async fn studio_add_rejects_bad_input_naming_the_field() {
         .collect();
     let (_, message) = add(&t, &ws, &ce, json!({ "mounts": deep })).await;
     assert!(
-        message.starts_with("mounts: these mounts need 110 mount-lock items"),
+        message.starts_with("mounts: these mounts need 101 mount-lock items"),
         "{message}"
     );
 }

@@ -1,6 +1,8 @@
 //! The product's rules as plain code: no AWS types, no I/O.
 
 pub mod ids;
+pub mod lifecycle;
+pub mod locks;
 pub mod model;
 pub mod role;
 pub mod s3;

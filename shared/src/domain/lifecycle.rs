@@ -1,0 +1,460 @@
+//! The session lifecycle (DESIGN §5): how AWS Batch job states move a studio. Pure: the
+//! event consumer and the reconciler both decide here, then write what was decided.
+
+use super::{S3Prefix, StudioStatus, UserRef};
+use serde::{Deserialize, Serialize};
+
+/// AWS Batch job states, in the order a job passes through them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BatchStatus {
+    Submitted,
+    Pending,
+    Runnable,
+    Starting,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl BatchStatus {
+    pub const ALL: [BatchStatus; 7] = [
+        BatchStatus::Submitted,
+        BatchStatus::Pending,
+        BatchStatus::Runnable,
+        BatchStatus::Starting,
+        BatchStatus::Running,
+        BatchStatus::Succeeded,
+        BatchStatus::Failed,
+    ];
+
+    /// Jobs are submitted with `retryStrategy.attempts = 1`, so a job's states only move
+    /// forward: an event applies only if it ranks after the recorded one.
+    pub fn rank(self) -> u8 {
+        match self {
+            BatchStatus::Submitted => 1,
+            BatchStatus::Pending => 2,
+            BatchStatus::Runnable => 3,
+            BatchStatus::Starting => 4,
+            BatchStatus::Running => 5,
+            BatchStatus::Succeeded | BatchStatus::Failed => 6,
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        self.rank() == 6
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchStatus::Submitted => "SUBMITTED",
+            BatchStatus::Pending => "PENDING",
+            BatchStatus::Runnable => "RUNNABLE",
+            BatchStatus::Starting => "STARTING",
+            BatchStatus::Running => "RUNNING",
+            BatchStatus::Succeeded => "SUCCEEDED",
+            BatchStatus::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<BatchStatus> {
+        BatchStatus::ALL.into_iter().find(|b| b.as_str() == s)
+    }
+}
+
+/// Who caused a status change (published with it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Actor {
+    User { id: String, name: String },
+    /// AWS Batch reported the job's state (an event or the reconciler's look-up).
+    Batch,
+    /// The reconciler acted on its own (a start that never got a job).
+    Reconciler,
+}
+
+impl From<&UserRef> for Actor {
+    fn from(u: &UserRef) -> Self {
+        Actor::User {
+            id: u.id.clone(),
+            name: u.name.clone(),
+        }
+    }
+}
+
+/// One run of a studio on AWS Batch: from start until its job ends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    /// New on every start; names the job and tags it, so events of older jobs are
+    /// recognised even before the job id is recorded.
+    pub attempt_id: String,
+    pub job_name: String,
+    pub job_id: Option<String>,
+    /// The last Batch status applied (progress detail while starting).
+    pub batch_status: Option<BatchStatus>,
+    /// Whether the job ever ran: only then does its end record a checkpoint.
+    pub reached_running: bool,
+    pub stop_requested_by: Option<UserRef>,
+    /// The checkpoint this session writes when it stops.
+    pub checkpoint_id: String,
+    pub save_uri: S3Prefix,
+    pub restore_uri: Option<S3Prefix>,
+    /// The mounted paths locked for this session (their ancestors carry intents).
+    pub locked_paths: Vec<S3Prefix>,
+    /// The studio's name when the locks were taken (it is in the lock items).
+    pub studio_name: String,
+    pub started_at: String,
+}
+
+/// A job's state, from an EventBridge event or from DescribeJobs: untrusted input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobReport {
+    pub job_id: String,
+    pub job_name: String,
+    /// From the job's tags (or its name): which start this job belongs to.
+    pub attempt_id: Option<String>,
+    pub status: BatchStatus,
+    pub status_reason: Option<String>,
+    pub container_reason: Option<String>,
+    pub exit_code: Option<i64>,
+    /// Batch sets `startedAt` when the job starts running.
+    pub started: bool,
+}
+
+/// What a job report means for a studio.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Nothing to change (duplicate, late, stale, or for another session); logged.
+    Ignore(&'static str),
+    /// The job moved on but has not ended.
+    Progress {
+        status: StudioStatus,
+        batch_status: BatchStatus,
+        reached_running: bool,
+    },
+    /// The job ended: the session ends, its locks go, maybe a checkpoint is recorded.
+    Finish(Finish),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finish {
+    pub status: StudioStatus,
+    pub reason: Option<String>,
+    pub batch_status: Option<BatchStatus>,
+    pub record_checkpoint: bool,
+}
+
+/// Decides what `report` does to a studio in `status` with `session`.
+pub fn on_job_report(status: StudioStatus, session: Option<&Session>, report: &JobReport) -> Outcome {
+    let Some(session) = session else {
+        return Outcome::Ignore("the studio has no running session");
+    };
+    if status.is_at_rest() {
+        return Outcome::Ignore("the session already ended");
+    }
+    let same_attempt = report.attempt_id.as_deref() == Some(session.attempt_id.as_str())
+        || session.job_id.as_deref() == Some(report.job_id.as_str());
+    if !same_attempt {
+        return Outcome::Ignore("the job belongs to an earlier session");
+    }
+    if let Some(job_id) = &session.job_id {
+        if job_id != &report.job_id {
+            return Outcome::Ignore("the job is not the session's current job");
+        }
+    }
+    let recorded = session.batch_status.map(BatchStatus::rank).unwrap_or(0);
+    if report.status.rank() <= recorded {
+        return Outcome::Ignore("the job already reached this state");
+    }
+    let reached_running = session.reached_running
+        || report.started
+        || report.status.rank() >= BatchStatus::Running.rank();
+    if !report.status.is_terminal() {
+        let status = match (report.status, status) {
+            (_, StudioStatus::Stopping) => StudioStatus::Stopping,
+            (BatchStatus::Running, _) => StudioStatus::Running,
+            _ => StudioStatus::Starting,
+        };
+        return Outcome::Progress {
+            status,
+            batch_status: report.status,
+            reached_running,
+        };
+    }
+    // Batch's `started` flag on a terminal report covers a lost RUNNING event.
+    let ran = session.reached_running || report.started;
+    let finish = match (report.status, &session.stop_requested_by) {
+        (BatchStatus::Succeeded, _) => Finish {
+            status: StudioStatus::Stopped,
+            reason: Some("the session ended".into()),
+            batch_status: Some(report.status),
+            record_checkpoint: ran,
+        },
+        (_, Some(by)) => Finish {
+            status: StudioStatus::Stopped,
+            reason: Some(format!("stopped by {}", by.name)),
+            batch_status: Some(report.status),
+            record_checkpoint: ran,
+        },
+        _ => Finish {
+            status: StudioStatus::Errored,
+            reason: Some(failure_reason(report)),
+            batch_status: Some(report.status),
+            record_checkpoint: ran,
+        },
+    };
+    Outcome::Finish(finish)
+}
+
+fn failure_reason(report: &JobReport) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(r) = report.status_reason.as_deref().filter(|r| !r.is_empty()) {
+        parts.push(r.to_string());
+    }
+    if let Some(r) = report.container_reason.as_deref().filter(|r| !r.is_empty()) {
+        parts.push(r.to_string());
+    }
+    if let Some(code) = report.exit_code {
+        parts.push(format!("exit code {code}"));
+    }
+    if parts.is_empty() {
+        "the AWS Batch job failed".to_string()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// The reconciler's decision for a session whose job AWS Batch no longer knows (finished
+/// jobs vanish after about a day) or never got (a start whose submit was lost).
+pub fn on_missing_job(session: &Session, submit_grace_elapsed: bool) -> Option<Finish> {
+    match &session.job_id {
+        Some(_) => Some(Finish {
+            status: if session.stop_requested_by.is_some() {
+                StudioStatus::Stopped
+            } else {
+                StudioStatus::Errored
+            },
+            reason: Some("the AWS Batch job no longer exists".into()),
+            batch_status: None,
+            record_checkpoint: session.reached_running,
+        }),
+        None if submit_grace_elapsed => Some(Finish {
+            status: StudioStatus::Errored,
+            reason: Some("the session was never submitted to AWS Batch".into()),
+            batch_status: None,
+            record_checkpoint: false,
+        }),
+        None => None,
+    }
+}
+
+/// The attempt id in a job name `studio-<studio>-<attempt>` (when tags are missing).
+pub fn attempt_from_job_name(job_name: &str) -> Option<&str> {
+    job_name
+        .strip_prefix("studio-")
+        .and_then(|rest| rest.rsplit_once('-'))
+        .map(|(_, attempt)| attempt)
+        .filter(|a| !a.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn session(job: Option<&str>) -> Session {
+        Session {
+            attempt_id: "a2".into(),
+            job_name: "studio-st-1-a2".into(),
+            job_id: job.map(String::from),
+            batch_status: None,
+            reached_running: false,
+            stop_requested_by: None,
+            checkpoint_id: "cp-1".into(),
+            save_uri: S3Prefix::parse("s3://work-bucket/cp-1").unwrap(),
+            restore_uri: None,
+            locked_paths: vec![],
+            studio_name: "s".into(),
+            started_at: "t".into(),
+        }
+    }
+
+    fn report(job: &str, attempt: &str, status: BatchStatus) -> JobReport {
+        JobReport {
+            job_id: job.into(),
+            job_name: format!("studio-st-1-{attempt}"),
+            attempt_id: Some(attempt.into()),
+            status,
+            status_reason: None,
+            container_reason: None,
+            exit_code: None,
+            started: status.rank() >= BatchStatus::Running.rank(),
+        }
+    }
+
+    #[test]
+    fn statuses_map_as_designed() {
+        let s = session(Some("j2"));
+        for (b, want) in [
+            (BatchStatus::Pending, StudioStatus::Starting),
+            (BatchStatus::Runnable, StudioStatus::Starting),
+            (BatchStatus::Starting, StudioStatus::Starting),
+            (BatchStatus::Running, StudioStatus::Running),
+        ] {
+            match on_job_report(StudioStatus::Starting, Some(&s), &report("j2", "a2", b)) {
+                Outcome::Progress { status, .. } => assert_eq!(status, want, "{b:?}"),
+                other => panic!("{b:?}: {other:?}"),
+            }
+        }
+        let done = on_job_report(
+            StudioStatus::Running,
+            Some(&s),
+            &report("j2", "a2", BatchStatus::Succeeded),
+        );
+        assert!(matches!(done, Outcome::Finish(Finish { status: StudioStatus::Stopped, record_checkpoint: true, .. })));
+    }
+
+    #[test]
+    fn failure_after_a_stop_request_is_a_stop() {
+        let mut s = session(Some("j2"));
+        s.reached_running = true;
+        s.batch_status = Some(BatchStatus::Running);
+        s.stop_requested_by = Some(UserRef { id: "u".into(), name: "Ada".into() });
+        let mut r = report("j2", "a2", BatchStatus::Failed);
+        r.status_reason = Some("Stopped by Ada".into());
+        r.exit_code = Some(143);
+        let Outcome::Finish(f) = on_job_report(StudioStatus::Stopping, Some(&s), &r) else {
+            panic!()
+        };
+        assert_eq!(f.status, StudioStatus::Stopped);
+        assert_eq!(f.reason.as_deref(), Some("stopped by Ada"));
+        assert!(f.record_checkpoint);
+    }
+
+    #[test]
+    fn failure_otherwise_is_an_error_with_batch_reasons() {
+        let mut r = report("j2", "a2", BatchStatus::Failed);
+        r.started = false;
+        r.status_reason = Some("CannotPullContainerError".into());
+        r.container_reason = Some("image not found".into());
+        let Outcome::Finish(f) = on_job_report(StudioStatus::Starting, Some(&session(None)), &r) else {
+            panic!()
+        };
+        assert_eq!(f.status, StudioStatus::Errored);
+        assert_eq!(
+            f.reason.as_deref(),
+            Some("CannotPullContainerError; image not found")
+        );
+        assert!(!f.record_checkpoint, "a job that never ran saves nothing");
+    }
+
+    #[test]
+    fn stale_duplicate_and_foreign_reports_are_ignored() {
+        let mut s = session(Some("j2"));
+        s.batch_status = Some(BatchStatus::Running);
+        s.reached_running = true;
+        let old_job = report("j1", "a1", BatchStatus::Failed);
+        assert!(matches!(on_job_report(StudioStatus::Running, Some(&s), &old_job), Outcome::Ignore(_)));
+        let dup = report("j2", "a2", BatchStatus::Running);
+        assert!(matches!(on_job_report(StudioStatus::Running, Some(&s), &dup), Outcome::Ignore(_)));
+        let late = report("j2", "a2", BatchStatus::Runnable);
+        assert!(matches!(on_job_report(StudioStatus::Running, Some(&s), &late), Outcome::Ignore(_)));
+        assert!(matches!(on_job_report(StudioStatus::Stopped, None, &dup), Outcome::Ignore(_)));
+    }
+
+    #[test]
+    fn a_report_before_the_job_id_is_recorded_matches_by_attempt() {
+        let s = session(None);
+        let r = report("j9", "a2", BatchStatus::Runnable);
+        assert!(matches!(on_job_report(StudioStatus::Starting, Some(&s), &r), Outcome::Progress { .. }));
+    }
+
+    #[test]
+    fn attempt_ids_come_back_out_of_job_names() {
+        assert_eq!(attempt_from_job_name("studio-st-0193ab-a7f3"), Some("a7f3"));
+        assert_eq!(attempt_from_job_name("other-job"), None);
+    }
+
+    // ---- property: any delivery of a job's reports ends as a simple model says ----
+
+    /// The model: a job's life is a prefix of this path, ending in SUCCEEDED or FAILED.
+    fn job_path() -> impl Strategy<Value = Vec<BatchStatus>> {
+        use BatchStatus::*;
+        (0usize..=5, prop::bool::ANY).prop_map(|(len, ok)| {
+            let path = [Submitted, Pending, Runnable, Starting, Running];
+            let mut v: Vec<BatchStatus> = path[..len.min(5)].to_vec();
+            v.push(if ok { Succeeded } else { Failed });
+            v
+        })
+    }
+
+    /// Applies reports in the given order to a studio started for attempt a2.
+    fn replay(reports: &[JobReport]) -> (StudioStatus, usize) {
+        let mut status = StudioStatus::Starting;
+        let mut sess = Some(session(None));
+        let mut checkpoints = 0;
+        for r in reports {
+            match on_job_report(status, sess.as_ref(), r) {
+                Outcome::Ignore(_) => {}
+                Outcome::Progress { status: st, batch_status, reached_running } => {
+                    let s = sess.as_mut().unwrap();
+                    status = st;
+                    s.batch_status = Some(batch_status);
+                    s.reached_running = reached_running;
+                    s.job_id = Some(r.job_id.clone());
+                }
+                Outcome::Finish(f) => {
+                    status = f.status;
+                    checkpoints += usize::from(f.record_checkpoint);
+                    sess = None;
+                }
+            }
+        }
+        (status, checkpoints)
+    }
+
+    proptest! {
+        #[test]
+        fn duplicates_reordering_and_old_jobs_do_not_change_the_outcome(
+            path in job_path(),
+            old in job_path(),
+            dup_mask in prop::collection::vec(any::<bool>(), 12),
+            order in prop::collection::vec(any::<u32>(), 24),
+        ) {
+            // A terminal report says whether the job started (Batch's startedAt).
+            let reports = |path: &[BatchStatus], job: &str, attempt: &str| -> Vec<JobReport> {
+                let ran = path.contains(&BatchStatus::Running);
+                path.iter()
+                    .map(|&b| {
+                        let mut r = report(job, attempt, b);
+                        r.started = ran && b.rank() >= BatchStatus::Running.rank();
+                        r
+                    })
+                    .collect()
+            };
+            let mine = reports(&path, "j2", "a2");
+            let theirs = reports(&old, "j1", "a1");
+            let mut all: Vec<JobReport> = mine.clone();
+            all.extend(theirs);
+            for (i, dup) in dup_mask.iter().enumerate() {
+                if *dup && i < mine.len() {
+                    all.push(mine[i].clone());
+                }
+            }
+            // Shuffle deterministically by the generated keys.
+            let mut keyed: Vec<(u32, JobReport)> =
+                all.into_iter().enumerate().map(|(i, r)| (order.get(i).copied().unwrap_or(0), r)).collect();
+            keyed.sort_by_key(|(k, _)| *k);
+            let delivered: Vec<JobReport> = keyed.into_iter().map(|(_, r)| r).collect();
+
+            let (status, checkpoints) = replay(&delivered);
+            // The model: the terminal report decides; a job that ran saves one checkpoint.
+            let last = *path.last().unwrap();
+            let ran = path.contains(&BatchStatus::Running);
+            let want = if last == BatchStatus::Succeeded { StudioStatus::Stopped } else { StudioStatus::Errored };
+            prop_assert_eq!(status, want);
+            prop_assert_eq!(checkpoints, usize::from(ran));
+        }
+    }
+}
