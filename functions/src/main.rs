@@ -1,22 +1,69 @@
-//! One bootstrap binary for every API function: SAM gives each function its own handler
-//! name (`_HANDLER`), role and scaling; this binary serves the action that name selects.
+//! One bootstrap binary for every function: SAM gives each function its own handler name
+//! (`_HANDLER`), role and scaling; this binary serves what that name selects — an API
+//! action, the Batch event consumer, the status-event publisher or the reconciler.
 //! Configuration and AWS clients are built once here, at cold start.
 
+use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use lambda_http::{service_fn, Error, Request};
+use lambda_runtime::LambdaEvent;
+use serde_json::{json, Value};
+use studios_shared::events::change_from_record;
 use studios_shared::http::{handle, Action};
-use studios_shared::{App, Config};
+use studios_shared::{sessions, App, Config};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     studios_shared::telemetry::init();
     let handler = std::env::var("_HANDLER").unwrap_or_default();
-    let action = Action::from_handler(&handler)
-        .ok_or_else(|| format!("unknown handler '{handler}' (set by the function's Handler)"))?;
     let config = Config::from_env()?;
     let app = App::from_env(config).await;
     let app = &app;
-    lambda_http::run(service_fn(move |req: Request| async move {
-        Ok::<_, std::convert::Infallible>(handle(app, action, req).await)
-    }))
-    .await
+    match handler.as_str() {
+        "batch-events" => {
+            lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+                // An error makes Lambda retry, then the on-failure destination keeps it.
+                let applied = sessions::on_batch_event(app, &event.payload).await?;
+                Ok::<_, Error>(json!({ "applied": format!("{applied:?}") }))
+            }))
+            .await
+        }
+        "publish-status-events" => {
+            lambda_runtime::run(service_fn(
+                move |event: LambdaEvent<StreamEvent>| async move {
+                    let mut changes = Vec::new();
+                    for record in event.payload.records {
+                        let c = record.change;
+                        if let Some(change) =
+                            change_from_record(c.keys, Some(c.old_image), Some(c.new_image))?
+                        {
+                            changes.push(change);
+                        }
+                    }
+                    let published = sessions::publish_changes(app, &changes).await?;
+                    Ok::<_, Error>(json!({ "published": published }))
+                },
+            ))
+            .await
+        }
+        "reconcile" => {
+            lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
+                let report = sessions::reconcile(app).await?;
+                Ok::<_, Error>(json!({
+                    "checked": report.checked,
+                    "changed": report.changed,
+                    "unknown": report.unknown,
+                }))
+            }))
+            .await
+        }
+        name => {
+            let action = Action::from_handler(name).ok_or_else(|| {
+                format!("unknown handler '{name}' (set by the function's Handler)")
+            })?;
+            lambda_http::run(service_fn(move |req: Request| async move {
+                Ok::<_, std::convert::Infallible>(handle(app, action, req).await)
+            }))
+            .await
+        }
+    }
 }

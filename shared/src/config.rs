@@ -12,6 +12,11 @@ pub struct Config {
     pub platform_admins: Vec<String>,
     /// Container image per template (`TEMPLATE_IMAGE_JUPYTER`, `_RSTUDIO`, `_VSCODE`, `_XPRA`).
     pub template_images: HashMap<TemplateKind, String>,
+    /// The stack's event bus for status events (`EVENT_BUS_NAME`).
+    pub event_bus: String,
+    /// How long a start may go without a job id before the reconciler errors it
+    /// (`SUBMIT_GRACE_SECONDS`, default 600).
+    pub submit_grace_seconds: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,10 +53,19 @@ impl Config {
             let name = format!("TEMPLATE_IMAGE_{}", kind.as_str().to_uppercase());
             template_images.insert(kind, required(&name)?);
         }
+        let submit_grace_seconds = match get("SUBMIT_GRACE_SECONDS") {
+            None => 600,
+            Some(v) => v.trim().parse().map_err(|_| ConfigError {
+                name: "SUBMIT_GRACE_SECONDS".into(),
+                problem: "must be a whole number of seconds",
+            })?,
+        };
         Ok(Config {
             table_name: required("TABLE_NAME")?,
             platform_admins,
             template_images,
+            event_bus: required("EVENT_BUS_NAME")?,
+            submit_grace_seconds,
         })
     }
 }
@@ -78,10 +92,15 @@ mod tests {
     #[test]
     fn reads_admins_and_images() {
         let mut pairs = IMAGES.to_vec();
-        pairs.extend([("TABLE_NAME", "t"), ("PLATFORM_ADMINS", " a, b ,,")]);
+        pairs.extend([
+            ("TABLE_NAME", "t"),
+            ("PLATFORM_ADMINS", " a, b ,,"),
+            ("EVENT_BUS_NAME", "bus"),
+        ]);
         let c = Config::from_lookup(env(&pairs)).unwrap();
         assert_eq!(c.platform_admins, vec!["a", "b"]);
         assert_eq!(c.template_images[&TemplateKind::Xpra], "x:1");
+        assert_eq!(c.submit_grace_seconds, 600);
     }
 
     #[test]

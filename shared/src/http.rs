@@ -4,6 +4,7 @@
 use crate::domain::validate::*;
 use crate::error::{Error, Missing, Result};
 use crate::service::{self, App, Caller, StudioQuery};
+use crate::sessions;
 use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::DeserializeOwned;
@@ -31,6 +32,10 @@ pub enum Action {
     GetStudio,
     UpdateStudio,
     DeleteStudio,
+    StartStudio,
+    StopStudio,
+    ListCheckpoints,
+    ListMounts,
 }
 
 /// (action, handler name, method, path) — template.yaml uses the same names and paths.
@@ -55,6 +60,10 @@ pub const ROUTES: &[(Action, &str, &str, &str)] = &[
     (Action::GetStudio, "get-studio", "GET", "/workspaces/{ws}/studios/{id}"),
     (Action::UpdateStudio, "update-studio", "PATCH", "/workspaces/{ws}/studios/{id}"),
     (Action::DeleteStudio, "delete-studio", "DELETE", "/workspaces/{ws}/studios/{id}"),
+    (Action::StartStudio, "start-studio", "POST", "/workspaces/{ws}/studios/{id}/start"),
+    (Action::StopStudio, "stop-studio", "POST", "/workspaces/{ws}/studios/{id}/stop"),
+    (Action::ListCheckpoints, "list-checkpoints", "GET", "/workspaces/{ws}/studios/{id}/checkpoints"),
+    (Action::ListMounts, "list-mounts", "GET", "/workspaces/{ws}/mounts"),
 ];
 
 impl Action {
@@ -198,19 +207,49 @@ async fn dispatch(app: &App, action: Action, req: &Request) -> Result<Response<B
             ok(json!({ "studios": studios, "nextCursor": page.next_cursor }))
         }
         AddStudio => {
-            match query_param(req, "autoStart") {
-                None | Some("false") => {}
-                Some("true") => {
-                    return Err(Error::invalid(
-                        "autoStart",
-                        "starting studios is not available in this version; add, then start",
-                    ))
-                }
+            let auto_start = match query_param(req, "autoStart") {
+                None | Some("false") => false,
+                Some("true") => true,
                 Some(_) => return Err(Error::invalid("autoStart", "must be true or false")),
-            }
+            };
             let input: StudioInput = body(req)?;
-            let (studio, warnings) = service::add_studio(app, c, ws()?, input).await?;
-            created(studio.to_json(&warnings))
+            let (studio, warnings) = service::add_studio(app, c, ws()?, input, auto_start).await?;
+            json_response(
+                if auto_start {
+                    StatusCode::ACCEPTED
+                } else {
+                    StatusCode::CREATED
+                },
+                &studio.to_json(&warnings),
+            )
+        }
+        StartStudio => {
+            let input: StartInput = optional_body(req)?.unwrap_or_default();
+            let studio =
+                sessions::start_studio(app, c, ws()?, path_param(req, "id")?, input).await?;
+            json_response(StatusCode::ACCEPTED, &studio.to_json(&[]))
+        }
+        StopStudio => {
+            let studio = sessions::stop_studio(app, c, ws()?, path_param(req, "id")?).await?;
+            json_response(StatusCode::ACCEPTED, &studio.to_json(&[]))
+        }
+        ListCheckpoints => {
+            let list = sessions::list_checkpoints(app, c, ws()?, path_param(req, "id")?).await?;
+            ok(json!({ "checkpoints": list }))
+        }
+        ListMounts => {
+            let held = sessions::list_mounts(app, c, ws()?).await?;
+            let mounts: Vec<Value> = held
+                .iter()
+                .map(|h| {
+                    json!({
+                        "uri": h.holder.path,
+                        "studio": {"id": h.holder.studio_id, "name": h.holder.studio_name},
+                        "since": h.since,
+                    })
+                })
+                .collect();
+            ok(json!({ "mounts": mounts }))
         }
         GetStudio => {
             let studio = service::get_studio(app, c, ws()?, path_param(req, "id")?).await?;
@@ -271,6 +310,15 @@ fn path_param<'a>(req: &'a Request, name: &str) -> Result<&'a str> {
 fn query_param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.query_string_parameters_ref()
         .and_then(|q| q.first(name))
+}
+
+/// A JSON body that may be absent.
+pub fn optional_body<T: DeserializeOwned>(req: &Request) -> Result<Option<T>> {
+    let bytes: &[u8] = req.body().as_ref();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    body(req).map(Some)
 }
 
 /// Parses a JSON body; the error names the offending field (`resources.cpus`) and rule.

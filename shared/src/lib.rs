@@ -6,11 +6,15 @@
 //! - `http`: API Gateway requests in, JSON responses out; the one place errors become
 //!   status codes.
 
+pub mod compute;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod http;
+pub mod objects;
 pub mod service;
+pub mod sessions;
 pub mod store;
 pub mod telemetry;
 

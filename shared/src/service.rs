@@ -2,12 +2,16 @@
 //! requests), decides with the domain rules, and writes at most once (one transaction
 //! whose first item re-checks the caller's role).
 
+use crate::compute::{BatchCompute, Compute};
 use crate::config::Config;
 use crate::domain::ids::{is_well_formed, new_id, IdKind};
+use crate::domain::lifecycle::Actor;
 use crate::domain::search::parse_search;
 use crate::domain::validate::{self, *};
 use crate::domain::*;
 use crate::error::{Error, Missing, Result};
+use crate::events::{EventBridgeSink, EventSink};
+use crate::objects::{Objects, S3Objects};
 use crate::store::dynamo::DynamoStore;
 use crate::store::*;
 use std::collections::HashMap;
@@ -24,7 +28,7 @@ pub struct Caller {
 }
 
 impl Caller {
-    fn user_ref(&self) -> UserRef {
+    pub fn user_ref(&self) -> UserRef {
         UserRef {
             id: self.id.clone(),
             name: self.name.clone(),
@@ -36,29 +40,44 @@ impl Caller {
 #[derive(Clone)]
 pub struct App {
     pub store: Arc<dyn Store>,
+    pub compute: Arc<dyn Compute>,
+    pub objects: Arc<dyn Objects>,
+    pub events: Arc<dyn EventSink>,
     pub config: Arc<Config>,
 }
 
 impl App {
-    pub fn new(store: Arc<dyn Store>, config: Config) -> App {
-        App {
-            store,
-            config: Arc::new(config),
-        }
-    }
-
     /// Production wiring: the SDK configuration from the environment (`AWS_ENDPOINT_URL`
-    /// switches to an emulator).
+    /// switches to an emulator); every client built once.
     pub async fn from_env(config: Config) -> App {
         let sdk = aws_config::load_from_env().await;
-        let client = aws_sdk_dynamodb::Client::new(&sdk);
-        let store = DynamoStore::new(client, config.table_name.clone());
-        App::new(Arc::new(store), config)
+        App::from_sdk(&sdk, config)
+    }
+
+    pub fn from_sdk(sdk: &aws_config::SdkConfig, config: Config) -> App {
+        let store = DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(sdk),
+            config.table_name.clone(),
+        );
+        // S3 through an emulator needs path-style addressing; AWS accepts it too.
+        let s3 = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(sdk.endpoint_url().is_some())
+            .build();
+        App {
+            store: Arc::new(store),
+            compute: Arc::new(BatchCompute::new(aws_sdk_batch::Client::new(sdk))),
+            objects: Arc::new(S3Objects::new(aws_sdk_s3::Client::from_conf(s3))),
+            events: Arc::new(EventBridgeSink::new(
+                aws_sdk_eventbridge::Client::new(sdk),
+                config.event_bus.clone(),
+            )),
+            config: Arc::new(config),
+        }
     }
 }
 
 /// A workspace id from a path; one that cannot exist is simply not found.
-fn workspace_id(ws: &str) -> Result<&str> {
+pub(crate) fn workspace_id(ws: &str) -> Result<&str> {
     if is_well_formed(IdKind::Workspace, ws) {
         Ok(ws)
     } else {
@@ -66,7 +85,7 @@ fn workspace_id(ws: &str) -> Result<&str> {
     }
 }
 
-fn resource_id(kind: IdKind, id: &str, missing: Missing) -> Result<&str> {
+pub(crate) fn resource_id(kind: IdKind, id: &str, missing: Missing) -> Result<&str> {
     if is_well_formed(kind, id) {
         Ok(id)
     } else {
@@ -76,7 +95,7 @@ fn resource_id(kind: IdKind, id: &str, missing: Missing) -> Result<&str> {
 
 /// The caller's membership, or 404 (non-members must not learn the workspace exists);
 /// then 403 if the role lacks the permission.
-fn authorize<'a>(
+pub(crate) fn authorize<'a>(
     members: &'a HashMap<String, Member>,
     caller: &Caller,
     permission: Permission,
@@ -93,7 +112,7 @@ fn authorize<'a>(
     Ok(member)
 }
 
-fn guard(ws: &str, caller: &Caller, permission: Permission) -> RoleGuard {
+pub(crate) fn guard(ws: &str, caller: &Caller, permission: Permission) -> RoleGuard {
     RoleGuard::new(ws, &caller.id, permission)
 }
 
@@ -381,7 +400,7 @@ pub async fn delete_data_link(app: &App, caller: &Caller, ws: &str, id: &str) ->
 }
 
 /// `read` answered only to members: run beside the membership read (one round trip).
-async fn readable<T>(
+pub(crate) async fn readable<T>(
     app: &App,
     caller: &Caller,
     ws: &str,
@@ -393,7 +412,7 @@ async fn readable<T>(
 }
 
 /// Just the caller's membership (run beside a list query: one round trip in all).
-async fn fetch_member(app: &App, ws: &str, caller: &Caller) -> Result<Fetched> {
+pub(crate) async fn fetch_member(app: &App, ws: &str, caller: &Caller) -> Result<Fetched> {
     app.store.fetch(ws, &[Key::Member(caller.id.clone())]).await
 }
 
@@ -460,6 +479,7 @@ pub async fn add_studio(
     caller: &Caller,
     ws: &str,
     input: StudioInput,
+    auto_start: bool,
 ) -> Result<(Studio, Vec<String>)> {
     let ws = workspace_id(ws)?;
     let mut keys = vec![
@@ -467,7 +487,8 @@ pub async fn add_studio(
         Key::ComputeEnv(input.compute_env_id.clone()),
     ];
     keys.extend(input.data_link_ids().into_iter().map(Key::DataLink));
-    let fetched = app.store.fetch(ws, &keys).await?;
+    let has_mounts = input.mounts.as_ref().is_some_and(|m| !m.is_empty());
+    let (fetched, held) = read_with_mounts(app, ws, &keys, has_mounts).await?;
     authorize(&fetched.members, caller, Permission::OperateStudios)?;
     let ce = fetched
         .compute_envs
@@ -491,10 +512,12 @@ pub async fn add_studio(
         base_resources: Resources::default(),
         mounts: input.mounts.as_deref().unwrap_or_default(),
     };
-    let (config, warnings) = studio_config(draft, &ce, &fetched.data_links)?;
+    let (config, mut warnings) = studio_config(draft, &ce, &fetched.data_links)?;
+    let id = new_id(IdKind::Studio);
+    warnings.extend(held_mount_warnings(&config.mounts, &held, &id));
     let now = now();
     let studio = Studio {
-        id: new_id(IdKind::Studio),
+        id,
         workspace_id: ws.to_string(),
         config,
         compute_env: ce,
@@ -508,11 +531,53 @@ pub async fn add_studio(
         parent: None,
         connected_users: Vec::new(),
         version: 1,
+        session: None,
+        status_actor: Some(Actor::from(&caller.user_ref())),
+        latest_checkpoint: None,
+        recorded_checkpoint: None,
+        checkpoint_count: 0,
     };
-    app.store
-        .create_studio(&guard(ws, caller, Permission::OperateStudios), &studio)
-        .await?;
+    let guard = guard(ws, caller, Permission::OperateStudios);
+    if !auto_start {
+        app.store.create_studio(&guard, &studio).await?;
+        return Ok((studio, warnings));
+    }
+    // Add and start: created already starting, its locks taken in the same write.
+    let started = crate::sessions::begin(&studio, caller);
+    app.store.create_studio(&guard, &started).await?;
+    let studio = crate::sessions::submit(app, started).await?;
     Ok((studio, warnings))
+}
+
+/// The read of an add/update/start, and beside it (same round trip) the paths mounted
+/// by running studios, when mounts are involved.
+async fn read_with_mounts(
+    app: &App,
+    ws: &str,
+    keys: &[Key],
+    with_mounts: bool,
+) -> Result<(Fetched, Vec<HeldMount>)> {
+    if !with_mounts {
+        return Ok((app.store.fetch(ws, keys).await?, Vec::new()));
+    }
+    let (fetched, held) = tokio::join!(app.store.fetch(ws, keys), app.store.list_mounts(ws));
+    Ok((fetched?, held?))
+}
+
+/// "Unavailable" flags for mounts that running studios hold (DESIGN §4: flagged at add).
+pub fn held_mount_warnings(mounts: &[Mount], held: &[HeldMount], studio_id: &str) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (i, m) in mounts.iter().enumerate() {
+        for h in held {
+            if h.holder.studio_id != studio_id && h.holder.path.overlaps(&m.uri) {
+                warnings.push(format!(
+                    "mounts[{i}]: {} is unavailable: {} is mounted by running studio '{}' ({}); starting will fail until it stops",
+                    m.uri, h.holder.path, h.holder.studio_name, h.holder.studio_id
+                ));
+            }
+        }
+    }
+    warnings
 }
 
 pub async fn get_studio(app: &App, caller: &Caller, ws: &str, id: &str) -> Result<Studio> {
@@ -530,7 +595,7 @@ pub async fn get_studio(app: &App, caller: &Caller, ws: &str, id: &str) -> Resul
     studios.remove(id).ok_or(Error::NotFound(Missing::Studio))
 }
 
-fn require_at_rest(studio: &Studio, doing: &str) -> Result<()> {
+pub fn require_at_rest(studio: &Studio, doing: &str) -> Result<()> {
     if studio.status.is_at_rest() {
         return Ok(());
     }
@@ -544,6 +609,45 @@ fn require_at_rest(studio: &Studio, doing: &str) -> Result<()> {
     ))
 }
 
+/// Changes to a studio's configuration, as PATCH and start overrides give them.
+#[derive(Default)]
+pub struct ConfigChanges<'a> {
+    pub name: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub template: Option<&'a TemplateInput>,
+    pub conda_packages: Option<&'a [String]>,
+    pub resources: Option<ResourcesInput>,
+    pub mounts: Option<&'a [MountInput]>,
+}
+
+/// The studio's configuration with `changes` applied, validated as an add would be.
+pub fn changed_config(
+    current: &Studio,
+    changes: ConfigChanges<'_>,
+    links: &HashMap<String, DataLink>,
+) -> Result<(StudioConfig, Vec<String>)> {
+    let old = &current.config;
+    let template = match changes.template {
+        Some(t) => t.clone(),
+        None => template_input_of(&old.template),
+    };
+    let draft = ConfigDraft {
+        name: changes.name.unwrap_or(&old.name),
+        description: Some(changes.description.unwrap_or(&old.description)),
+        template: &template,
+        conda_packages: changes.conda_packages.unwrap_or(&old.conda_packages),
+        resources: changes.resources.unwrap_or_default(),
+        base_resources: old.resources,
+        mounts: changes.mounts.unwrap_or_default(),
+    };
+    let (mut config, warnings) = studio_config(draft, &current.compute_env, links)?;
+    if changes.mounts.is_none() {
+        // Unchanged mounts were validated when set; their data links may be gone since.
+        config.mounts = old.mounts.clone();
+    }
+    Ok((config, warnings))
+}
+
 pub async fn update_studio(
     app: &App,
     caller: &Caller,
@@ -554,7 +658,7 @@ pub async fn update_studio(
     let ws = workspace_id(ws)?;
     let mut keys = vec![Key::Member(caller.id.clone()), Key::Studio(id.to_string())];
     keys.extend(patch.data_link_ids().into_iter().map(Key::DataLink));
-    let fetched = app.store.fetch(ws, &keys).await?;
+    let (fetched, held) = read_with_mounts(app, ws, &keys, patch.mounts.is_some()).await?;
     authorize(&fetched.members, caller, Permission::OperateStudios)?;
     let current = fetched
         .studios
@@ -567,29 +671,17 @@ pub async fn update_studio(
         ));
     }
     require_at_rest(current, "update")?;
-    let old = &current.config;
-    let template = match &patch.template {
-        Some(t) => t.clone(),
-        None => template_input_of(&old.template),
+    let changes = ConfigChanges {
+        name: patch.name.as_deref(),
+        description: patch.description.as_deref(),
+        template: patch.template.as_ref(),
+        conda_packages: patch.conda_packages.as_deref(),
+        resources: patch.resources,
+        mounts: patch.mounts.as_deref(),
     };
-    let draft = ConfigDraft {
-        name: patch.name.as_deref().unwrap_or(&old.name),
-        description: Some(patch.description.as_deref().unwrap_or(&old.description)),
-        template: &template,
-        conda_packages: patch
-            .conda_packages
-            .as_deref()
-            .unwrap_or(&old.conda_packages),
-        resources: patch.resources.unwrap_or_default(),
-        base_resources: old.resources,
-        mounts: patch.mounts.as_deref().unwrap_or_default(),
-    };
-    let (mut config, warnings) = studio_config(draft, &current.compute_env, &fetched.data_links)?;
-    if patch.mounts.is_none() {
-        // Unchanged mounts were validated when set; their data links may be gone since.
-        config.mounts = old.mounts.clone();
-    }
-    if &config == old {
+    let (config, mut warnings) = changed_config(current, changes, &fetched.data_links)?;
+    warnings.extend(held_mount_warnings(&config.mounts, &held, &current.id));
+    if config == current.config {
         return Ok((current.clone(), warnings));
     }
     let mut updated = current.clone();
@@ -597,11 +689,13 @@ pub async fn update_studio(
     updated.updated_at = now();
     updated.version += 1;
     app.store
-        .update_studio(
-            &guard(ws, caller, Permission::OperateStudios),
-            current,
-            &updated,
-        )
+        .write_studio(&StudioWrite {
+            guard: Some(&guard(ws, caller, Permission::OperateStudios)),
+            old: current,
+            new: &updated,
+            expect: &StudioStatus::at_rest(),
+            checkpoint: None,
+        })
         .await?;
     Ok((updated, warnings))
 }

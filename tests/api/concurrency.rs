@@ -11,10 +11,11 @@ use studios_shared::store::*;
 use studios_shared::{App, Result};
 use tokio::sync::Barrier;
 
-/// Delegates to the real store, holding `create_studio` until all contenders arrive.
-struct BarrierStore {
-    inner: Arc<dyn Store>,
-    barrier: Barrier,
+/// Delegates to the real store, holding studio creations and session starts until all
+/// contenders arrive.
+pub struct BarrierStore {
+    pub inner: Arc<dyn Store>,
+    pub barrier: Barrier,
 }
 
 #[async_trait]
@@ -68,8 +69,23 @@ impl Store for BarrierStore {
         self.barrier.wait().await;
         self.inner.create_studio(g, s).await
     }
-    async fn update_studio(&self, g: &RoleGuard, old: &Studio, new: &Studio) -> Result<()> {
-        self.inner.update_studio(g, old, new).await
+    async fn write_studio(&self, w: &StudioWrite<'_>) -> Result<()> {
+        if w.old.session.is_none() && w.new.session.is_some() {
+            self.barrier.wait().await;
+        }
+        self.inner.write_studio(w).await
+    }
+    async fn record_job(&self, s: &Studio, attempt: &str, job: &str) -> Result<()> {
+        self.inner.record_job(s, attempt, job).await
+    }
+    async fn list_mounts(&self, ws: &str) -> Result<Vec<HeldMount>> {
+        self.inner.list_mounts(ws).await
+    }
+    async fn list_checkpoints(&self, ws: &str, id: &str) -> Result<Vec<Checkpoint>> {
+        self.inner.list_checkpoints(ws, id).await
+    }
+    async fn active_studios(&self) -> Result<Vec<Studio>> {
+        self.inner.active_studios().await
     }
     async fn delete_studio(&self, g: &RoleGuard, s: &Studio) -> Result<()> {
         self.inner.delete_studio(g, s).await
@@ -89,7 +105,7 @@ async fn eight_concurrent_adds_of_one_name_have_exactly_one_winner() {
                 inner: real.clone(),
                 barrier: Barrier::new(CONTENDERS),
             }),
-            config: t.app.config.clone(),
+            ..t.app.clone()
         };
         let name = format!("contested-{round}");
         let results = futures::future::join_all((0..CONTENDERS).map(|_| {

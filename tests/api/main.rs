@@ -5,6 +5,7 @@ mod compute_envs;
 mod concurrency;
 mod costs;
 mod data_links;
+mod lifecycle;
 mod local;
 mod members;
 mod roles;

@@ -11,9 +11,12 @@ use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use studios_shared::compute::BatchCompute;
+use studios_shared::events::{change_from_record, EventBridgeSink};
 use studios_shared::http::{handle, Action, ApiGatewayEvent};
+use studios_shared::objects::S3Objects;
 use studios_shared::store::dynamo::{create_table, DynamoStore};
-use studios_shared::{App, Config};
+use studios_shared::{sessions, App, Config};
 
 pub use studios_shared::http::Action as A;
 
@@ -116,7 +119,17 @@ pub struct TestApp {
     pub client: aws_sdk_dynamodb::Client,
     pub table: String,
     pub log: Arc<RequestLog>,
+    pub sdk: aws_config::SdkConfig,
+    pub batch: aws_sdk_batch::Client,
+    pub s3: aws_sdk_s3::Client,
+    /// The test's own event bus, with a rule delivering everything to `events_queue`.
+    pub bus: String,
+    events_queue: Mutex<Option<String>>,
+    stream_iterator: Mutex<Option<String>>,
 }
+
+/// The bucket every test compute environment uses as its work directory.
+pub const WORK_BUCKET: &str = "work-bucket";
 
 pub fn test_config(table: &str) -> Config {
     Config {
@@ -126,6 +139,8 @@ pub fn test_config(table: &str) -> Config {
             .into_iter()
             .map(|k| (k, format!("public.ecr.aws/studios/{}:1", k.as_str())))
             .collect(),
+        event_bus: format!("{table}-bus"),
+        submit_grace_seconds: 600,
     }
 }
 
@@ -145,13 +160,35 @@ impl TestApp {
         let table = format!("studios-test-{}", uuid::Uuid::now_v7().simple());
         create_table(&client, &table).await.expect("create table");
         let store = DynamoStore::new(client.clone(), table.clone());
-        let app = App::new(Arc::new(store), test_config(&table));
+        let config = test_config(&table);
+        let batch = aws_sdk_batch::Client::new(&sdk);
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(true)
+                .build(),
+        );
+        let app = App {
+            store: Arc::new(store),
+            compute: Arc::new(BatchCompute::new(batch.clone())),
+            objects: Arc::new(S3Objects::new(s3.clone())),
+            events: Arc::new(EventBridgeSink::new(
+                aws_sdk_eventbridge::Client::new(&sdk),
+                config.event_bus.clone(),
+            )),
+            config: Arc::new(config),
+        };
         log.take();
         TestApp {
+            bus: app.config.event_bus.clone(),
             app,
             client,
             table,
             log,
+            sdk,
+            batch,
+            s3,
+            events_queue: Mutex::new(None),
+            stream_iterator: Mutex::new(None),
         }
     }
 
@@ -355,4 +392,362 @@ impl Resp {
             e["message"].as_str().expect("error.message").to_string(),
         )
     }
+}
+
+/// The lifecycle's real (emulated) AWS surroundings for one test.
+pub struct Fixtures {
+    pub queue_arn: String,
+}
+
+impl TestApp {
+    fn suffix(&self) -> &str {
+        self.table.trim_start_matches("studios-test-")
+    }
+
+    /// An emulated AWS Batch job queue, the work bucket, and the event bus delivering
+    /// every status event to an SQS queue the test reads.
+    pub async fn fixtures(&self) -> Fixtures {
+        let iam = aws_sdk_iam_role(&self.sdk, self.suffix()).await;
+        let ce = self
+            .batch
+            .create_compute_environment()
+            .compute_environment_name(format!("ce-{}", self.suffix()))
+            .r#type(aws_sdk_batch::types::CeType::Unmanaged)
+            .state(aws_sdk_batch::types::CeState::Enabled)
+            .service_role(iam)
+            .send()
+            .await
+            .expect("create compute environment");
+        let queue = self
+            .batch
+            .create_job_queue()
+            .job_queue_name(format!("q-{}", self.suffix()))
+            .state(aws_sdk_batch::types::JqState::Enabled)
+            .priority(1)
+            .compute_environment_order(
+                aws_sdk_batch::types::ComputeEnvironmentOrder::builder()
+                    .order(1)
+                    .compute_environment(ce.compute_environment_arn().unwrap())
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("create job queue");
+        let _ = self.s3.create_bucket().bucket(WORK_BUCKET).send().await;
+        let events = aws_sdk_eventbridge::Client::new(&self.sdk);
+        events
+            .create_event_bus()
+            .name(&self.bus)
+            .send()
+            .await
+            .expect("create bus");
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let url = sqs
+            .create_queue()
+            .queue_name(format!("events-{}", self.suffix()))
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url()
+            .unwrap()
+            .to_string();
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes()
+            .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+            .clone();
+        events
+            .put_rule()
+            .name("all-studio-events")
+            .event_bus_name(&self.bus)
+            .event_pattern(json!({"source": ["studios"]}).to_string())
+            .send()
+            .await
+            .unwrap();
+        events
+            .put_targets()
+            .rule("all-studio-events")
+            .event_bus_name(&self.bus)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("sqs")
+                    .arn(arn)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        *self.events_queue.lock().unwrap() = Some(url);
+        Fixtures {
+            queue_arn: queue.job_queue_arn().unwrap().to_string(),
+        }
+    }
+
+    /// The job as AWS Batch describes it.
+    pub async fn job(&self, job_id: &str) -> aws_sdk_batch::types::JobDetail {
+        self.batch
+            .describe_jobs()
+            .jobs(job_id)
+            .send()
+            .await
+            .unwrap()
+            .jobs()
+            .first()
+            .cloned()
+            .expect("job known to Batch")
+    }
+
+    /// A `Batch Job State Change` event for `job` in `status`, shaped like AWS's
+    /// documented example (the detail mirrors DescribeJobs).
+    pub fn job_event(
+        &self,
+        job: &aws_sdk_batch::types::JobDetail,
+        status: &str,
+        started: bool,
+        reason: Option<&str>,
+        exit_code: Option<i32>,
+    ) -> Value {
+        let tags: serde_json::Map<String, Value> = job
+            .tags()
+            .map(|t| t.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
+            .unwrap_or_default();
+        let mut detail = json!({
+            "jobArn": job.job_arn(),
+            "jobName": job.job_name(),
+            "jobId": job.job_id(),
+            "jobQueue": job.job_queue(),
+            "status": status,
+            "attempts": [],
+            "createdAt": 1_764_000_000_000u64,
+            "retryStrategy": {"attempts": 1},
+            "dependsOn": [],
+            "jobDefinition": job.job_definition(),
+            "parameters": {},
+            "container": {
+                "image": "img",
+                "command": [],
+                "volumes": [],
+                "environment": [],
+                "mountPoints": [],
+                "ulimits": [],
+                "resourceRequirements": [],
+                "secrets": [],
+            },
+            "tags": tags,
+            "propagateTags": true,
+            "platformCapabilities": [],
+            "someFieldAddedLater": {"ignored": true},
+        });
+        if started {
+            detail["startedAt"] = json!(1_764_000_060_000u64);
+        }
+        if let Some(r) = reason {
+            detail["statusReason"] = json!(r);
+        }
+        if let Some(code) = exit_code {
+            detail["container"]["exitCode"] = json!(code);
+            detail["stoppedAt"] = json!(1_764_000_900_000u64);
+        }
+        json!({
+            "version": "0",
+            "id": uuid::Uuid::now_v7().to_string(),
+            "detail-type": "Batch Job State Change",
+            "source": "aws.batch",
+            "account": "123456789012",
+            "time": "2026-11-25T12:00:00Z",
+            "region": "us-east-1",
+            "resources": [job.job_arn()],
+            "detail": detail,
+        })
+    }
+
+    /// Delivers an EventBridge event to the Batch event consumer, as Lambda would.
+    pub async fn deliver(&self, event: &Value) -> sessions::Applied {
+        sessions::on_batch_event(&self.app, event)
+            .await
+            .expect("the consumer acknowledges the event")
+    }
+
+    /// What the session container does on SIGTERM: write the checkpoint, manifest last.
+    pub async fn write_manifest(&self, save_uri: &str) {
+        let key = save_uri
+            .strip_prefix(&format!("s3://{WORK_BUCKET}/"))
+            .expect("save URI under the work bucket");
+        self.s3
+            .put_object()
+            .bucket(WORK_BUCKET)
+            .key(format!("{key}manifest.json"))
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(
+                b"{\"files\": []}",
+            ))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Runs the status-event publisher over the table's stream records so far, as the
+    /// stream's Lambda trigger would. Returns how many events it published.
+    pub async fn publish_status_events(&self) -> usize {
+        let streams = aws_sdk_dynamodbstreams::Client::new(&self.sdk);
+        let mut iterator = self.stream_iterator.lock().unwrap().clone();
+        if iterator.is_none() {
+            let table = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .unwrap();
+            let arn = table
+                .table()
+                .unwrap()
+                .latest_stream_arn()
+                .unwrap()
+                .to_string();
+            let stream = streams
+                .describe_stream()
+                .stream_arn(&arn)
+                .send()
+                .await
+                .unwrap();
+            let shard = stream.stream_description().unwrap().shards()[0]
+                .shard_id()
+                .unwrap()
+                .to_string();
+            iterator = streams
+                .get_shard_iterator()
+                .stream_arn(&arn)
+                .shard_id(shard)
+                .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+                .send()
+                .await
+                .unwrap()
+                .shard_iterator()
+                .map(String::from);
+        }
+        let mut changes = Vec::new();
+        loop {
+            let out = streams
+                .get_records()
+                .shard_iterator(iterator.clone().unwrap())
+                .send()
+                .await
+                .unwrap();
+            iterator = out.next_shard_iterator().map(String::from);
+            if out.records().is_empty() {
+                break;
+            }
+            for record in out.records() {
+                let r = record.dynamodb().unwrap();
+                let item = |m: Option<
+                    &std::collections::HashMap<
+                        String,
+                        aws_sdk_dynamodbstreams::types::AttributeValue,
+                    >,
+                >| { m.map(|m| serde_dynamo::Item::from(m.clone())) };
+                if let Some(change) = change_from_record(
+                    item(r.keys()).unwrap(),
+                    item(r.old_image()),
+                    item(r.new_image()),
+                )
+                .unwrap()
+                {
+                    changes.push(change);
+                }
+            }
+        }
+        *self.stream_iterator.lock().unwrap() = iterator;
+        sessions::publish_changes(&self.app, &changes)
+            .await
+            .unwrap()
+    }
+
+    /// The events delivered to the test's queue so far (EventBridge envelopes).
+    pub async fn received_events(&self) -> Vec<Value> {
+        let url = self
+            .events_queue
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("fixtures()");
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let mut events = Vec::new();
+        loop {
+            let out = sqs
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap();
+            if out.messages().is_empty() {
+                return events;
+            }
+            for m in out.messages() {
+                events.push(serde_json::from_str(m.body().unwrap()).unwrap());
+                sqs.delete_message()
+                    .queue_url(&url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// Lock items of a workspace that still hold or mark anything.
+    pub async fn live_locks(&self, ws: &str) -> Vec<String> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :l)")
+            .expression_attribute_values(":pk", AttributeValue::S(format!("WS#{ws}")))
+            .expression_attribute_values(":l", AttributeValue::S("LOCK#".into()))
+            .send()
+            .await
+            .unwrap();
+        out.items()
+            .iter()
+            .filter(|i| i.contains_key("holderAttempt") || i.contains_key("intents"))
+            .map(|i| i["SK"].as_s().unwrap().clone())
+            .collect()
+    }
+}
+
+/// moto checks that a compute environment's service role exists.
+async fn aws_sdk_iam_role(sdk: &aws_config::SdkConfig, suffix: &str) -> String {
+    let endpoint = sdk.endpoint_url().expect("emulator endpoint").to_string();
+    create_role_via_query_api(&endpoint, &format!("batch-{suffix}")).await
+}
+
+/// IAM's query API, called directly: one role is all the tests need, not an SDK crate.
+async fn create_role_via_query_api(endpoint: &str, name: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let body = format!(
+        "Action=CreateRole&Version=2010-05-08&RoleName={name}&AssumeRolePolicyDocument=%7B%7D"
+    );
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=x\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "CreateRole: {response}"
+    );
+    format!("arn:aws:iam::123456789012:role/{name}")
 }

@@ -7,6 +7,7 @@ pub enum IdKind {
     ComputeEnv,
     DataLink,
     Studio,
+    Checkpoint,
 }
 
 impl IdKind {
@@ -16,6 +17,7 @@ impl IdKind {
             IdKind::ComputeEnv => "ce-",
             IdKind::DataLink => "dl-",
             IdKind::Studio => "st-",
+            IdKind::Checkpoint => "cp-",
         }
     }
 }

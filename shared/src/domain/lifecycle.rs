@@ -66,7 +66,10 @@ impl BatchStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Actor {
-    User { id: String, name: String },
+    User {
+        id: String,
+        name: String,
+    },
     /// AWS Batch reported the job's state (an event or the reconciler's look-up).
     Batch,
     /// The reconciler acted on its own (a start that never got a job).
@@ -146,7 +149,11 @@ pub struct Finish {
 }
 
 /// Decides what `report` does to a studio in `status` with `session`.
-pub fn on_job_report(status: StudioStatus, session: Option<&Session>, report: &JobReport) -> Outcome {
+pub fn on_job_report(
+    status: StudioStatus,
+    session: Option<&Session>,
+    report: &JobReport,
+) -> Outcome {
     let Some(session) = session else {
         return Outcome::Ignore("the studio has no running session");
     };
@@ -312,7 +319,14 @@ mod tests {
             Some(&s),
             &report("j2", "a2", BatchStatus::Succeeded),
         );
-        assert!(matches!(done, Outcome::Finish(Finish { status: StudioStatus::Stopped, record_checkpoint: true, .. })));
+        assert!(matches!(
+            done,
+            Outcome::Finish(Finish {
+                status: StudioStatus::Stopped,
+                record_checkpoint: true,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -320,7 +334,10 @@ mod tests {
         let mut s = session(Some("j2"));
         s.reached_running = true;
         s.batch_status = Some(BatchStatus::Running);
-        s.stop_requested_by = Some(UserRef { id: "u".into(), name: "Ada".into() });
+        s.stop_requested_by = Some(UserRef {
+            id: "u".into(),
+            name: "Ada".into(),
+        });
         let mut r = report("j2", "a2", BatchStatus::Failed);
         r.status_reason = Some("Stopped by Ada".into());
         r.exit_code = Some(143);
@@ -338,7 +355,8 @@ mod tests {
         r.started = false;
         r.status_reason = Some("CannotPullContainerError".into());
         r.container_reason = Some("image not found".into());
-        let Outcome::Finish(f) = on_job_report(StudioStatus::Starting, Some(&session(None)), &r) else {
+        let Outcome::Finish(f) = on_job_report(StudioStatus::Starting, Some(&session(None)), &r)
+        else {
             panic!()
         };
         assert_eq!(f.status, StudioStatus::Errored);
@@ -355,19 +373,34 @@ mod tests {
         s.batch_status = Some(BatchStatus::Running);
         s.reached_running = true;
         let old_job = report("j1", "a1", BatchStatus::Failed);
-        assert!(matches!(on_job_report(StudioStatus::Running, Some(&s), &old_job), Outcome::Ignore(_)));
+        assert!(matches!(
+            on_job_report(StudioStatus::Running, Some(&s), &old_job),
+            Outcome::Ignore(_)
+        ));
         let dup = report("j2", "a2", BatchStatus::Running);
-        assert!(matches!(on_job_report(StudioStatus::Running, Some(&s), &dup), Outcome::Ignore(_)));
+        assert!(matches!(
+            on_job_report(StudioStatus::Running, Some(&s), &dup),
+            Outcome::Ignore(_)
+        ));
         let late = report("j2", "a2", BatchStatus::Runnable);
-        assert!(matches!(on_job_report(StudioStatus::Running, Some(&s), &late), Outcome::Ignore(_)));
-        assert!(matches!(on_job_report(StudioStatus::Stopped, None, &dup), Outcome::Ignore(_)));
+        assert!(matches!(
+            on_job_report(StudioStatus::Running, Some(&s), &late),
+            Outcome::Ignore(_)
+        ));
+        assert!(matches!(
+            on_job_report(StudioStatus::Stopped, None, &dup),
+            Outcome::Ignore(_)
+        ));
     }
 
     #[test]
     fn a_report_before_the_job_id_is_recorded_matches_by_attempt() {
         let s = session(None);
         let r = report("j9", "a2", BatchStatus::Runnable);
-        assert!(matches!(on_job_report(StudioStatus::Starting, Some(&s), &r), Outcome::Progress { .. }));
+        assert!(matches!(
+            on_job_report(StudioStatus::Starting, Some(&s), &r),
+            Outcome::Progress { .. }
+        ));
     }
 
     #[test]
@@ -397,7 +430,11 @@ mod tests {
         for r in reports {
             match on_job_report(status, sess.as_ref(), r) {
                 Outcome::Ignore(_) => {}
-                Outcome::Progress { status: st, batch_status, reached_running } => {
+                Outcome::Progress {
+                    status: st,
+                    batch_status,
+                    reached_running,
+                } => {
                     let s = sess.as_mut().unwrap();
                     status = st;
                     s.batch_status = Some(batch_status);

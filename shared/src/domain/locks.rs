@@ -43,7 +43,12 @@ pub fn parse_intent(entry: &str) -> Option<Holder> {
 
 /// The lock items of a session mounting `paths` (which must not overlap each other),
 /// one per distinct item: a transaction may touch each item once.
-pub fn plan(studio_id: &str, attempt_id: &str, studio_name: &str, paths: &[S3Prefix]) -> Vec<LockItem> {
+pub fn plan(
+    studio_id: &str,
+    attempt_id: &str,
+    studio_name: &str,
+    paths: &[S3Prefix],
+) -> Vec<LockItem> {
     let mut items: BTreeMap<S3Prefix, LockItem> = BTreeMap::new();
     for path in paths {
         items

@@ -1,5 +1,6 @@
 //! The product's entities, as stored and (mostly) as returned.
 
+use super::lifecycle::{Actor, Session};
 use super::{Role, S3Prefix, StudioStatus};
 use serde::{Deserialize, Serialize};
 
@@ -223,6 +224,52 @@ pub struct Studio {
     pub connected_users: Vec<ConnectedUser>,
     /// Optimistic-concurrency counter: every write is conditional on the version it read.
     pub version: u64,
+    /// The run in progress (starting, running, stopping); `None` at rest.
+    #[serde(default)]
+    pub session: Option<Session>,
+    /// Who made the last status change (published with it).
+    #[serde(default)]
+    pub status_actor: Option<Actor>,
+    /// The newest finalized checkpoint: what a restart restores.
+    #[serde(default)]
+    pub latest_checkpoint: Option<CheckpointRef>,
+    /// The checkpoint recorded by the last status change, if it recorded one.
+    #[serde(default)]
+    pub recorded_checkpoint: Option<CheckpointRef>,
+    /// Checkpoints recorded so far (default names are "checkpoint-<n>").
+    #[serde(default)]
+    pub checkpoint_count: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointRef {
+    pub id: String,
+    pub uri: S3Prefix,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckpointStatus {
+    /// The session wrote its manifest: safe to restore.
+    Finalized,
+    /// No manifest: the save did not complete (killed after the grace period, crashed).
+    Invalid,
+}
+
+/// The state a session saved when its job ended (DESIGN §7).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checkpoint {
+    pub id: String,
+    pub workspace_id: String,
+    pub studio_id: String,
+    pub name: String,
+    pub status: CheckpointStatus,
+    pub uri: S3Prefix,
+    pub job_id: Option<String>,
+    pub session_started_at: String,
+    pub created_at: String,
 }
 
 impl Studio {
@@ -252,6 +299,13 @@ impl Studio {
             "lastStartedAt": self.last_started_at,
             "parent": self.parent,
             "connectedUsers": self.connected_users,
+            "session": self.session.as_ref().map(|s| serde_json::json!({
+                "jobId": s.job_id,
+                "jobStatus": s.batch_status,
+                "startedAt": s.started_at,
+                "stopRequestedBy": s.stop_requested_by,
+            })),
+            "latestCheckpointId": self.latest_checkpoint.as_ref().map(|c| &c.id),
             "url": serde_json::Value::Null,
             "warnings": warnings,
         })

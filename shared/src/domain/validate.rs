@@ -108,6 +108,21 @@ pub struct StudioPatch {
     pub mounts: Option<Vec<MountInput>>,
 }
 
+/// `POST …/start` body (optional): overrides saved into the studio's configuration.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartInput {
+    pub description: Option<String>,
+    pub resources: Option<ResourcesInput>,
+    pub mounts: Option<Vec<MountInput>>,
+}
+
+impl StartInput {
+    pub fn data_link_ids(&self) -> Vec<String> {
+        data_link_ids(self.mounts.as_deref().unwrap_or_default())
+    }
+}
+
 impl StudioInput {
     /// The data links the mounts refer to (fetched in the same read as the rest).
     pub fn data_link_ids(&self) -> Vec<String> {

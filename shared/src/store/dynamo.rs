@@ -8,8 +8,15 @@
 //! | data link          | WS#<ws>   | DL#<dl>               |             |           |
 //! | studio             | WS#<ws>   | STUDIO#<st>           |             |           |
 //! | studio name claim  | WS#<ws>   | STUDIONAME#<lower>    |             |           |
+//! | studio in session  | (studio)  | (studio)              | SESSIONS    | <ws>#<st> |
+//! | mount lock         | WS#<ws>   | LOCK#<s3 prefix>      |             |           |
+//! | checkpoint         | WS#<ws>   | CP#<st>#<cp>          |             |           |
+//! | checkpoint name    | WS#<ws>   | CPNAME#<st>#<lower>   |             |           |
 
 use super::*;
+use crate::domain::lifecycle::Session;
+use crate::domain::locks::{self, parse_intent, LockItem};
+use crate::domain::now;
 use crate::domain::search::StudioFilter;
 use crate::error::{Error, Missing, Result};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -17,7 +24,8 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex,
     KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put,
-    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TransactWriteItem, Update,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use base64::Engine;
@@ -29,6 +37,7 @@ type Item = HashMap<String, AttributeValue>;
 
 const GSI1: &str = "GSI1";
 const META: &str = "#META";
+const SESSIONS: &str = "SESSIONS";
 /// Retries of a transaction cancelled by a conflicting transaction or throttling.
 const TX_ATTEMPTS: u32 = 4;
 
@@ -58,6 +67,7 @@ fn sk(key: &Key) -> String {
         Key::ComputeEnv(id) => format!("CE#{id}"),
         Key::DataLink(id) => format!("DL#{id}"),
         Key::Studio(id) => format!("STUDIO#{id}"),
+        Key::Lock(path) => format!("LOCK#{path}"),
     }
 }
 
@@ -318,6 +328,14 @@ fn studio_item(studio: &Studio) -> Result<Item> {
         "computeEnvLower".into(),
         s(studio.compute_env.name.to_lowercase()),
     );
+    // Sparse index of studios in session: what the reconciler walks.
+    if studio.session.is_some() {
+        item.insert("GSI1PK".into(), s(SESSIONS));
+        item.insert(
+            "GSI1SK".into(),
+            s(format!("{}#{}", studio.workspace_id, studio.id)),
+        );
+    }
     Ok(item)
 }
 
@@ -471,6 +489,10 @@ impl Store for DynamoStore {
                 fetched.data_links.insert(id.to_string(), from_item(item)?);
             } else if let Some(id) = sort.strip_prefix("STUDIO#") {
                 fetched.studios.insert(id.to_string(), from_item(item)?);
+            } else if let Some(path) = sort.strip_prefix("LOCK#") {
+                if let Ok(path) = S3Prefix::parse(path) {
+                    fetched.locks.insert(path, lock_state(item));
+                }
             }
         }
         Ok(fetched)
@@ -764,13 +786,19 @@ impl Store for DynamoStore {
                 "the compute environment was deleted meanwhile",
             )
         });
+        if let Some(session) = &studio.session {
+            self.push_lock_acquire(&mut tx, studio, session)?;
+        }
         self.transact(tx).await
     }
 
-    async fn update_studio(&self, guard: &RoleGuard, old: &Studio, new: &Studio) -> Result<()> {
+    async fn write_studio(&self, w: &StudioWrite<'_>) -> Result<()> {
+        let (old, new) = (w.old, w.new);
         let mut tx = Tx::default();
-        self.push_guard(&mut tx, guard)?;
-        let cond = Expr::studio_unchanged(old.version, &StudioStatus::at_rest());
+        if let Some(guard) = w.guard {
+            self.push_guard(&mut tx, guard)?;
+        }
+        let cond = Expr::studio_unchanged(old.version, w.expect);
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(studio_item(new)?))
@@ -788,7 +816,98 @@ impl Store for DynamoStore {
             self.push_name_release(&mut tx, old)?;
             self.push_name_claim(&mut tx, new)?;
         }
+        let attempt = |s: &Option<Session>| s.as_ref().map(|s| s.attempt_id.clone());
+        if attempt(&old.session) != attempt(&new.session) {
+            if let Some(ended) = &old.session {
+                self.push_lock_release(&mut tx, old, ended)?;
+            }
+            if let Some(started) = &new.session {
+                self.push_lock_acquire(&mut tx, new, started)?;
+            }
+        }
+        if let Some(cp) = w.checkpoint {
+            self.push_checkpoint(&mut tx, cp)?;
+        }
         self.transact(tx).await
+    }
+
+    async fn record_job(&self, studio: &Studio, attempt_id: &str, job_id: &str) -> Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                &studio.workspace_id,
+                sk(&Key::Studio(studio.id.clone())),
+            )))
+            .update_expression("SET #session.jobId = :job, #version = #version + :one")
+            .condition_expression(
+                "#session.attemptId = :attempt AND (attribute_not_exists(#session.jobId) OR attribute_type(#session.jobId, :null))",
+            )
+            .expression_attribute_names("#session", "session")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":job", s(job_id))
+            .expression_attribute_values(":attempt", s(attempt_id))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":null", s("NULL"))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // The session already ended, or an event recorded the job first: nothing to do.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
+    async fn list_mounts(&self, ws: &str) -> Result<Vec<HeldMount>> {
+        let items = self.query_all(ws, "LOCK#").await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let holder = lock_state(item).holder?;
+                Some(HeldMount {
+                    holder,
+                    since: item_str(item, "since").unwrap_or_default().to_string(),
+                })
+            })
+            .collect())
+    }
+
+    async fn list_checkpoints(&self, ws: &str, studio_id: &str) -> Result<Vec<Checkpoint>> {
+        let mut list: Vec<Checkpoint> = self.list(ws, &format!("CP#{studio_id}#")).await?;
+        list.reverse();
+        Ok(list)
+    }
+
+    async fn active_studios(&self) -> Result<Vec<Studio>> {
+        let mut studios = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(GSI1)
+                .key_condition_expression("GSI1PK = :s")
+                .expression_attribute_values(":s", s(SESSIONS))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in out.items() {
+                studios.push(from_item(item)?);
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(studios),
+            }
+        }
     }
 
     async fn delete_studio(&self, guard: &RoleGuard, studio: &Studio) -> Result<()> {
@@ -833,16 +952,11 @@ fn studio_changed(old: Option<&Item>) -> Error {
     let Some(item) = old else {
         return Error::NotFound(Missing::Studio);
     };
-    match item_str(item, "status").and_then(StudioStatus::parse) {
-        Some(status) if !status.is_at_rest() => Error::conflict(
-            "studio_not_stopped",
-            format!("the studio is {}; stop it first", status.as_str()),
-        ),
-        _ => Error::conflict(
-            "concurrent_update",
-            "the studio was changed by someone else meanwhile; read it again and retry",
-        ),
-    }
+    let status = item_str(item, "status").unwrap_or("changed");
+    Error::conflict(
+        "concurrent_update",
+        format!("the studio changed meanwhile (it is now {status}); read it again and retry"),
+    )
 }
 
 fn member_item(m: &Member) -> Result<Item> {
@@ -913,6 +1027,181 @@ impl DynamoStore {
     }
 }
 
+/// A lock item as read.
+fn lock_state(item: &Item) -> LockState {
+    let path = item_str(item, "uri").and_then(|u| S3Prefix::parse(u).ok());
+    let holder = match (item_str(item, "holderStudioId"), path) {
+        (Some(id), Some(path)) => Some(Holder {
+            studio_id: id.to_string(),
+            studio_name: item_str(item, "holderName").unwrap_or_default().to_string(),
+            path,
+        }),
+        _ => None,
+    };
+    let intents = item
+        .get("intents")
+        .and_then(|v| v.as_ss().ok())
+        .map(|entries| entries.iter().filter_map(|e| parse_intent(e)).collect())
+        .unwrap_or_default();
+    LockState { holder, intents }
+}
+
+/// The 409 for a lock that could not be taken, from the item that blocked it.
+fn lock_conflict(requested: &S3Prefix, old: Option<&Item>) -> Error {
+    let state = old.map(lock_state).unwrap_or_default();
+    let message = match state.holder.as_ref().or(state.intents.first()) {
+        Some(h) if &h.path == requested => format!(
+            "{requested} is mounted by running studio '{}' ({}); stop it first",
+            h.studio_name, h.studio_id
+        ),
+        Some(h) => format!(
+            "{requested} overlaps {}, mounted by running studio '{}' ({}); stop it first",
+            h.path, h.studio_name, h.studio_id
+        ),
+        None => format!("{requested} is mounted by another running studio"),
+    };
+    Error::conflict("mount_locked", message)
+}
+
+impl DynamoStore {
+    fn lock_plan(studio: &Studio, session: &Session) -> Vec<LockItem> {
+        locks::plan(
+            &studio.id,
+            &session.attempt_id,
+            &session.studio_name,
+            &session.locked_paths,
+        )
+    }
+
+    /// Takes every lock of `session`: held paths must be free of holders and intents,
+    /// ancestors free of holders.
+    fn push_lock_acquire(&self, tx: &mut Tx, studio: &Studio, session: &Session) -> Result<()> {
+        let now = now();
+        for item in Self::lock_plan(studio, session) {
+            let mut update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(
+                    &studio.workspace_id,
+                    sk(&Key::Lock(item.path.clone())),
+                )))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .expression_attribute_values(":uri", s(item.path.as_str()));
+            let mut set = vec!["uri = :uri".to_string()];
+            if item.hold {
+                set.extend([
+                    "holderStudioId = :sid".to_string(),
+                    "holderAttempt = :att".to_string(),
+                    "holderName = :name".to_string(),
+                    "since = :now".to_string(),
+                ]);
+                update = update
+                    .expression_attribute_values(":sid", s(&studio.id))
+                    .expression_attribute_values(":att", s(&session.attempt_id))
+                    .expression_attribute_values(":name", s(&session.studio_name))
+                    .expression_attribute_values(":now", s(&now))
+                    .condition_expression(
+                        "attribute_not_exists(holderAttempt) AND attribute_not_exists(intents)",
+                    );
+            } else {
+                update = update.condition_expression("attribute_not_exists(holderAttempt)");
+            }
+            let mut expression = format!("SET {}", set.join(", "));
+            if !item.intents.is_empty() {
+                expression.push_str(" ADD intents :intents");
+                update = update.expression_attribute_values(
+                    ":intents",
+                    AttributeValue::Ss(item.intents.clone()),
+                );
+            }
+            let requested = if item.hold {
+                item.path.clone()
+            } else {
+                item.intents
+                    .first()
+                    .and_then(|e| parse_intent(e))
+                    .map(|h| h.path)
+                    .unwrap_or_else(|| item.path.clone())
+            };
+            tx.push(
+                TransactWriteItem::builder()
+                    .update(
+                        update
+                            .update_expression(expression)
+                            .build()
+                            .map_err(build_err)?,
+                    )
+                    .build(),
+                move |old| lock_conflict(&requested, old),
+            );
+        }
+        Ok(())
+    }
+
+    /// Releases `session`'s locks. Held paths are deleted only if this attempt still holds
+    /// them; intents are removed from sets (idempotent).
+    fn push_lock_release(&self, tx: &mut Tx, studio: &Studio, session: &Session) -> Result<()> {
+        for item in Self::lock_plan(studio, session) {
+            let k = key(&studio.workspace_id, sk(&Key::Lock(item.path.clone())));
+            if item.hold {
+                let delete = Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(k))
+                    .condition_expression("holderAttempt = :att")
+                    .expression_attribute_values(":att", s(&session.attempt_id))
+                    .build()
+                    .map_err(build_err)?;
+                let path = item.path.clone();
+                tx.push(
+                    TransactWriteItem::builder().delete(delete).build(),
+                    move |_| {
+                        Error::internal(format!(
+                            "mount lock {path} is not held by the ending session"
+                        ))
+                    },
+                );
+            } else {
+                let update = Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(k))
+                    .update_expression("DELETE intents :intents")
+                    .expression_attribute_values(
+                        ":intents",
+                        AttributeValue::Ss(item.intents.clone()),
+                    )
+                    .build()
+                    .map_err(build_err)?;
+                tx.push(TransactWriteItem::builder().update(update).build(), |_| {
+                    Error::internal("unconditional intent release failed")
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// One checkpoint per session (its id is fixed at start), with a unique name.
+    fn push_checkpoint(&self, tx: &mut Tx, cp: &Checkpoint) -> Result<()> {
+        let item = to_item(
+            &cp.workspace_id,
+            format!("CP#{}#{}", cp.studio_id, cp.id),
+            cp,
+        )?;
+        tx.push(self.put(item, "attribute_not_exists(PK)")?, |_| {
+            Error::conflict("checkpoint_exists", "the checkpoint was already recorded")
+        });
+        let mut claim = key(
+            &cp.workspace_id,
+            format!("CPNAME#{}#{}", cp.studio_id, cp.name.to_lowercase()),
+        );
+        claim.insert("checkpointId".into(), s(&cp.id));
+        tx.push(self.put(claim, "attribute_not_exists(PK)")?, |_| {
+            Error::conflict("checkpoint_name_taken", "the checkpoint name is taken")
+        });
+        Ok(())
+    }
+}
+
 /// Creates the table (same schema as template.yaml) and waits until it is active.
 pub async fn create_table(client: &Client, table: &str) -> Result<()> {
     let attr = |name: &str| {
@@ -951,6 +1240,14 @@ pub async fn create_table(client: &Client, table: &str) -> Result<()> {
         .key_schema(schema("PK", KeyType::Hash)?)
         .key_schema(schema("SK", KeyType::Range)?)
         .global_secondary_indexes(gsi)
+        // Status events are published from the change stream (events.rs).
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .map_err(build_err)?,
+        )
         .send()
         .await
         .map_err(sdk_error)?;
@@ -1025,6 +1322,11 @@ mod tests {
             parent: None,
             connected_users: vec![],
             version: 7,
+            session: None,
+            status_actor: None,
+            latest_checkpoint: None,
+            recorded_checkpoint: None,
+            checkpoint_count: 0,
         };
         let item = studio_item(&studio).unwrap();
         assert_eq!(item_str(&item, "SK"), Some("STUDIO#st-1"));

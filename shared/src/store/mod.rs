@@ -4,6 +4,7 @@
 
 pub mod dynamo;
 
+use crate::domain::locks::Holder;
 use crate::domain::search::StudioFilter;
 use crate::domain::*;
 use crate::error::Result;
@@ -18,6 +19,43 @@ pub enum Key {
     ComputeEnv(String),
     DataLink(String),
     Studio(String),
+    Lock(S3Prefix),
+}
+
+/// A mount-lock item as read: its holder, and the sessions holding paths below it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LockState {
+    pub holder: Option<Holder>,
+    pub intents: Vec<Holder>,
+}
+
+impl LockState {
+    /// Who blocks `studio_id` from mounting this path, if anyone else does.
+    pub fn blocker(&self, studio_id: &str) -> Option<&Holder> {
+        self.holder
+            .iter()
+            .chain(&self.intents)
+            .find(|h| h.studio_id != studio_id)
+    }
+}
+
+/// A held mount (`GET …/mounts`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeldMount {
+    pub holder: Holder,
+    pub since: String,
+}
+
+/// A studio change written as one transaction.
+pub struct StudioWrite<'a> {
+    /// The caller's role, re-checked in the write (`None`: the system acts).
+    pub guard: Option<&'a RoleGuard>,
+    pub old: &'a Studio,
+    pub new: &'a Studio,
+    /// The statuses `old` must still be in (with its version) for the write to apply.
+    pub expect: &'a [StudioStatus],
+    /// Recorded with the change (the end of a session that ran).
+    pub checkpoint: Option<&'a Checkpoint>,
 }
 
 #[derive(Clone, Debug)]
@@ -34,6 +72,7 @@ pub struct Fetched {
     pub compute_envs: HashMap<String, ComputeEnv>,
     pub data_links: HashMap<String, DataLink>,
     pub studios: HashMap<String, Studio>,
+    pub locks: HashMap<S3Prefix, LockState>,
 }
 
 /// The caller's role as read, re-checked inside the write (a `ConditionCheck`) so that a
@@ -96,10 +135,24 @@ pub trait Store: Send + Sync {
     async fn delete_compute_env(&self, guard: &RoleGuard, ce_id: &str) -> Result<()>;
     async fn create_data_link(&self, guard: &RoleGuard, link: &DataLink) -> Result<()>;
     async fn delete_data_link(&self, guard: &RoleGuard, link_id: &str) -> Result<()>;
-    /// Fails with `Conflict("name_taken")` if the name is in use in the workspace.
+    /// Fails with `Conflict("name_taken")` if the name is in use in the workspace; with a
+    /// session (add-and-start) also takes its mount locks, or fails `mount_locked`.
     async fn create_studio(&self, guard: &RoleGuard, studio: &Studio) -> Result<()>;
-    /// Writes `new` if the stored studio is still `old` (same version) and at rest.
-    async fn update_studio(&self, guard: &RoleGuard, old: &Studio, new: &Studio) -> Result<()>;
+    /// Writes `new` over `old`: renames claim the new name; a new session takes its mount
+    /// locks (`Conflict("mount_locked")` naming the holder); an ended session releases
+    /// them; a checkpoint is recorded once.
+    async fn write_studio(&self, write: &StudioWrite<'_>) -> Result<()>;
+    /// Records the job id of the session `attempt_id` (no-op if it ended or has one).
+    async fn record_job(&self, studio: &Studio, attempt_id: &str, job_id: &str) -> Result<()>;
+    async fn list_mounts(&self, workspace_id: &str) -> Result<Vec<HeldMount>>;
+    /// Newest first.
+    async fn list_checkpoints(
+        &self,
+        workspace_id: &str,
+        studio_id: &str,
+    ) -> Result<Vec<Checkpoint>>;
+    /// Every studio with a session (starting, running, stopping), across workspaces.
+    async fn active_studios(&self) -> Result<Vec<Studio>>;
     /// Deletes if the stored studio is still `studio` (same version) and at rest.
     async fn delete_studio(&self, guard: &RoleGuard, studio: &Studio) -> Result<()>;
 }

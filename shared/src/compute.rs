@@ -1,0 +1,294 @@
+//! The compute port (AWS Batch runs each session) and its adapter.
+
+use crate::domain::lifecycle::{attempt_from_job_name, BatchStatus, JobReport};
+use crate::error::{Error, Result};
+use async_trait::async_trait;
+use aws_sdk_batch::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_batch::types::{
+    ContainerOverrides, ContainerProperties, JobDefinitionType, KeyValuePair, KeyValuesPair,
+    ResourceRequirement, ResourceType, RetryStrategy,
+};
+use aws_sdk_batch::Client;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Tags every session job carries: how events find their studio and session.
+pub const TAG_WORKSPACE: &str = "studios:workspace-id";
+pub const TAG_STUDIO: &str = "studios:studio-id";
+pub const TAG_ATTEMPT: &str = "studios:attempt-id";
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobSpec {
+    pub name: String,
+    pub queue: String,
+    pub image: String,
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    pub gpus: u32,
+    pub environment: Vec<(String, String)>,
+    pub tags: Vec<(String, String)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// Batch refused the job (unknown queue, bad parameters): it will not run.
+    #[error("AWS Batch refused the job: {0}")]
+    Rejected(String),
+    /// Throttled or Batch failing: nothing was submitted; retry later.
+    #[error("AWS Batch is busy")]
+    Throttled,
+    /// No answer (timeout, connection lost): the job may or may not exist.
+    #[error("no answer from AWS Batch: {0}")]
+    Unknown(String),
+}
+
+#[async_trait]
+pub trait Compute: Send + Sync {
+    /// Submits a job; returns its id.
+    async fn submit(&self, job: &JobSpec) -> Result<String, SubmitError>;
+    async fn terminate(&self, job_id: &str, reason: &str) -> Result<()>;
+    /// The jobs Batch still knows among `job_ids` (finished jobs vanish after ~24 h).
+    async fn describe(&self, job_ids: &[String]) -> Result<Vec<JobReport>>;
+    /// A job of `queue` named `name`, if Batch knows one.
+    async fn find_by_name(&self, queue: &str, name: &str) -> Result<Option<JobReport>>;
+}
+
+/// AWS Batch. Job definitions are registered per image (Batch cannot override the image)
+/// under a name derived from the image, idempotently, and remembered for the process.
+pub struct BatchCompute {
+    client: Client,
+    definitions: Mutex<HashMap<String, String>>,
+}
+
+impl BatchCompute {
+    pub fn new(client: Client) -> Self {
+        BatchCompute {
+            client,
+            definitions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn definition_name(image: &str) -> String {
+        let digest = Sha256::digest(image.as_bytes());
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        format!("studios-{hex}")
+    }
+
+    async fn ensure_definition(&self, image: &str) -> Result<String, SubmitError> {
+        if let Some(name) = self.cached(image) {
+            return Ok(name);
+        }
+        let name = Self::definition_name(image);
+        let existing = self
+            .client
+            .describe_job_definitions()
+            .job_definition_name(&name)
+            .status("ACTIVE")
+            .send()
+            .await
+            .map_err(submit_error)?;
+        if existing.job_definitions().is_empty() {
+            let resources = vec![
+                resource(ResourceType::Vcpu, 1),
+                resource(ResourceType::Memory, 2048),
+            ];
+            self.client
+                .register_job_definition()
+                .job_definition_name(&name)
+                .r#type(JobDefinitionType::Container)
+                .container_properties(
+                    ContainerProperties::builder()
+                        .image(image)
+                        .set_resource_requirements(Some(resources))
+                        .build(),
+                )
+                // A session is never retried: its states only move forward (DESIGN §5).
+                .retry_strategy(RetryStrategy::builder().attempts(1).build())
+                .propagate_tags(true)
+                .send()
+                .await
+                .map_err(submit_error)?;
+        }
+        if let Ok(mut cache) = self.definitions.lock() {
+            cache.insert(image.to_string(), name.clone());
+        }
+        Ok(name)
+    }
+
+    fn cached(&self, image: &str) -> Option<String> {
+        self.definitions.lock().ok()?.get(image).cloned()
+    }
+}
+
+fn submit_error<E>(err: SdkError<E>) -> SubmitError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            SubmitError::Unknown(
+                aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+            )
+        }
+        SdkError::ServiceError(se) => match se.err().code() {
+            Some("ClientException") => SubmitError::Rejected(
+                se.err()
+                    .message()
+                    .unwrap_or("the request was refused")
+                    .to_string(),
+            ),
+            _ => SubmitError::Throttled,
+        },
+        _ => SubmitError::Unknown(err.to_string()),
+    }
+}
+
+fn batch_error<E>(err: SdkError<E>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    Error::internal(aws_smithy_types::error::display::DisplayErrorContext(&err).to_string())
+}
+
+fn resource(t: ResourceType, v: u32) -> ResourceRequirement {
+    ResourceRequirement::builder()
+        .r#type(t)
+        .value(v.to_string())
+        .build()
+}
+
+fn report_from(
+    job_id: &str,
+    job_name: &str,
+    status: Option<&str>,
+    reason: Option<&str>,
+    started: bool,
+    container: Option<(Option<&str>, Option<i32>)>,
+    tags: Option<&HashMap<String, String>>,
+) -> Option<JobReport> {
+    let status = BatchStatus::parse(status?)?;
+    let attempt = tags
+        .and_then(|t| t.get(TAG_ATTEMPT).cloned())
+        .or_else(|| attempt_from_job_name(job_name).map(String::from));
+    Some(JobReport {
+        job_id: job_id.to_string(),
+        job_name: job_name.to_string(),
+        attempt_id: attempt,
+        status,
+        status_reason: reason.map(String::from),
+        container_reason: container.and_then(|c| c.0).map(String::from),
+        exit_code: container.and_then(|c| c.1).map(i64::from),
+        started,
+    })
+}
+
+#[async_trait]
+impl Compute for BatchCompute {
+    async fn submit(&self, job: &JobSpec) -> Result<String, SubmitError> {
+        let definition = self.ensure_definition(&job.image).await?;
+        let mut resources = vec![
+            resource(ResourceType::Vcpu, job.vcpus),
+            resource(ResourceType::Memory, job.memory_mib),
+        ];
+        if job.gpus > 0 {
+            resources.push(resource(ResourceType::Gpu, job.gpus));
+        }
+        let environment = job
+            .environment
+            .iter()
+            .map(|(k, v)| KeyValuePair::builder().name(k).value(v).build())
+            .collect();
+        let out = self
+            .client
+            .submit_job()
+            .job_name(&job.name)
+            .job_queue(&job.queue)
+            .job_definition(definition)
+            .container_overrides(
+                ContainerOverrides::builder()
+                    .set_environment(Some(environment))
+                    .set_resource_requirements(Some(resources))
+                    .build(),
+            )
+            .retry_strategy(RetryStrategy::builder().attempts(1).build())
+            .propagate_tags(true)
+            .set_tags(Some(job.tags.iter().cloned().collect()))
+            .send()
+            .await
+            .map_err(submit_error)?;
+        out.job_id()
+            .map(String::from)
+            .ok_or_else(|| SubmitError::Unknown("SubmitJob returned no job id".into()))
+    }
+
+    async fn terminate(&self, job_id: &str, reason: &str) -> Result<()> {
+        self.client
+            .terminate_job()
+            .job_id(job_id)
+            .reason(reason)
+            .send()
+            .await
+            .map_err(batch_error)?;
+        Ok(())
+    }
+
+    async fn describe(&self, job_ids: &[String]) -> Result<Vec<JobReport>> {
+        let mut reports = Vec::new();
+        for chunk in job_ids.chunks(100) {
+            let out = self
+                .client
+                .describe_jobs()
+                .set_jobs(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(batch_error)?;
+            for job in out.jobs() {
+                let container = job.container().map(|c| (c.reason(), c.exit_code()));
+                reports.extend(report_from(
+                    job.job_id().unwrap_or_default(),
+                    job.job_name().unwrap_or_default(),
+                    job.status().map(|s| s.as_str()),
+                    job.status_reason(),
+                    job.started_at().is_some(),
+                    container,
+                    job.tags(),
+                ));
+            }
+        }
+        Ok(reports)
+    }
+
+    async fn find_by_name(&self, queue: &str, name: &str) -> Result<Option<JobReport>> {
+        let out = self
+            .client
+            .list_jobs()
+            .job_queue(queue)
+            .filters(
+                KeyValuesPair::builder()
+                    .name("JOB_NAME")
+                    .values(name)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(batch_error)?;
+        let Some(job) = out
+            .job_summary_list()
+            .iter()
+            .find(|j| j.job_name() == Some(name))
+        else {
+            return Ok(None);
+        };
+        let container = job.container().map(|c| (c.reason(), c.exit_code()));
+        Ok(report_from(
+            job.job_id().unwrap_or_default(),
+            job.job_name().unwrap_or_default(),
+            job.status().map(|s| s.as_str()),
+            job.status_reason(),
+            job.started_at().is_some(),
+            container,
+            None,
+        ))
+    }
+}

@@ -1,0 +1,193 @@
+//! Status events (DESIGN §8): what customers route to their alerting. They are derived
+//! from the table's change stream, so every status change — by the API, a Batch event
+//! or the reconciler — is published at least once, in order per studio, without the
+//! writers doing anything extra.
+
+use crate::domain::lifecycle::Actor;
+use crate::domain::{Checkpoint, Studio};
+use crate::error::{Error, Result};
+use async_trait::async_trait;
+use serde_json::{json, Value};
+
+pub const SOURCE: &str = "studios";
+pub const STATUS_CHANGED: &str = "Studio Status Changed";
+pub const CHECKPOINT_RECORDED: &str = "Checkpoint Recorded";
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutgoingEvent {
+    pub detail_type: &'static str,
+    pub detail: Value,
+}
+
+/// One change of the table, as the stream reports it.
+#[derive(Clone, Debug)]
+pub enum Change {
+    Studio {
+        old: Option<Box<Studio>>,
+        new: Option<Box<Studio>>,
+    },
+    CheckpointAdded(Box<Checkpoint>),
+}
+
+/// The events a change means: a status change of a studio, or a recorded checkpoint.
+/// `eventId` is stable across redeliveries (`<studio>:<version>`), so consumers can
+/// deduplicate.
+pub fn events_for(change: &Change) -> Option<OutgoingEvent> {
+    match change {
+        Change::Studio {
+            old: Some(old),
+            new: Some(new),
+        } if old.status != new.status => {
+            let actor = match &new.status_actor {
+                Some(Actor::User { id, name }) => json!({"type": "user", "id": id, "name": name}),
+                Some(Actor::Batch) | None => json!({"type": "system", "name": "aws-batch"}),
+                Some(Actor::Reconciler) => json!({"type": "system", "name": "reconciler"}),
+            };
+            Some(OutgoingEvent {
+                detail_type: STATUS_CHANGED,
+                detail: json!({
+                    "eventId": format!("{}:{}", new.id, new.version),
+                    "workspaceId": new.workspace_id,
+                    "studioId": new.id,
+                    "studioName": new.config.name,
+                    "previousStatus": old.status,
+                    "status": new.status,
+                    "statusReason": new.status_reason,
+                    "actor": actor,
+                    "checkpointId": new.recorded_checkpoint.as_ref().map(|c| &c.id),
+                    "occurredAt": new.status_updated_at,
+                }),
+            })
+        }
+        Change::CheckpointAdded(cp) => Some(OutgoingEvent {
+            detail_type: CHECKPOINT_RECORDED,
+            detail: json!({
+                "eventId": format!("{}:checkpoint", cp.id),
+                "workspaceId": cp.workspace_id,
+                "studioId": cp.studio_id,
+                "checkpointId": cp.id,
+                "checkpointName": cp.name,
+                "status": cp.status,
+                "uri": cp.uri,
+                "occurredAt": cp.created_at,
+            }),
+        }),
+        _ => None,
+    }
+}
+
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    /// Publishes all `events` or fails (then the whole batch is retried).
+    async fn publish(&self, events: &[OutgoingEvent]) -> Result<()>;
+}
+
+pub struct EventBridgeSink {
+    client: aws_sdk_eventbridge::Client,
+    bus: String,
+}
+
+impl EventBridgeSink {
+    pub fn new(client: aws_sdk_eventbridge::Client, bus: impl Into<String>) -> Self {
+        EventBridgeSink {
+            client,
+            bus: bus.into(),
+        }
+    }
+}
+
+const PUT_ATTEMPTS: u32 = 3;
+
+#[async_trait]
+impl EventSink for EventBridgeSink {
+    async fn publish(&self, events: &[OutgoingEvent]) -> Result<()> {
+        use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+        // PutEvents takes 10 entries; order within a studio is kept by sending in order.
+        for chunk in events.chunks(10) {
+            let mut pending: Vec<PutEventsRequestEntry> = chunk
+                .iter()
+                .map(|e| {
+                    PutEventsRequestEntry::builder()
+                        .source(SOURCE)
+                        .detail_type(e.detail_type)
+                        .detail(e.detail.to_string())
+                        .event_bus_name(&self.bus)
+                        .build()
+                })
+                .collect();
+            for attempt in 1..=PUT_ATTEMPTS {
+                let out = self
+                    .client
+                    .put_events()
+                    .set_entries(Some(pending.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        Error::internal(
+                            aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+                        )
+                    })?;
+                if out.failed_entry_count() == 0 {
+                    break;
+                }
+                // Entries answer in request order; resend only the failed ones.
+                let failed: Vec<PutEventsRequestEntry> = out
+                    .entries()
+                    .iter()
+                    .zip(&pending)
+                    .filter(|(result, _)| result.error_code().is_some())
+                    .map(|(_, entry)| entry.clone())
+                    .collect();
+                tracing::warn!(failed = failed.len(), attempt, "PutEvents partially failed");
+                if attempt == PUT_ATTEMPTS {
+                    return Err(Error::internal(format!(
+                        "{} status events could not be published",
+                        failed.len()
+                    )));
+                }
+                pending = failed;
+                tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt)))
+                    .await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The change a stream record describes (keys and images as DynamoDB Streams gives them,
+/// from Lambda's event or from GetRecords). Records of other items mean nothing here.
+pub fn change_from_record(
+    keys: serde_dynamo::Item,
+    old: Option<serde_dynamo::Item>,
+    new: Option<serde_dynamo::Item>,
+) -> Result<Option<Change>> {
+    #[derive(serde::Deserialize)]
+    struct Keys {
+        #[serde(rename = "SK")]
+        sk: String,
+    }
+    let keys: Keys = serde_dynamo::from_item(keys).map_err(Error::internal)?;
+    let present = |i: Option<serde_dynamo::Item>| i.filter(|i| !i.is_empty());
+    let (old, new) = (present(old), present(new));
+    if keys.sk.starts_with("STUDIO#") {
+        let parse = |i: Option<serde_dynamo::Item>| -> Result<Option<Box<Studio>>> {
+            i.map(|i| {
+                serde_dynamo::from_item(i)
+                    .map(Box::new)
+                    .map_err(Error::internal)
+            })
+            .transpose()
+        };
+        return Ok(Some(Change::Studio {
+            old: parse(old)?,
+            new: parse(new)?,
+        }));
+    }
+    if keys.sk.starts_with("CP#") && old.is_none() {
+        if let Some(new) = new {
+            let cp: Checkpoint = serde_dynamo::from_item(new).map_err(Error::internal)?;
+            return Ok(Some(Change::CheckpointAdded(Box::new(cp))));
+        }
+    }
+    Ok(None)
+}

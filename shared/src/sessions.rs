@@ -1,0 +1,612 @@
+//! Studio sessions on AWS Batch (DESIGN §5–§8): start, stop, the Batch event consumer,
+//! the reconciler, and the publisher of status events. Decisions come from
+//! `domain::lifecycle`; every status change is one conditional transaction that also
+//! takes or releases the session's mount locks and records its checkpoint.
+
+use crate::compute::{JobSpec, SubmitError, TAG_ATTEMPT, TAG_STUDIO, TAG_WORKSPACE};
+use crate::domain::ids::{new_id, IdKind};
+use crate::domain::lifecycle::{
+    on_job_report, on_missing_job, Actor, BatchStatus, Finish, JobReport, Outcome, Session,
+};
+use crate::domain::validate::StartInput;
+use crate::domain::*;
+use crate::error::{Error, Missing, Result};
+use crate::events::{events_for, Change};
+use crate::service::{
+    authorize, changed_config, guard, readable, resource_id, workspace_id, App, Caller,
+    ConfigChanges,
+};
+use crate::store::*;
+use serde_json::{json, Value};
+
+/// Where a session writes its checkpoint; the container writes `manifest.json` last.
+pub const MANIFEST: &str = "manifest.json";
+/// Re-reads when a concurrent change beat an event's write.
+const APPLY_ATTEMPTS: usize = 3;
+
+/// The studio as it is once a start is accepted: `starting`, with a new session.
+pub fn begin(studio: &Studio, caller: &Caller) -> Studio {
+    let now = now();
+    let attempt_id = uuid::Uuid::now_v7().simple().to_string();
+    let checkpoint_id = new_id(IdKind::Checkpoint);
+    let save_uri = S3Prefix::parse(&format!(
+        "{}.studios/{}/checkpoints/{}/",
+        studio.compute_env.work_dir, studio.id, checkpoint_id
+    ))
+    .expect("a prefix under a valid work directory is valid");
+    let session = Session {
+        job_name: format!("studio-{}-{}", studio.id, attempt_id),
+        attempt_id,
+        job_id: None,
+        batch_status: None,
+        reached_running: false,
+        stop_requested_by: None,
+        checkpoint_id,
+        save_uri,
+        restore_uri: studio.latest_checkpoint.as_ref().map(|c| c.uri.clone()),
+        locked_paths: studio.config.mounts.iter().map(|m| m.uri.clone()).collect(),
+        studio_name: studio.config.name.clone(),
+        started_at: now.clone(),
+    };
+    let mut next = studio.clone();
+    next.status = StudioStatus::Starting;
+    next.status_reason = None;
+    next.status_updated_at = now.clone();
+    next.status_actor = Some(Actor::from(&caller.user_ref()));
+    next.last_started_at = Some(now.clone());
+    next.updated_at = now;
+    next.recorded_checkpoint = None;
+    next.session = Some(session);
+    next.version += 1;
+    next
+}
+
+/// What AWS Batch runs for a session (DESIGN §7).
+pub fn job_spec(app: &App, studio: &Studio, session: &Session) -> Result<JobSpec> {
+    let image = match &studio.config.template {
+        Template::Kind { kind } => app
+            .config
+            .template_images
+            .get(kind)
+            .cloned()
+            .ok_or_else(|| Error::internal(format!("no image configured for {kind:?}")))?,
+        Template::Image { image } => image.clone(),
+    };
+    let mounts: Vec<Value> = studio
+        .config
+        .mounts
+        .iter()
+        .map(|m| json!({"uri": m.uri, "mountPath": m.mount_path, "access": m.access}))
+        .collect();
+    let r = studio.config.resources;
+    Ok(JobSpec {
+        name: session.job_name.clone(),
+        queue: studio.compute_env.job_queue.clone(),
+        image,
+        vcpus: r.cpus,
+        memory_mib: r.memory_mib,
+        gpus: r.gpus,
+        environment: vec![
+            ("STUDIO_ID".into(), studio.id.clone()),
+            ("WORKSPACE_ID".into(), studio.workspace_id.clone()),
+            (
+                "CHECKPOINT_RESTORE_URI".into(),
+                session
+                    .restore_uri
+                    .as_ref()
+                    .map(|u| u.to_string())
+                    .unwrap_or_default(),
+            ),
+            ("CHECKPOINT_SAVE_URI".into(), session.save_uri.to_string()),
+            ("STUDIO_MOUNTS".into(), Value::from(mounts).to_string()),
+            (
+                "CONDA_PACKAGES".into(),
+                json!(studio.config.conda_packages).to_string(),
+            ),
+        ],
+        tags: vec![
+            (TAG_WORKSPACE.into(), studio.workspace_id.clone()),
+            (TAG_STUDIO.into(), studio.id.clone()),
+            (TAG_ATTEMPT.into(), session.attempt_id.clone()),
+        ],
+    })
+}
+
+/// Submits a studio just moved to `starting`. If Batch refuses, the studio ends
+/// `errored` and its locks are released in the same write; if Batch is busy, it goes
+/// back to how it was. If Batch does not answer, it stays `starting` for the events or
+/// the reconciler to settle.
+pub async fn submit(app: &App, studio: Studio) -> Result<Studio> {
+    let session = studio
+        .session
+        .clone()
+        .ok_or_else(|| Error::internal("submit without a session"))?;
+    let spec = job_spec(app, &studio, &session)?;
+    match app.compute.submit(&spec).await {
+        Ok(job_id) => {
+            if let Err(e) = app
+                .store
+                .record_job(&studio, &session.attempt_id, &job_id)
+                .await
+            {
+                // The job's events carry the attempt tag: the consumer records it then.
+                tracing::warn!(studio = studio.id, job_id, error = %e, "job id not recorded");
+            }
+            let mut studio = studio;
+            if let Some(s) = studio.session.as_mut() {
+                s.job_id = Some(job_id);
+            }
+            studio.version += 1;
+            Ok(studio)
+        }
+        Err(SubmitError::Rejected(reason)) => {
+            let message = format!("AWS Batch refused the job: {reason}");
+            let finish = Finish {
+                status: StudioStatus::Errored,
+                reason: Some(message.clone()),
+                batch_status: None,
+                record_checkpoint: false,
+            };
+            finish_session(app, &studio, &finish, Actor::Batch).await?;
+            Err(Error::conflict(
+                "batch_rejected",
+                format!("{message}; the studio is now errored"),
+            ))
+        }
+        Err(SubmitError::Throttled) => {
+            let mut back = studio.clone();
+            back.status = StudioStatus::Stopped;
+            back.status_reason = Some("AWS Batch was busy; start again shortly".into());
+            back.status_updated_at = now();
+            back.session = None;
+            back.version += 1;
+            app.store
+                .write_studio(&StudioWrite {
+                    guard: None,
+                    old: &studio,
+                    new: &back,
+                    expect: &[StudioStatus::Starting],
+                    checkpoint: None,
+                })
+                .await?;
+            Err(Error::Throttled)
+        }
+        Err(SubmitError::Unknown(detail)) => {
+            tracing::warn!(
+                studio = studio.id,
+                detail,
+                "submit outcome unknown; the reconciler settles it"
+            );
+            Ok(studio)
+        }
+    }
+}
+
+pub async fn start_studio(
+    app: &App,
+    caller: &Caller,
+    ws: &str,
+    id: &str,
+    input: StartInput,
+) -> Result<Studio> {
+    let ws = workspace_id(ws)?;
+    let mut keys = vec![Key::Member(caller.id.clone()), Key::Studio(id.to_string())];
+    keys.extend(input.data_link_ids().into_iter().map(Key::DataLink));
+    let fetched = app.store.fetch(ws, &keys).await?;
+    authorize(&fetched.members, caller, Permission::OperateStudios)?;
+    let current = fetched
+        .studios
+        .get(id)
+        .ok_or(Error::NotFound(Missing::Studio))?;
+    if !current.status.is_at_rest() {
+        return Err(Error::conflict(
+            "studio_not_stopped",
+            format!(
+                "studio '{}' is already {}",
+                current.config.name,
+                current.status.as_str()
+            ),
+        ));
+    }
+    let mut base = current.clone();
+    if input.description.is_some() || input.resources.is_some() || input.mounts.is_some() {
+        let changes = ConfigChanges {
+            description: input.description.as_deref(),
+            resources: input.resources,
+            mounts: input.mounts.as_deref(),
+            ..Default::default()
+        };
+        base.config = changed_config(current, changes, &fetched.data_links)?.0;
+    }
+    let next = begin(&base, caller);
+    app.store
+        .write_studio(&StudioWrite {
+            guard: Some(&guard(ws, caller, Permission::OperateStudios)),
+            old: current,
+            new: &next,
+            expect: &StudioStatus::at_rest(),
+            checkpoint: None,
+        })
+        .await?;
+    submit(app, next).await
+}
+
+pub async fn stop_studio(app: &App, caller: &Caller, ws: &str, id: &str) -> Result<Studio> {
+    let ws = workspace_id(ws)?;
+    let fetched = app
+        .store
+        .fetch(
+            ws,
+            &[Key::Member(caller.id.clone()), Key::Studio(id.to_string())],
+        )
+        .await?;
+    authorize(&fetched.members, caller, Permission::OperateStudios)?;
+    let current = fetched
+        .studios
+        .get(id)
+        .ok_or(Error::NotFound(Missing::Studio))?;
+    let name = &current.config.name;
+    let next = match current.status {
+        StudioStatus::Running => {
+            let mut next = current.clone();
+            let now = now();
+            next.status = StudioStatus::Stopping;
+            next.status_reason = Some(format!("stop requested by {}", caller.name));
+            next.status_updated_at = now.clone();
+            next.updated_at = now;
+            next.status_actor = Some(Actor::from(&caller.user_ref()));
+            if let Some(s) = next.session.as_mut() {
+                s.stop_requested_by = Some(caller.user_ref());
+            }
+            next.version += 1;
+            app.store
+                .write_studio(&StudioWrite {
+                    guard: Some(&guard(ws, caller, Permission::OperateStudios)),
+                    old: current,
+                    new: &next,
+                    expect: &[StudioStatus::Running],
+                    checkpoint: None,
+                })
+                .await?;
+            next
+        }
+        // Already stopping: ask Batch again (harmless), answer as before.
+        StudioStatus::Stopping => current.clone(),
+        StudioStatus::Starting => {
+            return Err(Error::conflict(
+                "studio_starting",
+                format!("studio '{name}' is starting; it can be stopped once it is running"),
+            ))
+        }
+        StudioStatus::Stopped | StudioStatus::Errored => {
+            return Err(Error::conflict(
+                "studio_not_running",
+                format!("studio '{name}' is {}", current.status.as_str()),
+            ))
+        }
+    };
+    terminate(app, &next, &caller.name, &caller.id).await;
+    Ok(next)
+}
+
+/// Asks Batch to end the session's job. A failure leaves the studio `stopping`; the
+/// reconciler asks again.
+async fn terminate(app: &App, studio: &Studio, by_name: &str, by_id: &str) {
+    let Some(job_id) = studio.session.as_ref().and_then(|s| s.job_id.clone()) else {
+        return;
+    };
+    let reason = format!("Stopped by {by_name} ({by_id}) from Studios");
+    if let Err(e) = app.compute.terminate(&job_id, &reason).await {
+        tracing::warn!(studio = studio.id, job_id, error = %e, "TerminateJob failed; the reconciler retries");
+    }
+}
+
+/// Ends a session: status, locks released, checkpoint recorded (if the job ran), in
+/// one transaction conditional on the studio being as read.
+pub async fn finish_session(
+    app: &App,
+    studio: &Studio,
+    finish: &Finish,
+    actor: Actor,
+) -> Result<()> {
+    let Some(session) = &studio.session else {
+        return Ok(());
+    };
+    let now = now();
+    let checkpoint = if finish.record_checkpoint {
+        let finalized = app.objects.exists(&session.save_uri, MANIFEST).await?;
+        Some(Checkpoint {
+            id: session.checkpoint_id.clone(),
+            workspace_id: studio.workspace_id.clone(),
+            studio_id: studio.id.clone(),
+            name: format!("checkpoint-{}", studio.checkpoint_count + 1),
+            status: if finalized {
+                CheckpointStatus::Finalized
+            } else {
+                CheckpointStatus::Invalid
+            },
+            uri: session.save_uri.clone(),
+            job_id: session.job_id.clone(),
+            session_started_at: session.started_at.clone(),
+            created_at: now.clone(),
+        })
+    } else {
+        None
+    };
+    let mut next = studio.clone();
+    next.status = finish.status;
+    next.status_reason = finish.reason.clone();
+    next.status_updated_at = now.clone();
+    next.updated_at = now;
+    next.status_actor = Some(actor);
+    next.session = None;
+    next.recorded_checkpoint = None;
+    if let Some(cp) = &checkpoint {
+        let reference = CheckpointRef {
+            id: cp.id.clone(),
+            uri: cp.uri.clone(),
+        };
+        next.checkpoint_count += 1;
+        if cp.status == CheckpointStatus::Finalized {
+            next.latest_checkpoint = Some(reference.clone());
+        }
+        next.recorded_checkpoint = Some(reference);
+    }
+    next.version += 1;
+    app.store
+        .write_studio(&StudioWrite {
+            guard: None,
+            old: studio,
+            new: &next,
+            expect: &[studio.status],
+            checkpoint: checkpoint.as_ref(),
+        })
+        .await
+}
+
+/// What applying a job report did (for logs and the reconciler's report).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Changed,
+    Ignored(&'static str),
+    UnknownStudio,
+}
+
+/// Applies a job report to its studio: one read, one conditional write. A write that
+/// lost to a concurrent change is re-decided on a fresh read (bounded).
+pub async fn apply_report(
+    app: &App,
+    ws: &str,
+    studio_id: &str,
+    report: &JobReport,
+) -> Result<Applied> {
+    for _ in 0..APPLY_ATTEMPTS {
+        let fetched = app
+            .store
+            .fetch(ws, &[Key::Studio(studio_id.to_string())])
+            .await?;
+        let Some(studio) = fetched.studios.get(studio_id) else {
+            return Ok(Applied::UnknownStudio);
+        };
+        let written = match on_job_report(studio.status, studio.session.as_ref(), report) {
+            Outcome::Ignore(why) => return Ok(Applied::Ignored(why)),
+            Outcome::Progress {
+                status,
+                batch_status,
+                reached_running,
+            } => {
+                let mut next = studio.clone();
+                if let Some(s) = next.session.as_mut() {
+                    s.batch_status = Some(batch_status);
+                    s.reached_running = reached_running;
+                    s.job_id = Some(report.job_id.clone());
+                }
+                if status != studio.status {
+                    next.status = status;
+                    next.status_reason = None;
+                    next.status_updated_at = now();
+                    next.status_actor = Some(Actor::Batch);
+                }
+                next.version += 1;
+                app.store
+                    .write_studio(&StudioWrite {
+                        guard: None,
+                        old: studio,
+                        new: &next,
+                        expect: &[studio.status],
+                        checkpoint: None,
+                    })
+                    .await
+            }
+            Outcome::Finish(finish) => {
+                let mut studio = studio.clone();
+                if let Some(s) = studio.session.as_mut() {
+                    s.job_id.get_or_insert_with(|| report.job_id.clone());
+                    s.batch_status = finish.batch_status.or(s.batch_status);
+                }
+                finish_session(app, &studio, &finish, Actor::Batch).await
+            }
+        };
+        match written {
+            Ok(()) => return Ok(Applied::Changed),
+            Err(Error::Conflict {
+                code: "concurrent_update",
+                ..
+            }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::Throttled)
+}
+
+/// The EventBridge consumer for `aws.batch` / `Batch Job State Change`. Input is
+/// untrusted: anything that is not a studio job is logged and acknowledged.
+pub async fn on_batch_event(app: &App, event: &Value) -> Result<Applied> {
+    let detail = &event["detail"];
+    let text = |v: &Value| v.as_str().map(String::from);
+    let tags = &detail["tags"];
+    let (Some(ws), Some(studio_id)) = (text(&tags[TAG_WORKSPACE]), text(&tags[TAG_STUDIO])) else {
+        tracing::info!(job = ?detail["jobId"], "not a studio job; ignored");
+        return Ok(Applied::UnknownStudio);
+    };
+    let Some(status) = detail["status"].as_str().and_then(BatchStatus::parse) else {
+        tracing::warn!(status = ?detail["status"], "unknown job status; ignored");
+        return Ok(Applied::Ignored("unknown job status"));
+    };
+    let job_name = text(&detail["jobName"]).unwrap_or_default();
+    let report = JobReport {
+        job_id: text(&detail["jobId"]).unwrap_or_default(),
+        attempt_id: text(&tags[TAG_ATTEMPT]).or_else(|| {
+            crate::domain::lifecycle::attempt_from_job_name(&job_name).map(String::from)
+        }),
+        job_name,
+        status,
+        status_reason: text(&detail["statusReason"]),
+        container_reason: text(&detail["container"]["reason"]),
+        exit_code: detail["container"]["exitCode"].as_i64(),
+        started: detail["startedAt"].is_number(),
+    };
+    let applied = apply_report(app, &ws, &studio_id, &report).await?;
+    tracing::info!(
+        studio = studio_id,
+        job = report.job_id,
+        status = status.as_str(),
+        ?applied,
+        "batch event"
+    );
+    Ok(applied)
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub checked: usize,
+    pub changed: usize,
+    /// Studios left alone because AWS could not say (an API error is "unknown").
+    pub unknown: usize,
+}
+
+/// Repairs what events missed (DESIGN §5), through the same decisions as the consumer.
+pub async fn reconcile(app: &App) -> Result<ReconcileReport> {
+    let studios = app.store.active_studios().await?;
+    let mut report = ReconcileReport {
+        checked: studios.len(),
+        ..Default::default()
+    };
+    let job_ids: Vec<String> = studios
+        .iter()
+        .filter_map(|s| s.session.as_ref()?.job_id.clone())
+        .collect();
+    let described = match app.compute.describe(&job_ids).await {
+        Ok(jobs) => Some(jobs),
+        Err(e) => {
+            tracing::warn!(error = %e, "DescribeJobs failed; jobs are unknown this round");
+            None
+        }
+    };
+    let grace = chrono::Duration::seconds(app.config.submit_grace_seconds as i64);
+    for studio in &studios {
+        let Some(session) = &studio.session else {
+            continue;
+        };
+        let outcome = match &session.job_id {
+            Some(job_id) => match &described {
+                None => None,
+                Some(jobs) => match jobs.iter().find(|j| &j.job_id == job_id) {
+                    Some(job) => {
+                        if studio.status == StudioStatus::Stopping && !job.status.is_terminal() {
+                            let by = session.stop_requested_by.clone().unwrap_or(UserRef {
+                                id: "reconciler".into(),
+                                name: "Studios".into(),
+                            });
+                            terminate(app, studio, &by.name, &by.id).await;
+                        }
+                        Some(apply_report(app, &studio.workspace_id, &studio.id, job).await)
+                    }
+                    None => match on_missing_job(session, false) {
+                        Some(finish) => Some(
+                            finish_session(app, studio, &finish, Actor::Reconciler)
+                                .await
+                                .map(|_| Applied::Changed),
+                        ),
+                        None => None,
+                    },
+                },
+            },
+            None => {
+                match app
+                    .compute
+                    .find_by_name(&studio.compute_env.job_queue, &session.job_name)
+                    .await
+                {
+                    Ok(Some(job)) => {
+                        Some(apply_report(app, &studio.workspace_id, &studio.id, &job).await)
+                    }
+                    Ok(None) => {
+                        let started = chrono::DateTime::parse_from_rfc3339(&session.started_at)
+                            .map(|t| t.with_timezone(&chrono::Utc))
+                            .unwrap_or_else(|_| chrono::Utc::now());
+                        let elapsed = chrono::Utc::now() - started >= grace;
+                        match on_missing_job(session, elapsed) {
+                            Some(f) => Some(
+                                finish_session(app, studio, &f, Actor::Reconciler)
+                                    .await
+                                    .map(|_| Applied::Changed),
+                            ),
+                            None => None,
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(studio = studio.id, error = %e, "ListJobs failed; unknown");
+                        None
+                    }
+                }
+            }
+        };
+        match outcome {
+            None => report.unknown += usize::from(described.is_none() || session.job_id.is_none()),
+            Some(Ok(Applied::Changed)) => report.changed += 1,
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                report.unknown += 1;
+                tracing::warn!(studio = studio.id, error = %e, "reconcile failed; retried next round");
+            }
+        }
+    }
+    tracing::info!(?report, "reconciled");
+    Ok(report)
+}
+
+/// Publishes the status events of table changes (the stream consumer).
+pub async fn publish_changes(app: &App, changes: &[Change]) -> Result<usize> {
+    let events: Vec<_> = changes.iter().filter_map(events_for).collect();
+    if !events.is_empty() {
+        app.events.publish(&events).await?;
+    }
+    Ok(events.len())
+}
+
+pub async fn list_mounts(app: &App, caller: &Caller, ws: &str) -> Result<Vec<HeldMount>> {
+    let ws = workspace_id(ws)?;
+    readable(app, caller, ws, app.store.list_mounts(ws)).await
+}
+
+pub async fn list_checkpoints(
+    app: &App,
+    caller: &Caller,
+    ws: &str,
+    id: &str,
+) -> Result<Vec<Checkpoint>> {
+    let ws = workspace_id(ws)?;
+    let keys = [Key::Member(caller.id.clone()), Key::Studio(id.to_string())];
+    let (fetched, list) = tokio::join!(
+        app.store.fetch(ws, &keys),
+        app.store.list_checkpoints(ws, id)
+    );
+    let fetched = fetched?;
+    authorize(&fetched.members, caller, Permission::Read)?;
+    resource_id(IdKind::Studio, id, Missing::Studio)?;
+    if !fetched.studios.contains_key(id) {
+        return Err(Error::NotFound(Missing::Studio));
+    }
+    list
+}

@@ -1,0 +1,524 @@
+//! Sessions end to end on the emulator: start submits a real (emulated) AWS Batch job,
+//! Batch events arrive as real-shaped EventBridge JSON, checkpoints are checked in S3,
+//! and status events travel the table's stream → EventBridge bus → rule → SQS.
+
+use serde_json::{json, Value};
+use studios_integration_tests::{Fixtures, TestApp, A};
+use studios_shared::sessions::Applied;
+
+pub struct Setup {
+    pub ws: String,
+    pub ce: String,
+    pub fx: Fixtures,
+}
+
+pub async fn setup(t: &TestApp) -> Setup {
+    let fx = t.fixtures().await;
+    let ws = t.workspace_with_roles().await;
+    let ce = t
+        .compute_env(
+            &ws,
+            json!({"jobQueue": fx.queue_arn, "workDir": "s3://work-bucket/studios"}),
+        )
+        .await;
+    Setup { ws, ce, fx }
+}
+
+pub async fn studio_with_mount(t: &TestApp, s: &Setup, name: &str, uri: &str) -> String {
+    t.req(A::AddStudio)
+        .user("maintain")
+        .param("ws", &s.ws)
+        .body(
+            json!({"name": name, "computeEnvId": s.ce, "template": {"kind": "jupyter"},
+                     "condaPackages": ["numpy>=1.26"], "mounts": [{"uri": uri}]}),
+        )
+        .send()
+        .await
+        .ok(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+pub async fn get(t: &TestApp, ws: &str, id: &str) -> Value {
+    t.req(A::GetStudio)
+        .user("view")
+        .param("ws", ws)
+        .param("id", id)
+        .send()
+        .await
+        .ok(200)
+}
+
+pub async fn start(t: &TestApp, ws: &str, id: &str) -> studios_integration_tests::Resp {
+    t.req(A::StartStudio)
+        .user("maintain")
+        .param("ws", ws)
+        .param("id", id)
+        .send()
+        .await
+}
+
+fn env_of(job: &aws_sdk_batch::types::JobDetail, name: &str) -> Option<String> {
+    job.container()?
+        .environment()
+        .iter()
+        .find(|kv| kv.name() == Some(name))
+        .and_then(|kv| kv.value().map(String::from))
+}
+
+#[tokio::test]
+async fn full_cycle_start_run_stop_checkpoint_and_restart() {
+    let t = TestApp::new().await;
+    let s = setup(&t).await;
+    let id = studio_with_mount(&t, &s, "RNA QC", "s3://data-bucket/reads/").await;
+
+    // WHEN the studio is started
+    let started = start(&t, &s.ws, &id).await.ok(202);
+    assert_eq!(started["status"], "starting");
+    let job_id = started["session"]["jobId"]
+        .as_str()
+        .expect("job id recorded")
+        .to_string();
+    // THEN Batch has the job, with what the session needs
+    let job = t.job(&job_id).await;
+    assert_eq!(env_of(&job, "STUDIO_ID").as_deref(), Some(id.as_str()));
+    assert_eq!(env_of(&job, "WORKSPACE_ID").as_deref(), Some(s.ws.as_str()));
+    assert_eq!(env_of(&job, "CHECKPOINT_RESTORE_URI").as_deref(), Some(""));
+    let save_uri = env_of(&job, "CHECKPOINT_SAVE_URI").unwrap();
+    assert!(
+        save_uri.starts_with(&format!(
+            "s3://work-bucket/studios/.studios/{id}/checkpoints/cp-"
+        )),
+        "{save_uri}"
+    );
+    let mounts: Value = serde_json::from_str(&env_of(&job, "STUDIO_MOUNTS").unwrap()).unwrap();
+    assert_eq!(
+        mounts,
+        json!([{"uri": "s3://data-bucket/reads/", "mountPath": "/workspace/data/reads", "access": "read-only"}])
+    );
+    assert_eq!(
+        env_of(&job, "CONDA_PACKAGES").as_deref(),
+        Some("[\"numpy>=1.26\"]")
+    );
+    assert_eq!(job.tags().unwrap()["studios:studio-id"], id);
+    // AND the path is locked, held by the studio
+    let held = t
+        .req(A::ListMounts)
+        .user("view")
+        .param("ws", &s.ws)
+        .send()
+        .await
+        .ok(200);
+    assert_eq!(held["mounts"][0]["uri"], "s3://data-bucket/reads/");
+    assert_eq!(
+        held["mounts"][0]["studio"],
+        json!({"id": id, "name": "RNA QC"})
+    );
+
+    // WHEN Batch reports progress (with a duplicate and a late one)
+    for (status, started) in [
+        ("RUNNABLE", false),
+        ("STARTING", false),
+        ("RUNNABLE", false),
+    ] {
+        t.deliver(&t.job_event(&job, status, started, None, None))
+            .await;
+    }
+    let st = get(&t, &s.ws, &id).await;
+    assert_eq!(st["status"], "starting");
+    assert_eq!(st["session"]["jobStatus"], "STARTING");
+    assert_eq!(
+        t.deliver(&t.job_event(&job, "RUNNING", true, None, None))
+            .await,
+        Applied::Changed
+    );
+    assert_eq!(get(&t, &s.ws, &id).await["status"], "running");
+
+    // WHEN a maintainer stops it: stopping, then Batch ends the job as terminated
+    let stopping = t
+        .req(A::StopStudio)
+        .user("maintain")
+        .param("ws", &s.ws)
+        .param("id", &id)
+        .send()
+        .await
+        .ok(202);
+    assert_eq!(stopping["status"], "stopping");
+    // Stopping twice is fine.
+    t.req(A::StopStudio)
+        .user("maintain")
+        .param("ws", &s.ws)
+        .param("id", &id)
+        .send()
+        .await
+        .ok(202);
+    t.write_manifest(&save_uri).await;
+    let end = t.job_event(
+        &job,
+        "FAILED",
+        true,
+        Some("Stopped by maintain user"),
+        Some(143),
+    );
+    assert_eq!(t.deliver(&end).await, Applied::Changed);
+    // A redelivery of the same event changes nothing.
+    assert!(matches!(t.deliver(&end).await, Applied::Ignored(_)));
+
+    // THEN it is stopped with a finalized checkpoint and no locks
+    let stopped = get(&t, &s.ws, &id).await;
+    assert_eq!(stopped["status"], "stopped");
+    assert_eq!(stopped["statusReason"], "stopped by maintain user");
+    assert_eq!(stopped["session"], Value::Null);
+    let cps = t
+        .req(A::ListCheckpoints)
+        .user("view")
+        .param("ws", &s.ws)
+        .param("id", &id)
+        .send()
+        .await
+        .ok(200);
+    let cps = cps["checkpoints"].as_array().unwrap();
+    assert_eq!(cps.len(), 1);
+    assert_eq!(cps[0]["status"], "finalized");
+    assert_eq!(cps[0]["name"], "checkpoint-1");
+    assert_eq!(cps[0]["uri"], save_uri.as_str());
+    assert_eq!(stopped["latestCheckpointId"], cps[0]["id"]);
+    assert!(t.live_locks(&s.ws).await.is_empty());
+    let held = t
+        .req(A::ListMounts)
+        .user("view")
+        .param("ws", &s.ws)
+        .send()
+        .await
+        .ok(200);
+    assert_eq!(held["mounts"], json!([]));
+
+    // AND the status events were published in the order of the transitions
+    assert!(t.publish_status_events().await >= 5);
+    let events = t.received_events().await;
+    let transitions: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| e["detail-type"] == "Studio Status Changed")
+        .map(|e| {
+            (
+                e["detail"]["previousStatus"].as_str().unwrap().to_string(),
+                e["detail"]["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        transitions,
+        pairs(&[
+            ("stopped", "starting"),
+            ("starting", "running"),
+            ("running", "stopping"),
+            ("stopping", "stopped")
+        ])
+    );
+    let last = events
+        .iter()
+        .rev()
+        .find(|e| e["detail-type"] == "Studio Status Changed")
+        .unwrap();
+    assert_eq!(last["source"], "studios");
+    assert_eq!(last["detail"]["checkpointId"], cps[0]["id"]);
+    assert_eq!(last["detail"]["studioName"], "RNA QC");
+    assert_eq!(last["detail"]["actor"]["type"], "system");
+    let stop_event = &events
+        .iter()
+        .filter(|e| e["detail"]["status"] == "stopping")
+        .next()
+        .unwrap()["detail"];
+    assert_eq!(
+        stop_event["actor"],
+        json!({"type": "user", "id": "maintain", "name": "maintain user"})
+    );
+    let recorded: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["detail-type"] == "Checkpoint Recorded")
+        .collect();
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0]["detail"]["status"], "finalized");
+    // Event ids are stable: publishing again would repeat them for consumers to drop.
+    let ids: std::collections::HashSet<&str> = events
+        .iter()
+        .map(|e| e["detail"]["eventId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), events.len());
+
+    // WHEN it is restarted THEN the job restores from that checkpoint
+    let restarted = start(&t, &s.ws, &id).await.ok(202);
+    let job2 = t.job(restarted["session"]["jobId"].as_str().unwrap()).await;
+    assert_eq!(
+        env_of(&job2, "CHECKPOINT_RESTORE_URI"),
+        Some(save_uri.clone())
+    );
+    assert_ne!(env_of(&job2, "CHECKPOINT_SAVE_URI"), Some(save_uri));
+    // AND events of the old job no longer touch it
+    assert!(matches!(t.deliver(&end).await, Applied::Ignored(_)));
+    assert_eq!(get(&t, &s.ws, &id).await["status"], "starting");
+}
+
+#[tokio::test]
+async fn a_session_that_never_ran_records_no_checkpoint_and_an_unsaved_one_is_invalid() {
+    let t = TestApp::new().await;
+    let s = setup(&t).await;
+    let id = studio_with_mount(&t, &s, "crashy", "s3://data-bucket/x/").await;
+    let job = t
+        .job(
+            start(&t, &s.ws, &id).await.ok(202)["session"]["jobId"]
+                .as_str()
+                .unwrap(),
+        )
+        .await;
+    // The image cannot be pulled: FAILED before RUNNING.
+    t.deliver(&t.job_event(
+        &job,
+        "FAILED",
+        false,
+        Some("CannotPullContainerError: not found"),
+        None,
+    ))
+    .await;
+    let st = get(&t, &s.ws, &id).await;
+    assert_eq!(st["status"], "errored");
+    assert_eq!(st["statusReason"], "CannotPullContainerError: not found");
+    assert!(t.live_locks(&s.ws).await.is_empty());
+    let cps = t
+        .req(A::ListCheckpoints)
+        .user("view")
+        .param("ws", &s.ws)
+        .param("id", &id)
+        .send()
+        .await
+        .ok(200);
+    assert_eq!(cps["checkpoints"], json!([]));
+
+    // Restart from errored; it runs, then crashes without writing a manifest.
+    let job = t
+        .job(
+            start(&t, &s.ws, &id).await.ok(202)["session"]["jobId"]
+                .as_str()
+                .unwrap(),
+        )
+        .await;
+    t.deliver(&t.job_event(&job, "RUNNING", true, None, None))
+        .await;
+    t.deliver(&t.job_event(
+        &job,
+        "FAILED",
+        true,
+        Some("Essential container in task exited"),
+        Some(137),
+    ))
+    .await;
+    let st = get(&t, &s.ws, &id).await;
+    assert_eq!(st["status"], "errored");
+    assert_eq!(
+        st["statusReason"],
+        "Essential container in task exited; exit code 137"
+    );
+    assert_eq!(
+        st["latestCheckpointId"],
+        Value::Null,
+        "an invalid checkpoint is never restored"
+    );
+    let cps = t
+        .req(A::ListCheckpoints)
+        .user("view")
+        .param("ws", &s.ws)
+        .param("id", &id)
+        .send()
+        .await
+        .ok(200);
+    assert_eq!(cps["checkpoints"][0]["status"], "invalid");
+}
+
+#[tokio::test]
+async fn start_conflicts_name_the_holder_and_add_flags_held_paths() {
+    let t = TestApp::new().await;
+    let s = setup(&t).await;
+    let a = studio_with_mount(&t, &s, "holder", "s3://data-bucket/shared/").await;
+    let b = studio_with_mount(&t, &s, "same", "s3://data-bucket/shared").await;
+    let c = studio_with_mount(&t, &s, "below", "s3://data-bucket/shared/x/").await;
+    let d = studio_with_mount(&t, &s, "above", "s3://data-bucket/").await;
+    let e = studio_with_mount(&t, &s, "beside", "s3://data-bucket/other/").await;
+    start(&t, &s.ws, &a).await.ok(202);
+    for (id, expect) in [
+        (&b, "s3://data-bucket/shared/ is mounted by running studio 'holder'"),
+        (&c, "s3://data-bucket/shared/x/ overlaps s3://data-bucket/shared/, mounted by running studio 'holder'"),
+        (&d, "s3://data-bucket/ overlaps s3://data-bucket/shared/, mounted by running studio 'holder'"),
+    ] {
+        let (code, message) = start(&t, &s.ws, id).await.err(409);
+        assert_eq!(code, "mount_locked");
+        assert!(message.starts_with(expect), "{message}");
+        assert!(message.contains(&a), "names the holder's id: {message}");
+        assert_eq!(get(&t, &s.ws, id).await["status"], "stopped");
+    }
+    start(&t, &s.ws, &e).await.ok(202);
+    // The same path in another workspace is not a conflict.
+    let ws2 = t.workspace_with_roles().await;
+    let ce2 = t
+        .compute_env(&ws2, json!({"jobQueue": s.fx.queue_arn}))
+        .await;
+    let other = t
+        .req(A::AddStudio)
+        .user("maintain")
+        .param("ws", &ws2)
+        .body(
+            json!({"name": "elsewhere", "computeEnvId": ce2, "template": {"kind": "jupyter"},
+                     "mounts": [{"uri": "s3://data-bucket/shared/"}]}),
+        )
+        .send()
+        .await
+        .ok(201);
+    assert_eq!(other["warnings"], json!([]));
+    start(&t, &ws2, other["id"].as_str().unwrap()).await.ok(202);
+    // Adding a studio over a held path says it is unavailable.
+    let flagged = t
+        .req(A::AddStudio)
+        .user("maintain")
+        .param("ws", &s.ws)
+        .body(
+            json!({"name": "later", "computeEnvId": s.ce, "template": {"kind": "jupyter"},
+                     "mounts": [{"uri": "s3://data-bucket/shared/deep/"}]}),
+        )
+        .send()
+        .await
+        .ok(201);
+    let w = flagged["warnings"][0].as_str().unwrap();
+    assert!(
+        w.starts_with("mounts[0]: s3://data-bucket/shared/deep/ is unavailable"),
+        "{w}"
+    );
+}
+
+#[tokio::test]
+async fn faults_leave_nothing_locked_or_stuck() {
+    let t = TestApp::new().await;
+    let s = setup(&t).await;
+    // SubmitJob refused: the queue does not exist.
+    let bad_ce = t
+        .compute_env(
+            &s.ws,
+            json!({"jobQueue": "arn:aws:batch:us-east-1:123456789012:job-queue/missing"}),
+        )
+        .await;
+    let id = t
+        .req(A::AddStudio)
+        .user("maintain")
+        .param("ws", &s.ws)
+        .body(
+            json!({"name": "nowhere", "computeEnvId": bad_ce, "template": {"kind": "jupyter"},
+                     "mounts": [{"uri": "s3://data-bucket/q/"}]}),
+        )
+        .send()
+        .await
+        .ok(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, message) = start(&t, &s.ws, &id).await.err(409);
+    assert_eq!(code, "batch_rejected");
+    assert!(
+        message.starts_with("AWS Batch refused the job"),
+        "{message}"
+    );
+    let st = get(&t, &s.ws, &id).await;
+    assert_eq!(st["status"], "errored");
+    assert!(st["statusReason"]
+        .as_str()
+        .unwrap()
+        .starts_with("AWS Batch refused the job"));
+    assert!(t.live_locks(&s.ws).await.is_empty());
+
+    // Stop while starting is refused (product docs); delete while running too.
+    let id = studio_with_mount(&t, &s, "busy", "s3://data-bucket/b/").await;
+    let job = t
+        .job(
+            start(&t, &s.ws, &id).await.ok(202)["session"]["jobId"]
+                .as_str()
+                .unwrap(),
+        )
+        .await;
+    let (code, _) = t
+        .req(A::StopStudio)
+        .user("maintain")
+        .param("ws", &s.ws)
+        .param("id", &id)
+        .send()
+        .await
+        .err(409);
+    assert_eq!(code, "studio_starting");
+    t.deliver(&t.job_event(&job, "RUNNING", true, None, None))
+        .await;
+    let (code, _) = t
+        .req(A::DeleteStudio)
+        .user("maintain")
+        .param("ws", &s.ws)
+        .param("id", &id)
+        .send()
+        .await
+        .err(409);
+    assert_eq!(code, "studio_not_stopped");
+    let (code, _) = start(&t, &s.ws, &id).await.err(409);
+    assert_eq!(code, "studio_not_stopped");
+    // A viewer cannot stop it; nobody can stop a stopped studio.
+    t.req(A::StopStudio)
+        .user("view")
+        .param("ws", &s.ws)
+        .param("id", &id)
+        .send()
+        .await
+        .err(403);
+
+    // Events that are not about a studio job are acknowledged, not bounced.
+    let mut foreign = t.job_event(&job, "RUNNING", true, None, None);
+    foreign["detail"]["tags"] = json!({});
+    assert_eq!(t.deliver(&foreign).await, Applied::UnknownStudio);
+    let mut junk = t.job_event(&job, "RUNNING", true, None, None);
+    junk["detail"]["status"] = json!("EXPLODED");
+    assert!(matches!(t.deliver(&junk).await, Applied::Ignored(_)));
+}
+
+#[tokio::test]
+async fn add_and_start_in_one_request() {
+    let t = TestApp::new().await;
+    let s = setup(&t).await;
+    let added = t
+        .req(A::AddStudio)
+        .user("maintain")
+        .param("ws", &s.ws)
+        .query("autoStart", "true")
+        .body(
+            json!({"name": "quick", "computeEnvId": s.ce, "template": {"kind": "vscode"},
+                     "mounts": [{"uri": "s3://data-bucket/quick/"}]}),
+        )
+        .send()
+        .await
+        .ok(202);
+    assert_eq!(added["status"], "starting");
+    assert!(added["session"]["jobId"].is_string());
+    assert_eq!(
+        t.live_locks(&s.ws).await.len(),
+        2,
+        "the path and its bucket root"
+    );
+    // The name is taken even though the studio was created starting.
+    let (code, _) = t
+        .req(A::AddStudio)
+        .user("maintain")
+        .param("ws", &s.ws)
+        .query("autoStart", "true")
+        .body(json!({"name": "QUICK", "computeEnvId": s.ce, "template": {"kind": "vscode"}}))
+        .send()
+        .await
+        .err(409);
+    assert_eq!(code, "name_taken");
+}
