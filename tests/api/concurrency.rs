@@ -144,3 +144,74 @@ async fn eight_concurrent_adds_of_one_name_have_exactly_one_winner() {
         .err(409);
     assert!(m.contains("used by 5 studio"), "{m}");
 }
+
+/// 50 rounds of 8 concurrent starts of different studios whose mounts all conflict:
+/// exactly one wins each round, the others get 409 naming it, and once the winner's job
+/// ends no lock is left.
+async fn contested_starts(paths: [&str; 8]) {
+    use crate::lifecycle::{get, setup, start};
+    let mut t = TestApp::new().await;
+    let s = setup(&t).await;
+    let mut ids = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        ids.push(
+            crate::lifecycle::studio_with_mount(&t, &s, &format!("contender-{i}"), path).await,
+        );
+    }
+    let real = t.app.store.clone();
+    for round in 0..50 {
+        t.app = App {
+            store: Arc::new(BarrierStore {
+                inner: real.clone(),
+                barrier: Barrier::new(ids.len()),
+            }),
+            ..t.app.clone()
+        };
+        let results = futures::future::join_all(ids.iter().map(|id| start(&t, &s.ws, id))).await;
+        t.app.store = real.clone();
+        let winners: Vec<usize> = (0..ids.len())
+            .filter(|&i| results[i].status == 202)
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+        let w = winners[0];
+        for (i, r) in results.iter().enumerate().filter(|(i, _)| *i != w) {
+            assert_eq!(r.status, 409, "round {round}: {r:?}");
+            assert_eq!(r.json["error"]["code"], "mount_locked");
+            let message = r.json["error"]["message"].as_str().unwrap();
+            assert!(
+                message.contains(&ids[w]) && message.contains(&format!("'contender-{w}'")),
+                "round {round}, loser {i}: {message}"
+            );
+        }
+        // The winner's job fails before running: its locks go with it.
+        let job_id = results[w].json["session"]["jobId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let job = t.job(&job_id).await;
+        t.deliver(&t.job_event(&job, "FAILED", false, Some("round over"), None))
+            .await;
+        assert_eq!(get(&t, &s.ws, &ids[w]).await["status"], "errored");
+        assert!(t.live_locks(&s.ws).await.is_empty(), "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_starts_on_one_path_have_one_winner_per_round() {
+    contested_starts(["s3://data-bucket/shared/"; 8]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_starts_on_overlapping_prefixes_have_one_winner_per_round() {
+    contested_starts([
+        "s3://data-bucket/",
+        "s3://data-bucket/a/",
+        "s3://data-bucket/a/b/",
+        "s3://data-bucket/a/b/c/",
+        "s3://data-bucket/a/b/c/d/",
+        "s3://data-bucket/a/b/c/d/e/",
+        "s3://data-bucket/a/b/c/d/e/f/",
+        "S3://data-bucket//a/b/c/d/e/f/g",
+    ])
+    .await;
+}
