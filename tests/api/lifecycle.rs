@@ -232,8 +232,7 @@ async fn full_cycle_start_run_stop_checkpoint_and_restart() {
     assert_eq!(last["detail"]["actor"]["type"], "system");
     let stop_event = &events
         .iter()
-        .filter(|e| e["detail"]["status"] == "stopping")
-        .next()
+        .find(|e| e["detail"]["status"] == "stopping")
         .unwrap()["detail"];
     assert_eq!(
         stop_event["actor"],

@@ -8,6 +8,7 @@ mod data_links;
 mod lifecycle;
 mod local;
 mod members;
+mod reconcile;
 mod roles;
 mod studios;
 mod validation;
