@@ -19,7 +19,7 @@ async fn main() -> Result<(), Error> {
     let app = App::from_env(config).await;
     let app = &app;
     match handler.as_str() {
-        "batch-events" => {
+        sessions::BATCH_EVENTS_HANDLER => {
             lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
                 // An error makes Lambda retry, then the on-failure destination keeps it.
                 let applied = sessions::on_batch_event(app, &event.payload).await?;
@@ -27,7 +27,7 @@ async fn main() -> Result<(), Error> {
             }))
             .await
         }
-        "publish-status-events" => {
+        sessions::PUBLISH_STATUS_EVENTS_HANDLER => {
             lambda_runtime::run(service_fn(
                 move |event: LambdaEvent<StreamEvent>| async move {
                     let mut changes = Vec::new();
@@ -45,7 +45,7 @@ async fn main() -> Result<(), Error> {
             ))
             .await
         }
-        "reconcile" => {
+        sessions::RECONCILE_HANDLER => {
             lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
                 let report = sessions::reconcile(app).await?;
                 Ok::<_, Error>(json!({

@@ -558,7 +558,19 @@ mod tests {
             assert!(block.contains(&format!("Method: {method}\n")), "{handler}");
             assert!(block.contains(&format!("Path: {path}\n")), "{handler}");
         }
-        assert_eq!(blocks.len() - 1, ROUTES.len(), "functions without a route");
+        for handler in crate::sessions::EVENT_HANDLERS {
+            assert!(
+                blocks
+                    .iter()
+                    .any(|b| b.contains(&format!("Handler: {handler}\n"))),
+                "{handler}"
+            );
+        }
+        assert_eq!(
+            blocks.len() - 1,
+            ROUTES.len() + crate::sessions::EVENT_HANDLERS.len(),
+            "functions that are neither routes nor event handlers"
+        );
     }
 
     #[test]

@@ -19,6 +19,16 @@ use crate::service::{
 use crate::store::*;
 use serde_json::{json, Value};
 
+/// Handler names of the functions that are not API routes (template.yaml uses them).
+pub const BATCH_EVENTS_HANDLER: &str = "batch-events";
+pub const PUBLISH_STATUS_EVENTS_HANDLER: &str = "publish-status-events";
+pub const RECONCILE_HANDLER: &str = "reconcile";
+pub const EVENT_HANDLERS: [&str; 3] = [
+    BATCH_EVENTS_HANDLER,
+    PUBLISH_STATUS_EVENTS_HANDLER,
+    RECONCILE_HANDLER,
+];
+
 /// Where a session writes its checkpoint; the container writes `manifest.json` last.
 pub const MANIFEST: &str = "manifest.json";
 /// Re-reads when a concurrent change beat an event's write.
