@@ -1,3 +1,5 @@
-//! Entry points: the Lambda bootstrap (`main.rs`) and the local API stand-in (`local`).
+//! Entry points: the Lambda bootstrap (`main.rs`), and for the local run the API Gateway
+//! stand-in (`local`) and the simulated rest of the stack (`simulate`).
 
 pub mod local;
+pub mod simulate;

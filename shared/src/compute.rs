@@ -292,3 +292,67 @@ impl Compute for BatchCompute {
         ))
     }
 }
+
+/// A `Batch Job State Change` EventBridge event for `job` in `status`, shaped like AWS's
+/// documented example (the detail mirrors DescribeJobs). The local run delivers these for
+/// the jobs it simulates; tests use them as fixtures.
+pub fn job_state_change_event(
+    job: &aws_sdk_batch::types::JobDetail,
+    status: &str,
+    started: bool,
+    reason: Option<&str>,
+    exit_code: Option<i32>,
+) -> serde_json::Value {
+    use serde_json::json;
+    let tags: serde_json::Map<String, serde_json::Value> = job
+        .tags()
+        .map(|t| t.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
+        .unwrap_or_default();
+    let mut detail = json!({
+        "jobArn": job.job_arn(),
+        "jobName": job.job_name(),
+        "jobId": job.job_id(),
+        "jobQueue": job.job_queue(),
+        "status": status,
+        "attempts": [],
+        "createdAt": job.created_at(),
+        "retryStrategy": {"attempts": 1},
+        "dependsOn": [],
+        "jobDefinition": job.job_definition(),
+        "parameters": {},
+        "container": {
+            "image": job.container().and_then(|c| c.image()),
+            "command": [],
+            "volumes": [],
+            "environment": [],
+            "mountPoints": [],
+            "ulimits": [],
+            "resourceRequirements": [],
+            "secrets": [],
+        },
+        "tags": tags,
+        "propagateTags": true,
+        "platformCapabilities": [],
+    });
+    if started {
+        detail["startedAt"] = json!(job.started_at().unwrap_or(1_764_000_060_000));
+    }
+    if let Some(r) = reason {
+        detail["statusReason"] = json!(r);
+    }
+    if let Some(code) = exit_code {
+        detail["container"]["exitCode"] = json!(code);
+        detail["stoppedAt"] = json!(job.stopped_at().unwrap_or(1_764_000_900_000));
+    }
+    json!({
+        "version": "0",
+        "id": uuid::Uuid::now_v7().to_string(),
+        "detail-type": "Batch Job State Change",
+        "source": "aws.batch",
+        "account": job.job_arn().and_then(|a| a.split(':').nth(4)).unwrap_or("000000000000"),
+        "time": crate::domain::now(),
+        "region": job.job_arn().and_then(|a| a.split(':').nth(3)).unwrap_or("us-east-1"),
+        "resources": [job.job_arn()],
+        "detail": detail,
+    })
+}

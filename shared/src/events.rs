@@ -34,10 +34,13 @@ pub enum Change {
 /// deduplicate.
 pub fn events_for(change: &Change) -> Option<OutgoingEvent> {
     match change {
+        // A studio added and started at once is created `starting`: that is a change too.
         Change::Studio {
-            old: Some(old),
+            old,
             new: Some(new),
-        } if old.status != new.status => {
+        } if old.as_ref().map(|o| o.status) != Some(new.status)
+            && (old.is_some() || new.status != crate::domain::StudioStatus::Stopped) =>
+        {
             let actor = match &new.status_actor {
                 Some(Actor::User { id, name }) => json!({"type": "user", "id": id, "name": name}),
                 Some(Actor::Batch) | None => json!({"type": "system", "name": "aws-batch"}),
@@ -50,7 +53,7 @@ pub fn events_for(change: &Change) -> Option<OutgoingEvent> {
                     "workspaceId": new.workspace_id,
                     "studioId": new.id,
                     "studioName": new.config.name,
-                    "previousStatus": old.status,
+                    "previousStatus": old.as_ref().map(|o| o.status),
                     "status": new.status,
                     "statusReason": new.status_reason,
                     "actor": actor,

@@ -224,3 +224,103 @@ async fn every_action_stays_within_its_round_trip_budget() {
         }
     }
 }
+
+/// Session actions: start and the event consumer are the documented exceptions (start
+/// also records the Batch job id; a terminal event also reads S3 for the manifest).
+#[tokio::test]
+async fn session_actions_and_events_cost() {
+    use crate::lifecycle::{setup, studio_with_mount};
+    let t = TestApp::new().await;
+    let s = setup(&t).await;
+    let id = studio_with_mount(&t, &s, "measured", "s3://data-bucket/m/").await;
+    // Warm the job definition cache, as a warm Lambda would have it.
+    let warm = studio_with_mount(&t, &s, "warm", "s3://data-bucket/w/").await;
+    t.req(A::StartStudio)
+        .user("maintain")
+        .param("ws", &s.ws)
+        .param("id", &warm)
+        .send()
+        .await
+        .ok(202);
+
+    println!("| action | DynamoDB requests | sequential DynamoDB round trips |");
+    println!("|---|---|---|");
+    let row = |name: &str, c: &Cost| {
+        println!(
+            "| {name} | {} | {} |",
+            c.operations.join(" + "),
+            c.round_trips
+        );
+    };
+    let (c, _) = measure(
+        &t,
+        t.req(A::StartStudio)
+            .user("maintain")
+            .param("ws", &s.ws)
+            .param("id", &id),
+        202,
+    )
+    .await;
+    row("POST …/studios/{id}/start (+ SubmitJob)", &c);
+    assert_eq!(
+        c.operations,
+        ["BatchGetItem", "TransactWriteItems", "UpdateItem"]
+    );
+    assert_eq!(c.round_trips, 3);
+    let job = t
+        .job(
+            &crate::lifecycle::get(&t, &s.ws, &id).await["session"]["jobId"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        )
+        .await;
+    t.log.take();
+    t.deliver(&t.job_event(&job, "RUNNING", true, None, None))
+        .await;
+    let c = cost(t.log.take());
+    row("Batch event (progress)", &c);
+    assert_eq!((c.operations.len(), c.round_trips), (2, 2));
+    t.log.take();
+    t.deliver(&t.job_event(&job, "RUNNING", true, None, None))
+        .await;
+    let c = cost(t.log.take());
+    row("Batch event (duplicate)", &c);
+    assert_eq!(c.operations, ["BatchGetItem"]);
+    let (c, _) = measure(
+        &t,
+        t.req(A::StopStudio)
+            .user("maintain")
+            .param("ws", &s.ws)
+            .param("id", &id),
+        202,
+    )
+    .await;
+    row("POST …/studios/{id}/stop (+ TerminateJob)", &c);
+    assert_eq!((c.operations.len(), c.round_trips), (2, 2));
+    t.log.take();
+    t.deliver(&t.job_event(&job, "FAILED", true, Some("stopped"), Some(143)))
+        .await;
+    let c = cost(t.log.take());
+    row("Batch event (terminal, + S3 HeadObject)", &c);
+    assert_eq!(c.operations, ["BatchGetItem", "TransactWriteItems"]);
+    let (c, _) = measure(
+        &t,
+        t.req(A::ListMounts).user("view").param("ws", &s.ws),
+        200,
+    )
+    .await;
+    row("GET /workspaces/{ws}/mounts", &c);
+    assert_eq!(c.round_trips, 1);
+    let (c, _) = measure(
+        &t,
+        t.req(A::ListCheckpoints)
+            .user("view")
+            .param("ws", &s.ws)
+            .param("id", &id),
+        200,
+    )
+    .await;
+    row("GET …/studios/{id}/checkpoints", &c);
+    assert_eq!(c.round_trips, 1);
+}

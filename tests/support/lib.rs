@@ -11,8 +11,9 @@ use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use studios_functions::simulate::StreamReader;
 use studios_shared::compute::BatchCompute;
-use studios_shared::events::{change_from_record, EventBridgeSink};
+use studios_shared::events::EventBridgeSink;
 use studios_shared::http::{handle, Action, ApiGatewayEvent};
 use studios_shared::objects::S3Objects;
 use studios_shared::store::dynamo::{create_table, DynamoStore};
@@ -125,7 +126,7 @@ pub struct TestApp {
     /// The test's own event bus, with a rule delivering everything to `events_queue`.
     pub bus: String,
     events_queue: Mutex<Option<String>>,
-    stream_iterator: Mutex<Option<String>>,
+    stream: tokio::sync::Mutex<Option<StreamReader>>,
 }
 
 /// The bucket every test compute environment uses as its work directory.
@@ -188,7 +189,7 @@ impl TestApp {
             batch,
             s3,
             events_queue: Mutex::new(None),
-            stream_iterator: Mutex::new(None),
+            stream: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -503,8 +504,8 @@ impl TestApp {
             .expect("job known to Batch")
     }
 
-    /// A `Batch Job State Change` event for `job` in `status`, shaped like AWS's
-    /// documented example (the detail mirrors DescribeJobs).
+    /// A `Batch Job State Change` event for `job` in `status` (with a field AWS may add
+    /// later, which the consumer must tolerate).
     pub fn job_event(
         &self,
         job: &aws_sdk_batch::types::JobDetail,
@@ -513,58 +514,11 @@ impl TestApp {
         reason: Option<&str>,
         exit_code: Option<i32>,
     ) -> Value {
-        let tags: serde_json::Map<String, Value> = job
-            .tags()
-            .map(|t| t.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
-            .unwrap_or_default();
-        let mut detail = json!({
-            "jobArn": job.job_arn(),
-            "jobName": job.job_name(),
-            "jobId": job.job_id(),
-            "jobQueue": job.job_queue(),
-            "status": status,
-            "attempts": [],
-            "createdAt": 1_764_000_000_000u64,
-            "retryStrategy": {"attempts": 1},
-            "dependsOn": [],
-            "jobDefinition": job.job_definition(),
-            "parameters": {},
-            "container": {
-                "image": "img",
-                "command": [],
-                "volumes": [],
-                "environment": [],
-                "mountPoints": [],
-                "ulimits": [],
-                "resourceRequirements": [],
-                "secrets": [],
-            },
-            "tags": tags,
-            "propagateTags": true,
-            "platformCapabilities": [],
-            "someFieldAddedLater": {"ignored": true},
-        });
-        if started {
-            detail["startedAt"] = json!(1_764_000_060_000u64);
-        }
-        if let Some(r) = reason {
-            detail["statusReason"] = json!(r);
-        }
-        if let Some(code) = exit_code {
-            detail["container"]["exitCode"] = json!(code);
-            detail["stoppedAt"] = json!(1_764_000_900_000u64);
-        }
-        json!({
-            "version": "0",
-            "id": uuid::Uuid::now_v7().to_string(),
-            "detail-type": "Batch Job State Change",
-            "source": "aws.batch",
-            "account": "123456789012",
-            "time": "2026-11-25T12:00:00Z",
-            "region": "us-east-1",
-            "resources": [job.job_arn()],
-            "detail": detail,
-        })
+        let mut event = studios_shared::compute::job_state_change_event(
+            job, status, started, reason, exit_code,
+        );
+        event["detail"]["someFieldAddedLater"] = json!({"ignored": true});
+        event
     }
 
     /// Delivers an EventBridge event to the Batch event consumer, as Lambda would.
@@ -594,75 +548,9 @@ impl TestApp {
     /// Runs the status-event publisher over the table's stream records so far, as the
     /// stream's Lambda trigger would. Returns how many events it published.
     pub async fn publish_status_events(&self) -> usize {
-        let streams = aws_sdk_dynamodbstreams::Client::new(&self.sdk);
-        let mut iterator = self.stream_iterator.lock().unwrap().clone();
-        if iterator.is_none() {
-            let table = self
-                .client
-                .describe_table()
-                .table_name(&self.table)
-                .send()
-                .await
-                .unwrap();
-            let arn = table
-                .table()
-                .unwrap()
-                .latest_stream_arn()
-                .unwrap()
-                .to_string();
-            let stream = streams
-                .describe_stream()
-                .stream_arn(&arn)
-                .send()
-                .await
-                .unwrap();
-            let shard = stream.stream_description().unwrap().shards()[0]
-                .shard_id()
-                .unwrap()
-                .to_string();
-            iterator = streams
-                .get_shard_iterator()
-                .stream_arn(&arn)
-                .shard_id(shard)
-                .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
-                .send()
-                .await
-                .unwrap()
-                .shard_iterator()
-                .map(String::from);
-        }
-        let mut changes = Vec::new();
-        loop {
-            let out = streams
-                .get_records()
-                .shard_iterator(iterator.clone().unwrap())
-                .send()
-                .await
-                .unwrap();
-            iterator = out.next_shard_iterator().map(String::from);
-            if out.records().is_empty() {
-                break;
-            }
-            for record in out.records() {
-                let r = record.dynamodb().unwrap();
-                let item = |m: Option<
-                    &std::collections::HashMap<
-                        String,
-                        aws_sdk_dynamodbstreams::types::AttributeValue,
-                    >,
-                >| { m.map(|m| serde_dynamo::Item::from(m.clone())) };
-                if let Some(change) = change_from_record(
-                    item(r.keys()).unwrap(),
-                    item(r.old_image()),
-                    item(r.new_image()),
-                )
-                .unwrap()
-                {
-                    changes.push(change);
-                }
-            }
-        }
-        *self.stream_iterator.lock().unwrap() = iterator;
+        let mut reader = self.stream.lock().await;
+        let reader = reader.get_or_insert_with(|| StreamReader::new(&self.sdk, &self.table));
+        let changes = reader.next_changes().await.expect("stream records");
         sessions::publish_changes(&self.app, &changes)
             .await
             .unwrap()

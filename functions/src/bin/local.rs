@@ -1,9 +1,11 @@
 //! `studios-local serve` runs the API on 127.0.0.1 against the emulator the environment
-//! points at (AWS_ENDPOINT_URL); `studios-local token SUB [NAME]` prints a signed
-//! development token. infra/run-local.sh wires both.
+//! points at (AWS_ENDPOINT_URL), with AWS Batch simulated, status events published from
+//! the table stream and the reconciler every minute; `studios-local token SUB [NAME]`
+//! prints a signed development token. infra/run-local.sh wires both.
 
 use std::sync::Arc;
 use studios_functions::local::{mint_token, Local};
+use studios_functions::simulate::local_stack;
 use studios_shared::store::dynamo::create_table;
 use studios_shared::{App, Config};
 
@@ -34,13 +36,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn serve(port: &str) -> Result<(), Box<dyn std::error::Error>> {
     studios_shared::telemetry::init();
     let config = Config::from_env()?;
-    let table = config.table_name.clone();
-    let app = App::from_env(config).await;
-    let sdk = aws_config_for_table().await;
-    // A fresh emulator has no table: create it (an existing one is kept).
-    if let Err(e) = create_table(&sdk, &table).await {
+    let sdk = aws_config::load_from_env().await;
+    // A fresh emulator has no table or bus: create them (existing ones are kept).
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    if let Err(e) = create_table(&dynamo, &config.table_name).await {
         tracing::info!(error = %e, "table not created (it may exist already)");
     }
+    let bus = aws_sdk_eventbridge::Client::new(&sdk)
+        .create_event_bus()
+        .name(&config.event_bus)
+        .send()
+        .await;
+    if let Err(e) = bus {
+        tracing::info!(error = %e, "event bus not created (it may exist already)");
+    }
+    let app = local_stack(&sdk, App::from_sdk(&sdk, config));
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e} (set STUDIOS_PORT)"))?;
@@ -55,8 +65,4 @@ async fn serve(port: &str) -> Result<(), Box<dyn std::error::Error>> {
         _ = tokio::signal::ctrl_c() => println!("stopping"),
     }
     Ok(())
-}
-
-async fn aws_config_for_table() -> aws_sdk_dynamodb::Client {
-    aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await)
 }

@@ -1,0 +1,309 @@
+//! The rest of the stack around the emulator, for the local run: AWS Batch moving jobs
+//! through their states, the table stream feeding the status-event publisher, and the
+//! scheduled reconciler.
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use serde_json::json;
+use std::sync::Arc;
+use studios_shared::App;
+
+use std::collections::HashMap;
+use studios_shared::compute::{job_state_change_event, Compute, JobSpec, SubmitError};
+use studios_shared::domain::S3Prefix;
+use studios_shared::events::{change_from_record, Change};
+use studios_shared::sessions;
+use tokio::sync::mpsc;
+
+/// Reads a table's change stream from the start, as the stream's Lambda trigger would.
+pub struct StreamReader {
+    streams: aws_sdk_dynamodbstreams::Client,
+    dynamo: aws_sdk_dynamodb::Client,
+    table: String,
+    iterator: Option<String>,
+}
+
+impl StreamReader {
+    pub fn new(sdk: &aws_config::SdkConfig, table: &str) -> Self {
+        StreamReader {
+            streams: aws_sdk_dynamodbstreams::Client::new(sdk),
+            dynamo: aws_sdk_dynamodb::Client::new(sdk),
+            table: table.to_string(),
+            iterator: None,
+        }
+    }
+
+    /// The changes since the last call.
+    pub async fn next_changes(
+        &mut self,
+    ) -> Result<Vec<Change>, Box<dyn std::error::Error + Send + Sync>> {
+        if self.iterator.is_none() {
+            let table = self
+                .dynamo
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await?;
+            let arn = table
+                .table()
+                .and_then(|t| t.latest_stream_arn())
+                .ok_or("the table has no stream")?
+                .to_string();
+            let stream = self
+                .streams
+                .describe_stream()
+                .stream_arn(&arn)
+                .send()
+                .await?;
+            let shard = stream
+                .stream_description()
+                .and_then(|d| d.shards().first())
+                .and_then(|s| s.shard_id())
+                .ok_or("the stream has no shard")?
+                .to_string();
+            self.iterator = self
+                .streams
+                .get_shard_iterator()
+                .stream_arn(&arn)
+                .shard_id(shard)
+                .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+                .send()
+                .await?
+                .shard_iterator()
+                .map(String::from);
+        }
+        let mut changes = Vec::new();
+        while let Some(iterator) = self.iterator.clone() {
+            let out = self
+                .streams
+                .get_records()
+                .shard_iterator(iterator)
+                .send()
+                .await?;
+            self.iterator = out.next_shard_iterator().map(String::from);
+            if out.records().is_empty() {
+                break;
+            }
+            for record in out.records() {
+                let Some(r) = record.dynamodb() else { continue };
+                let item = |m: Option<
+                    &HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>,
+                >| { m.map(|m| serde_dynamo::Item::from(m.clone())) };
+                let Some(keys) = item(r.keys()) else { continue };
+                if let Some(change) =
+                    change_from_record(keys, item(r.old_image()), item(r.new_image()))?
+                {
+                    changes.push(change);
+                }
+            }
+        }
+        Ok(changes)
+    }
+}
+
+enum Simulate {
+    Submitted(String),
+    Terminated(String),
+}
+
+/// AWS Batch as the local run offers it: jobs are submitted to the emulator, then moved
+/// through RUNNABLE → STARTING → RUNNING a second apart, and a stopped job saves its
+/// checkpoint (writes the manifest, as the session container does on SIGTERM) before it
+/// ends. Each move is made in the emulator first, so DescribeJobs (and so the
+/// reconciler) agrees with the events delivered to the consumer.
+pub struct LocalBatch {
+    inner: Arc<dyn Compute>,
+    tx: mpsc::UnboundedSender<Simulate>,
+}
+
+#[async_trait::async_trait]
+impl Compute for LocalBatch {
+    async fn submit(&self, job: &JobSpec) -> Result<String, SubmitError> {
+        let id = self.inner.submit(job).await?;
+        let _ = self.tx.send(Simulate::Submitted(id.clone()));
+        Ok(id)
+    }
+    async fn terminate(&self, job_id: &str, reason: &str) -> studios_shared::Result<()> {
+        self.inner.terminate(job_id, reason).await?;
+        let _ = self.tx.send(Simulate::Terminated(job_id.to_string()));
+        Ok(())
+    }
+    async fn describe(
+        &self,
+        ids: &[String],
+    ) -> studios_shared::Result<Vec<studios_shared::domain::lifecycle::JobReport>> {
+        self.inner.describe(ids).await
+    }
+    async fn find_by_name(
+        &self,
+        queue: &str,
+        name: &str,
+    ) -> studios_shared::Result<Option<studios_shared::domain::lifecycle::JobReport>> {
+        self.inner.find_by_name(queue, name).await
+    }
+}
+
+struct Simulator {
+    app: App,
+    batch: aws_sdk_batch::Client,
+    s3: aws_sdk_s3::Client,
+    http: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Full<Bytes>,
+    >,
+    endpoint: String,
+}
+
+impl Simulator {
+    async fn job(&self, id: &str) -> Option<aws_sdk_batch::types::JobDetail> {
+        let out = self.batch.describe_jobs().jobs(id).send().await.ok()?;
+        out.jobs().first().cloned()
+    }
+
+    /// Moves the emulated job, then tells the consumer, as EventBridge would.
+    async fn advance(&self, id: &str, status: &str) {
+        let body = json!({"jobId": id, "status": status}).to_string();
+        let request = hyper::Request::post(format!("{}/_studios/batch/job-status", self.endpoint))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)));
+        if let Ok(request) = request {
+            if let Err(e) = self.http.request(request).await {
+                tracing::warn!(error = %e, "could not move the emulated job");
+                return;
+            }
+        }
+        self.deliver(id, status, None, None).await;
+    }
+
+    async fn deliver(&self, id: &str, status: &str, reason: Option<&str>, exit: Option<i32>) {
+        let Some(job) = self.job(id).await else {
+            return;
+        };
+        let started = job.started_at().is_some();
+        let event = job_state_change_event(&job, status, started, reason, exit);
+        if let Err(e) = sessions::on_batch_event(&self.app, &event).await {
+            tracing::warn!(error = %e, job = id, "event not applied (the reconciler will)");
+        }
+    }
+
+    async fn submitted(&self, id: String) {
+        for status in ["RUNNABLE", "STARTING", "RUNNING"] {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            match self
+                .job(&id)
+                .await
+                .and_then(|j| j.status().map(|s| s.as_str().to_string()))
+            {
+                Some(s) if s == "FAILED" || s == "SUCCEEDED" => return,
+                _ => self.advance(&id, status).await,
+            }
+        }
+    }
+
+    async fn terminated(&self, id: String) {
+        let Some(job) = self.job(&id).await else {
+            return;
+        };
+        let save = job
+            .container()
+            .map(|c| c.environment())
+            .unwrap_or_default()
+            .iter()
+            .find(|kv| kv.name() == Some("CHECKPOINT_SAVE_URI"))
+            .and_then(|kv| kv.value())
+            .and_then(|v| S3Prefix::parse(v).ok());
+        // Only a session that was running has anything to save.
+        if let (Some(save), true) = (save, job.started_at().is_some()) {
+            let _ = self.s3.create_bucket().bucket(save.bucket()).send().await;
+            let key = studios_shared::objects::object_key(&save, sessions::MANIFEST);
+            let put = self
+                .s3
+                .put_object()
+                .bucket(save.bucket())
+                .key(key)
+                .body(aws_sdk_s3::primitives::ByteStream::from_static(
+                    b"{\"files\": []}",
+                ))
+                .send()
+                .await;
+            if let Err(e) = put {
+                tracing::warn!(error = %e, "could not write the checkpoint manifest");
+            }
+        }
+        let reason = job.status_reason().map(String::from);
+        self.deliver(&id, "FAILED", reason.as_deref(), Some(143))
+            .await;
+    }
+}
+
+/// Wires the local stack: `app` with its Batch simulated, the status-event publisher
+/// following the table stream, and the reconciler every minute. Returns the app to serve.
+pub fn local_stack(sdk: &aws_config::SdkConfig, app: App) -> App {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let app = App {
+        compute: Arc::new(LocalBatch {
+            inner: app.compute.clone(),
+            tx,
+        }),
+        ..app
+    };
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let simulator = Arc::new(Simulator {
+        app: app.clone(),
+        batch: aws_sdk_batch::Client::new(sdk),
+        s3,
+        http: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http(),
+        endpoint: sdk
+            .endpoint_url()
+            .unwrap_or("http://127.0.0.1")
+            .trim_end_matches('/')
+            .to_string(),
+    });
+    tokio::spawn(async move {
+        while let Some(cmd) = rx.recv().await {
+            let sim = simulator.clone();
+            tokio::spawn(async move {
+                match cmd {
+                    Simulate::Submitted(id) => sim.submitted(id).await,
+                    Simulate::Terminated(id) => sim.terminated(id).await,
+                }
+            });
+        }
+    });
+    let publisher = app.clone();
+    let mut reader = StreamReader::new(sdk, &app.config.table_name);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            match reader.next_changes().await {
+                Ok(changes) => {
+                    for event in changes
+                        .iter()
+                        .filter_map(studios_shared::events::events_for)
+                    {
+                        tracing::info!(detail_type = event.detail_type, detail = %event.detail, "status event");
+                    }
+                    if let Err(e) = sessions::publish_changes(&publisher, &changes).await {
+                        tracing::warn!(error = %e, "status events not published");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "stream not read"),
+            }
+        }
+    });
+    let reconciler = app.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            if let Err(e) = sessions::reconcile(&reconciler).await {
+                tracing::warn!(error = %e, "reconcile failed");
+            }
+        }
+    });
+    app
+}
