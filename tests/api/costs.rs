@@ -271,8 +271,7 @@ async fn session_actions_and_events_cost() {
         .job(
             &crate::lifecycle::get(&t, &s.ws, &id).await["session"]["jobId"]
                 .as_str()
-                .unwrap()
-                .to_string(),
+                .unwrap(),
         )
         .await;
     t.log.take();
