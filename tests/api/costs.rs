@@ -267,13 +267,8 @@ async fn session_actions_and_events_cost() {
         ["BatchGetItem", "TransactWriteItems", "UpdateItem"]
     );
     assert_eq!(c.round_trips, 3);
-    let job = t
-        .job(
-            &crate::lifecycle::get(&t, &s.ws, &id).await["session"]["jobId"]
-                .as_str()
-                .unwrap(),
-        )
-        .await;
+    let studio = crate::lifecycle::get(&t, &s.ws, &id).await;
+    let job = t.job(studio["session"]["jobId"].as_str().unwrap()).await;
     t.log.take();
     t.deliver(&t.job_event(&job, "RUNNING", true, None, None))
         .await;
