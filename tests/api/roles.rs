@@ -40,8 +40,26 @@ async fn attempt(t: &TestApp, ws: &str, ce: &str, action: A, user: Option<&str>)
         }
     };
     match action {
-        A::ListMembers | A::ListComputeEnvs | A::ListDataLinks | A::ListStudios => {
+        A::ListMembers | A::ListComputeEnvs | A::ListDataLinks | A::ListStudios | A::ListMounts => {
             req(action).send().await
+        }
+        A::StartStudio | A::ListCheckpoints => {
+            let id = t.studio(ws, ce, &fresh("studio")).await["id"].as_str().unwrap().to_string();
+            req(action).param("id", &id).send().await
+        }
+        A::StopStudio => {
+            let id = t.studio(ws, ce, &fresh("studio")).await["id"].as_str().unwrap().to_string();
+            let started = t
+                .req(A::StartStudio)
+                .user("owner")
+                .param("ws", ws)
+                .param("id", &id)
+                .send()
+                .await
+                .ok(202);
+            let job = t.job(started["session"]["jobId"].as_str().unwrap()).await;
+            t.deliver(&t.job_event(&job, "RUNNING", true, None, None)).await;
+            req(action).param("id", &id).send().await
         }
         A::SetMember => {
             req(action)
@@ -109,8 +127,9 @@ async fn attempt(t: &TestApp, ws: &str, ce: &str, action: A, user: Option<&str>)
 #[tokio::test]
 async fn every_workspace_endpoint_enforces_the_role_table() {
     let t = TestApp::new().await;
+    let fx = t.fixtures().await;
     let ws = t.workspace_with_roles().await;
-    let ce = t.compute_env(&ws, json!({})).await;
+    let ce = t.compute_env(&ws, json!({"jobQueue": fx.queue_arn})).await;
     let matrix = [
         (A::ListMembers, Need::Read),
         (A::SetMember, Need::Administer),
@@ -128,6 +147,10 @@ async fn every_workspace_endpoint_enforces_the_role_table() {
         (A::GetStudio, Need::Read),
         (A::UpdateStudio, Need::Operate),
         (A::DeleteStudio, Need::Operate),
+        (A::StartStudio, Need::Operate),
+        (A::StopStudio, Need::Operate),
+        (A::ListCheckpoints, Need::Read),
+        (A::ListMounts, Need::Read),
     ];
     let mut checked = 0;
     for (action, need) in matrix {
@@ -152,7 +175,7 @@ async fn every_workspace_endpoint_enforces_the_role_table() {
         assert_eq!(r.status, 401, "{action:?} without claims: {}", r.json);
         checked += 2;
     }
-    assert_eq!(checked, 16 * 8);
+    assert_eq!(checked, 20 * 8);
 }
 
 #[tokio::test]
