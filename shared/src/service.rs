@@ -581,18 +581,27 @@ pub fn held_mount_warnings(mounts: &[Mount], held: &[HeldMount], studio_id: &str
 }
 
 pub async fn get_studio(app: &App, caller: &Caller, ws: &str, id: &str) -> Result<Studio> {
+    authorized_studio(app, caller, ws, id, Permission::Read).await
+}
+
+/// One studio and the caller's role on it, in one read: 404 for non-members and for
+/// studios not in the workspace, 403 if the role lacks `permission`.
+pub(crate) async fn authorized_studio(
+    app: &App,
+    caller: &Caller,
+    ws: &str,
+    id: &str,
+    permission: Permission,
+) -> Result<Studio> {
     let ws = workspace_id(ws)?;
-    let fetched = app
-        .store
-        .fetch(
-            ws,
-            &[Key::Member(caller.id.clone()), Key::Studio(id.to_string())],
-        )
-        .await?;
-    authorize(&fetched.members, caller, Permission::Read)?;
+    let keys = [Key::Member(caller.id.clone()), Key::Studio(id.to_string())];
+    let mut fetched = app.store.fetch(ws, &keys).await?;
+    authorize(&fetched.members, caller, permission)?;
     resource_id(IdKind::Studio, id, Missing::Studio)?;
-    let mut studios = fetched.studios;
-    studios.remove(id).ok_or(Error::NotFound(Missing::Studio))
+    fetched
+        .studios
+        .remove(id)
+        .ok_or(Error::NotFound(Missing::Studio))
 }
 
 pub fn require_at_rest(studio: &Studio, doing: &str) -> Result<()> {
@@ -701,21 +710,8 @@ pub async fn update_studio(
 }
 
 pub async fn delete_studio(app: &App, caller: &Caller, ws: &str, id: &str) -> Result<()> {
-    let ws = workspace_id(ws)?;
-    let fetched = app
-        .store
-        .fetch(
-            ws,
-            &[Key::Member(caller.id.clone()), Key::Studio(id.to_string())],
-        )
-        .await?;
-    authorize(&fetched.members, caller, Permission::OperateStudios)?;
-    let studio = fetched
-        .studios
-        .get(id)
-        .ok_or(Error::NotFound(Missing::Studio))?;
-    require_at_rest(studio, "delete")?;
-    app.store
-        .delete_studio(&guard(ws, caller, Permission::OperateStudios), studio)
-        .await
+    let studio = authorized_studio(app, caller, ws, id, Permission::OperateStudios).await?;
+    require_at_rest(&studio, "delete")?;
+    let guard = guard(&studio.workspace_id, caller, Permission::OperateStudios);
+    app.store.delete_studio(&guard, &studio).await
 }

@@ -13,8 +13,8 @@ use crate::domain::*;
 use crate::error::{Error, Missing, Result};
 use crate::events::{events_for, Change};
 use crate::service::{
-    authorize, changed_config, guard, readable, resource_id, workspace_id, App, Caller,
-    ConfigChanges,
+    authorize, authorized_studio, changed_config, guard, readable, resource_id, workspace_id, App,
+    Caller, ConfigChanges,
 };
 use crate::store::*;
 use serde_json::{json, Value};
@@ -170,15 +170,7 @@ pub async fn submit(app: &App, studio: Studio) -> Result<Studio> {
             back.status_updated_at = now();
             back.session = None;
             back.version += 1;
-            app.store
-                .write_studio(&StudioWrite {
-                    guard: None,
-                    old: &studio,
-                    new: &back,
-                    expect: &[StudioStatus::Starting],
-                    checkpoint: None,
-                })
-                .await?;
+            write_as_system(app, &studio, &back, None).await?;
             Err(Error::Throttled)
         }
         Err(SubmitError::Unknown(detail)) => {
@@ -242,19 +234,8 @@ pub async fn start_studio(
 }
 
 pub async fn stop_studio(app: &App, caller: &Caller, ws: &str, id: &str) -> Result<Studio> {
-    let ws = workspace_id(ws)?;
-    let fetched = app
-        .store
-        .fetch(
-            ws,
-            &[Key::Member(caller.id.clone()), Key::Studio(id.to_string())],
-        )
-        .await?;
-    authorize(&fetched.members, caller, Permission::OperateStudios)?;
-    let current = fetched
-        .studios
-        .get(id)
-        .ok_or(Error::NotFound(Missing::Studio))?;
+    let current = &authorized_studio(app, caller, ws, id, Permission::OperateStudios).await?;
+    let ws = current.workspace_id.as_str();
     let name = &current.config.name;
     let next = match current.status {
         StudioStatus::Running => {
@@ -363,13 +344,23 @@ pub async fn finish_session(
         next.recorded_checkpoint = Some(reference);
     }
     next.version += 1;
+    write_as_system(app, studio, &next, checkpoint.as_ref()).await
+}
+
+/// A change the system makes (no caller role to check), if the studio is as read.
+async fn write_as_system(
+    app: &App,
+    old: &Studio,
+    new: &Studio,
+    checkpoint: Option<&Checkpoint>,
+) -> Result<()> {
     app.store
         .write_studio(&StudioWrite {
             guard: None,
-            old: studio,
-            new: &next,
-            expect: &[studio.status],
-            checkpoint: checkpoint.as_ref(),
+            old,
+            new,
+            expect: &[old.status],
+            checkpoint,
         })
         .await
 }
@@ -418,15 +409,7 @@ pub async fn apply_report(
                     next.status_actor = Some(Actor::Batch);
                 }
                 next.version += 1;
-                app.store
-                    .write_studio(&StudioWrite {
-                        guard: None,
-                        old: studio,
-                        new: &next,
-                        expect: &[studio.status],
-                        checkpoint: None,
-                    })
-                    .await
+                write_as_system(app, studio, &next, None).await
             }
             Outcome::Finish(finish) => {
                 let mut studio = studio.clone();
