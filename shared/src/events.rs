@@ -194,3 +194,108 @@ pub fn change_from_record(
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::lifecycle::Actor;
+    use crate::domain::*;
+
+    fn studio(status: StudioStatus, version: u64) -> Box<Studio> {
+        Box::new(Studio {
+            id: "st-1".into(),
+            workspace_id: "ws-1".into(),
+            config: StudioConfig {
+                name: "RNA".into(),
+                description: String::new(),
+                template: Template::Kind {
+                    kind: TemplateKind::Jupyter,
+                },
+                conda_packages: vec![],
+                resources: Resources::default(),
+                mounts: vec![],
+            },
+            compute_env: ComputeEnvSnapshot {
+                id: "ce-1".into(),
+                name: "q".into(),
+                region: "us-east-1".into(),
+                job_queue: "arn:aws:batch:us-east-1:123456789012:job-queue/q".into(),
+                gpu_enabled: false,
+                max_cpus: 4,
+                max_memory_mib: 8192,
+                allowed_write_buckets: vec![],
+                work_dir: S3Prefix::parse("s3://work-bucket/").unwrap(),
+            },
+            status,
+            status_reason: None,
+            status_updated_at: "2026-11-25T00:00:00.000Z".into(),
+            author: UserRef {
+                id: "u".into(),
+                name: "U".into(),
+            },
+            created_at: String::new(),
+            updated_at: String::new(),
+            last_started_at: None,
+            parent: None,
+            connected_users: vec![],
+            version,
+            session: None,
+            status_actor: Some(Actor::User {
+                id: "u".into(),
+                name: "U".into(),
+            }),
+            latest_checkpoint: None,
+            recorded_checkpoint: None,
+            checkpoint_count: 0,
+        })
+    }
+
+    #[test]
+    fn a_status_change_is_one_event_with_a_stable_id() {
+        let change = Change::Studio {
+            old: Some(studio(StudioStatus::Stopped, 3)),
+            new: Some(studio(StudioStatus::Starting, 4)),
+        };
+        let e = events_for(&change).unwrap();
+        assert_eq!(e.detail_type, STATUS_CHANGED);
+        assert_eq!(e.detail["eventId"], "st-1:4");
+        assert_eq!(e.detail["previousStatus"], "stopped");
+        assert_eq!(e.detail["status"], "starting");
+        assert_eq!(e.detail["actor"]["type"], "user");
+        assert_eq!(
+            events_for(&change).unwrap(),
+            e,
+            "redelivery: the same event"
+        );
+    }
+
+    #[test]
+    fn changes_without_a_status_change_publish_nothing() {
+        let same = Change::Studio {
+            old: Some(studio(StudioStatus::Running, 3)),
+            new: Some(studio(StudioStatus::Running, 4)),
+        };
+        assert_eq!(events_for(&same), None);
+        let added = Change::Studio {
+            old: None,
+            new: Some(studio(StudioStatus::Stopped, 1)),
+        };
+        assert_eq!(events_for(&added), None);
+        let deleted = Change::Studio {
+            old: Some(studio(StudioStatus::Stopped, 1)),
+            new: None,
+        };
+        assert_eq!(events_for(&deleted), None);
+    }
+
+    #[test]
+    fn added_and_started_has_no_previous_status() {
+        let change = Change::Studio {
+            old: None,
+            new: Some(studio(StudioStatus::Starting, 1)),
+        };
+        let e = events_for(&change).unwrap();
+        assert_eq!(e.detail["previousStatus"], serde_json::Value::Null);
+        assert_eq!(e.detail["status"], "starting");
+    }
+}

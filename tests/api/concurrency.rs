@@ -183,15 +183,25 @@ async fn contested_starts(paths: [&str; 8]) {
                 "round {round}, loser {i}: {message}"
             );
         }
-        // The winner's job fails before running: its locks go with it.
+        // The winner runs and is stopped: its locks go when its job ends.
         let job_id = results[w].json["session"]["jobId"]
             .as_str()
             .unwrap()
             .to_string();
         let job = t.job(&job_id).await;
-        t.deliver(&t.job_event(&job, "FAILED", false, Some("round over"), None))
+        t.deliver(&t.job_event(&job, "RUNNING", true, None, None))
             .await;
-        assert_eq!(get(&t, &s.ws, &ids[w]).await["status"], "errored");
+        t.req(A::StopStudio)
+            .user("maintain")
+            .param("ws", &s.ws)
+            .param("id", &ids[w])
+            .send()
+            .await
+            .ok(202);
+        assert!(!t.live_locks(&s.ws).await.is_empty(), "held while stopping");
+        let ended = t.job_event(&job, "FAILED", true, Some("stopped"), Some(143));
+        t.deliver(&ended).await;
+        assert_eq!(get(&t, &s.ws, &ids[w]).await["status"], "stopped");
         assert!(t.live_locks(&s.ws).await.is_empty(), "round {round}");
     }
 }
