@@ -474,7 +474,8 @@ pub async fn on_batch_event(app: &App, event: &Value) -> Result<Applied> {
 pub struct ReconcileReport {
     pub checked: usize,
     pub changed: usize,
-    /// Studios left alone because AWS could not say (an API error is "unknown").
+    /// Studios left alone: AWS could not say (an API error is "unknown"), or a missing
+    /// job is younger than the grace period.
     pub unknown: usize,
 }
 
@@ -501,6 +502,10 @@ pub async fn reconcile(app: &App) -> Result<ReconcileReport> {
         let Some(session) = &studio.session else {
             continue;
         };
+        let started = chrono::DateTime::parse_from_rfc3339(&session.started_at)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .unwrap_or_else(|_| chrono::Utc::now());
+        let grace_elapsed = chrono::Utc::now() - started >= grace;
         let outcome = match &session.job_id {
             Some(job_id) => match &described {
                 None => None,
@@ -515,7 +520,7 @@ pub async fn reconcile(app: &App) -> Result<ReconcileReport> {
                         }
                         Some(apply_report(app, &studio.workspace_id, &studio.id, job).await)
                     }
-                    None => match on_missing_job(session, false) {
+                    None => match on_missing_job(session, grace_elapsed) {
                         Some(finish) => Some(
                             finish_session(app, studio, &finish, Actor::Reconciler)
                                 .await
@@ -534,20 +539,14 @@ pub async fn reconcile(app: &App) -> Result<ReconcileReport> {
                     Ok(Some(job)) => {
                         Some(apply_report(app, &studio.workspace_id, &studio.id, &job).await)
                     }
-                    Ok(None) => {
-                        let started = chrono::DateTime::parse_from_rfc3339(&session.started_at)
-                            .map(|t| t.with_timezone(&chrono::Utc))
-                            .unwrap_or_else(|_| chrono::Utc::now());
-                        let elapsed = chrono::Utc::now() - started >= grace;
-                        match on_missing_job(session, elapsed) {
-                            Some(f) => Some(
-                                finish_session(app, studio, &f, Actor::Reconciler)
-                                    .await
-                                    .map(|_| Applied::Changed),
-                            ),
-                            None => None,
-                        }
-                    }
+                    Ok(None) => match on_missing_job(session, grace_elapsed) {
+                        Some(f) => Some(
+                            finish_session(app, studio, &f, Actor::Reconciler)
+                                .await
+                                .map(|_| Applied::Changed),
+                        ),
+                        None => None,
+                    },
                     Err(e) => {
                         tracing::warn!(studio = studio.id, error = %e, "ListJobs failed; unknown");
                         None
@@ -556,7 +555,8 @@ pub async fn reconcile(app: &App) -> Result<ReconcileReport> {
             }
         };
         match outcome {
-            None => report.unknown += usize::from(described.is_none() || session.job_id.is_none()),
+            // Left alone this round: AWS could not say, or it is too early to judge.
+            None => report.unknown += 1,
             Some(Ok(Applied::Changed)) => report.changed += 1,
             Some(Ok(_)) => {}
             Some(Err(e)) => {

@@ -168,19 +168,20 @@ async fn vanished_jobs_and_unsubmitted_starts_end_errored_and_unlocked() {
     let st = start(&t, &s.ws, &b).await.ok(202);
     assert_eq!(st["session"]["jobId"], serde_json::Value::Null);
 
-    // Within the grace period the unsubmitted start is left alone.
+    // Within the grace period both are left alone: Batch may not list a new job yet.
     let r = reconcile(&t.app).await.unwrap();
-    assert_eq!((r.checked, r.changed, r.unknown), (2, 1, 1));
+    assert_eq!((r.checked, r.changed, r.unknown), (2, 0, 2));
+    assert_eq!(get(&t, &s.ws, &a).await["status"], "running");
+    assert_eq!(get(&t, &s.ws, &b).await["status"], "starting");
+
+    // After it, both end errored, with their locks released.
+    let _ = scripted(&mut t, 0);
+    let r = reconcile(&t.app).await.unwrap();
+    assert_eq!((r.checked, r.changed, r.unknown), (2, 2, 0));
     let st = get(&t, &s.ws, &a).await;
     assert_eq!(st["status"], "errored");
     assert_eq!(st["statusReason"], "the AWS Batch job no longer exists");
     assert_eq!(checkpoints(&t, &s, &a).await[0]["status"], "invalid");
-    assert_eq!(get(&t, &s.ws, &b).await["status"], "starting");
-
-    // After it, the start is errored and its locks released.
-    let _ = scripted(&mut t, 0);
-    let r = reconcile(&t.app).await.unwrap();
-    assert_eq!((r.checked, r.changed), (1, 1));
     let st = get(&t, &s.ws, &b).await;
     assert_eq!(st["status"], "errored");
     assert_eq!(

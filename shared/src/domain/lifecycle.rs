@@ -232,11 +232,16 @@ fn failure_reason(report: &JobReport) -> String {
     }
 }
 
-/// The reconciler's decision for a session whose job AWS Batch no longer knows (finished
-/// jobs vanish after about a day) or never got (a start whose submit was lost).
-pub fn on_missing_job(session: &Session, submit_grace_elapsed: bool) -> Option<Finish> {
-    match &session.job_id {
-        Some(_) => Some(Finish {
+/// The reconciler's decision for a session whose job AWS Batch does not know: it vanished
+/// (finished jobs disappear after about a day), or the submit was lost. Only once the
+/// session is older than the grace period: a job submitted moments ago may not be listed
+/// yet.
+pub fn on_missing_job(session: &Session, grace_elapsed: bool) -> Option<Finish> {
+    if !grace_elapsed {
+        return None;
+    }
+    Some(match &session.job_id {
+        Some(_) => Finish {
             status: if session.stop_requested_by.is_some() {
                 StudioStatus::Stopped
             } else {
@@ -245,15 +250,14 @@ pub fn on_missing_job(session: &Session, submit_grace_elapsed: bool) -> Option<F
             reason: Some("the AWS Batch job no longer exists".into()),
             batch_status: None,
             record_checkpoint: session.reached_running,
-        }),
-        None if submit_grace_elapsed => Some(Finish {
+        },
+        None => Finish {
             status: StudioStatus::Errored,
             reason: Some("the session was never submitted to AWS Batch".into()),
             batch_status: None,
             record_checkpoint: false,
-        }),
-        None => None,
-    }
+        },
+    })
 }
 
 /// The attempt id in a job name `studio-<studio>-<attempt>` (when tags are missing).
