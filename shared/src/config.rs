@@ -14,8 +14,8 @@ pub struct Config {
     pub template_images: HashMap<TemplateKind, String>,
     /// The stack's event bus for status events (`EVENT_BUS_NAME`).
     pub event_bus: String,
-    /// How long a start may go without a job id before the reconciler errors it
-    /// (`SUBMIT_GRACE_SECONDS`, default 600).
+    /// How long the reconciler waits before judging a session whose job Batch does not
+    /// list — never submitted, or vanished (`SUBMIT_GRACE_SECONDS`, default 600).
     pub submit_grace_seconds: u64,
 }
 
