@@ -545,7 +545,7 @@ pub async fn add_studio(
     // Add and start: created already starting, its locks taken in the same write.
     let started = crate::sessions::begin(&studio, caller);
     app.store.create_studio(&guard, &started).await?;
-    let studio = crate::sessions::submit(app, started).await?;
+    let studio = crate::sessions::submit(app, started, StudioStatus::Stopped).await?;
     Ok((studio, warnings))
 }
 

@@ -122,11 +122,11 @@ pub fn job_spec(app: &App, studio: &Studio, session: &Session) -> Result<JobSpec
     })
 }
 
-/// Submits a studio just moved to `starting`. If Batch refuses, the studio ends
-/// `errored` and its locks are released in the same write; if Batch is busy, it goes
-/// back to how it was. If Batch does not answer, it stays `starting` for the events or
-/// the reconciler to settle.
-pub async fn submit(app: &App, studio: Studio) -> Result<Studio> {
+/// Submits a studio just moved to `starting` from `previous`. If Batch refuses, the
+/// studio ends `errored` and its locks are released in the same write; if Batch is busy,
+/// it goes back to `previous`. If Batch does not answer, it stays `starting` for the
+/// events or the reconciler to settle.
+pub async fn submit(app: &App, studio: Studio, previous: StudioStatus) -> Result<Studio> {
     let session = studio
         .session
         .clone()
@@ -165,7 +165,7 @@ pub async fn submit(app: &App, studio: Studio) -> Result<Studio> {
         }
         Err(SubmitError::Throttled) => {
             let mut back = studio.clone();
-            back.status = StudioStatus::Stopped;
+            back.status = previous;
             back.status_reason = Some("AWS Batch was busy; start again shortly".into());
             back.status_updated_at = now();
             back.session = None;
@@ -230,7 +230,7 @@ pub async fn start_studio(
             checkpoint: None,
         })
         .await?;
-    submit(app, next).await
+    submit(app, next, current.status).await
 }
 
 pub async fn stop_studio(app: &App, caller: &Caller, ws: &str, id: &str) -> Result<Studio> {
