@@ -298,6 +298,30 @@ impl DynamoStore {
         }
     }
 
+    /// Every item of GSI1 under `pk` (eventually consistent, as GSIs are).
+    async fn query_index(&self, pk: String) -> Result<Vec<Item>> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(GSI1)
+                .key_condition_expression("GSI1PK = :pk")
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            items.extend(out.items().iter().cloned());
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(items),
+            }
+        }
+    }
+
     async fn list<T: DeserializeOwned>(&self, ws: &str, prefix: &str) -> Result<Vec<T>> {
         self.query_all(ws, prefix)
             .await?
@@ -499,28 +523,11 @@ impl Store for DynamoStore {
     }
 
     async fn memberships(&self, user_id: &str) -> Result<Vec<Member>> {
-        let mut items = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(GSI1)
-                .key_condition_expression("GSI1PK = :u")
-                .expression_attribute_values(":u", s(format!("USER#{user_id}")))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            for item in out.items() {
-                items.push(from_item(item)?);
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(items),
-            }
-        }
+        self.query_index(format!("USER#{user_id}"))
+            .await?
+            .iter()
+            .map(from_item)
+            .collect()
     }
 
     async fn list_members(&self, ws: &str) -> Result<Vec<Member>> {
@@ -886,28 +893,11 @@ impl Store for DynamoStore {
     }
 
     async fn active_studios(&self) -> Result<Vec<Studio>> {
-        let mut studios = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(GSI1)
-                .key_condition_expression("GSI1PK = :s")
-                .expression_attribute_values(":s", s(SESSIONS))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            for item in out.items() {
-                studios.push(from_item(item)?);
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(studios),
-            }
-        }
+        self.query_index(SESSIONS.to_string())
+            .await?
+            .iter()
+            .map(from_item)
+            .collect()
     }
 
     async fn delete_studio(&self, guard: &RoleGuard, studio: &Studio) -> Result<()> {
