@@ -424,7 +424,15 @@ pub fn error_response(err: &Error, request_id: &str) -> Response<Body> {
             None,
         ),
         Error::Internal(source) => {
-            tracing::error!(request_id, error = ?source, "internal error");
+            // The whole cause chain, readable, for the log only.
+            let mut chain = source.to_string();
+            let mut cause = source.source();
+            while let Some(c) = cause {
+                chain.push_str(": ");
+                chain.push_str(&c.to_string());
+                cause = c.source();
+            }
+            tracing::error!(request_id, error = %chain, "internal error");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
