@@ -149,7 +149,7 @@ async fn eight_concurrent_adds_of_one_name_have_exactly_one_winner() {
 /// exactly one wins each round, the others get 409 naming it, and once the winner's job
 /// ends no lock is left.
 async fn contested_starts(paths: [&str; 8]) {
-    use crate::lifecycle::{get, setup, start};
+    use crate::lifecycle::{get, on_studio, setup, start};
     let mut t = TestApp::new().await;
     let s = setup(&t).await;
     let mut ids = Vec::new();
@@ -191,11 +191,7 @@ async fn contested_starts(paths: [&str; 8]) {
         let job = t.job(&job_id).await;
         t.deliver(&t.job_event(&job, "RUNNING", true, None, None))
             .await;
-        t.req(A::StopStudio)
-            .user("maintain")
-            .param("ws", &s.ws)
-            .param("id", &ids[w])
-            .send()
+        on_studio(&t, A::StopStudio, "maintain", &s.ws, &ids[w])
             .await
             .ok(202);
         assert!(!t.live_locks(&s.ws).await.is_empty(), "held while stopping");

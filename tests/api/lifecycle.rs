@@ -59,6 +59,43 @@ pub async fn start(t: &TestApp, ws: &str, id: &str) -> studios_integration_tests
         .await
 }
 
+/// Starts the studio (202): the response, and the job as Batch describes it.
+pub async fn started(t: &TestApp, ws: &str, id: &str) -> (Value, aws_sdk_batch::types::JobDetail) {
+    let studio = start(t, ws, id).await.ok(202);
+    let job = t
+        .job(
+            studio["session"]["jobId"]
+                .as_str()
+                .expect("job id recorded"),
+        )
+        .await;
+    (studio, job)
+}
+
+/// Starts the studio and delivers its job's RUNNING event: the studio is running.
+pub async fn running(t: &TestApp, ws: &str, id: &str) -> aws_sdk_batch::types::JobDetail {
+    let (_, job) = started(t, ws, id).await;
+    t.deliver(&t.job_event(&job, "RUNNING", true, None, None))
+        .await;
+    job
+}
+
+/// `action` on studio `id` as `user`.
+pub async fn on_studio(
+    t: &TestApp,
+    action: A,
+    user: &str,
+    ws: &str,
+    id: &str,
+) -> studios_integration_tests::Resp {
+    t.req(action)
+        .user(user)
+        .param("ws", ws)
+        .param("id", id)
+        .send()
+        .await
+}
+
 fn env_of(job: &aws_sdk_batch::types::JobDetail, name: &str) -> Option<String> {
     job.container()?
         .environment()
@@ -136,21 +173,12 @@ async fn full_cycle_start_run_stop_checkpoint_and_restart() {
     assert_eq!(get(&t, &s.ws, &id).await["status"], "running");
 
     // WHEN a maintainer stops it: stopping, then Batch ends the job as terminated
-    let stopping = t
-        .req(A::StopStudio)
-        .user("maintain")
-        .param("ws", &s.ws)
-        .param("id", &id)
-        .send()
+    let stopping = on_studio(&t, A::StopStudio, "maintain", &s.ws, &id)
         .await
         .ok(202);
     assert_eq!(stopping["status"], "stopping");
     // Stopping twice is fine.
-    t.req(A::StopStudio)
-        .user("maintain")
-        .param("ws", &s.ws)
-        .param("id", &id)
-        .send()
+    on_studio(&t, A::StopStudio, "maintain", &s.ws, &id)
         .await
         .ok(202);
     t.write_manifest(&save_uri).await;
@@ -269,13 +297,7 @@ async fn a_session_that_never_ran_records_no_checkpoint_and_an_unsaved_one_is_in
     let t = TestApp::new().await;
     let s = setup(&t).await;
     let id = studio_with_mount(&t, &s, "crashy", "s3://data-bucket/x/").await;
-    let job = t
-        .job(
-            start(&t, &s.ws, &id).await.ok(202)["session"]["jobId"]
-                .as_str()
-                .unwrap(),
-        )
-        .await;
+    let job = started(&t, &s.ws, &id).await.1;
     // The image cannot be pulled: FAILED before RUNNING.
     t.deliver(&t.job_event(
         &job,
@@ -300,15 +322,7 @@ async fn a_session_that_never_ran_records_no_checkpoint_and_an_unsaved_one_is_in
     assert_eq!(cps["checkpoints"], json!([]));
 
     // Restart from errored; it runs, then crashes without writing a manifest.
-    let job = t
-        .job(
-            start(&t, &s.ws, &id).await.ok(202)["session"]["jobId"]
-                .as_str()
-                .unwrap(),
-        )
-        .await;
-    t.deliver(&t.job_event(&job, "RUNNING", true, None, None))
-        .await;
+    let job = running(&t, &s.ws, &id).await;
     t.deliver(&t.job_event(
         &job,
         "FAILED",
@@ -439,41 +453,21 @@ async fn faults_leave_nothing_locked_or_stuck() {
 
     // Stop while starting is refused (product docs); delete while running too.
     let id = studio_with_mount(&t, &s, "busy", "s3://data-bucket/b/").await;
-    let job = t
-        .job(
-            start(&t, &s.ws, &id).await.ok(202)["session"]["jobId"]
-                .as_str()
-                .unwrap(),
-        )
-        .await;
-    let (code, _) = t
-        .req(A::StopStudio)
-        .user("maintain")
-        .param("ws", &s.ws)
-        .param("id", &id)
-        .send()
+    let job = started(&t, &s.ws, &id).await.1;
+    let (code, _) = on_studio(&t, A::StopStudio, "maintain", &s.ws, &id)
         .await
         .err(409);
     assert_eq!(code, "studio_starting");
     t.deliver(&t.job_event(&job, "RUNNING", true, None, None))
         .await;
-    let (code, _) = t
-        .req(A::DeleteStudio)
-        .user("maintain")
-        .param("ws", &s.ws)
-        .param("id", &id)
-        .send()
+    let (code, _) = on_studio(&t, A::DeleteStudio, "maintain", &s.ws, &id)
         .await
         .err(409);
     assert_eq!(code, "studio_not_stopped");
     let (code, _) = start(&t, &s.ws, &id).await.err(409);
     assert_eq!(code, "studio_not_stopped");
     // A viewer cannot stop it; nobody can stop a stopped studio.
-    t.req(A::StopStudio)
-        .user("view")
-        .param("ws", &s.ws)
-        .param("id", &id)
-        .send()
+    on_studio(&t, A::StopStudio, "view", &s.ws, &id)
         .await
         .err(403);
 

@@ -2,7 +2,7 @@
 //! consumer. AWS Batch's answers are scripted here (moto's jobs do not run), while
 //! submits, the table, S3 and the lock items are the emulator's.
 
-use crate::lifecycle::{get, setup, start, studio_with_mount, Setup};
+use crate::lifecycle::{get, on_studio, running, setup, start, studio_with_mount, Setup};
 use async_trait::async_trait;
 use proptest::prelude::*;
 use serde_json::json;
@@ -155,13 +155,7 @@ async fn vanished_jobs_and_unsubmitted_starts_end_errored_and_unlocked() {
     let batch = scripted(&mut t, 600);
     // A running session whose job Batch no longer knows.
     let a = studio_with_mount(&t, &s, "vanished", "s3://data-bucket/a/").await;
-    let job_id = start(&t, &s.ws, &a).await.ok(202)["session"]["jobId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let job = t.job(&job_id).await;
-    t.deliver(&t.job_event(&job, "RUNNING", true, None, None))
-        .await;
+    running(&t, &s.ws, &a).await;
     // A start whose SubmitJob never answered: no job id.
     batch.submit_unanswered.store(true, Ordering::SeqCst);
     let b = studio_with_mount(&t, &s, "unanswered", "s3://data-bucket/b/").await;
@@ -198,18 +192,9 @@ async fn aws_errors_change_nothing_and_stops_are_retried() {
     let s = setup(&t).await;
     let batch = scripted(&mut t, 600);
     let id = studio_with_mount(&t, &s, "stubborn", "s3://data-bucket/s/").await;
-    let job_id = start(&t, &s.ws, &id).await.ok(202)["session"]["jobId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let job = t.job(&job_id).await;
-    t.deliver(&t.job_event(&job, "RUNNING", true, None, None))
-        .await;
-    t.req(A::StopStudio)
-        .user("maintain")
-        .param("ws", &s.ws)
-        .param("id", &id)
-        .send()
+    let job = running(&t, &s.ws, &id).await;
+    let job_id = job.job_id().unwrap().to_string();
+    on_studio(&t, A::StopStudio, "maintain", &s.ws, &id)
         .await
         .ok(202);
     assert_eq!(batch.terminated.lock().unwrap().len(), 1);

@@ -49,16 +49,7 @@ async fn attempt(t: &TestApp, ws: &str, ce: &str, action: A, user: Option<&str>)
         }
         A::StopStudio => {
             let id = t.studio(ws, ce, &fresh("studio")).await["id"].as_str().unwrap().to_string();
-            let started = t
-                .req(A::StartStudio)
-                .user("owner")
-                .param("ws", ws)
-                .param("id", &id)
-                .send()
-                .await
-                .ok(202);
-            let job = t.job(started["session"]["jobId"].as_str().unwrap()).await;
-            t.deliver(&t.job_event(&job, "RUNNING", true, None, None)).await;
+            crate::lifecycle::running(t, ws, &id).await;
             req(action).param("id", &id).send().await
         }
         A::SetMember => {

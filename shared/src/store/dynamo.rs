@@ -274,18 +274,15 @@ impl DynamoStore {
         Err(Error::Throttled)
     }
 
-    async fn query_all(&self, ws: &str, prefix: &str) -> Result<Vec<Item>> {
+    /// Every page of a query (`query` builds it; the start key is added per page).
+    async fn all_pages(
+        &self,
+        query: impl Fn() -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<Vec<Item>> {
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
-                .expression_attribute_values(":pk", s(pk(ws)))
-                .expression_attribute_values(":prefix", s(prefix))
-                .consistent_read(true)
+            let out = query()
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
@@ -298,28 +295,31 @@ impl DynamoStore {
         }
     }
 
+    /// Every item of the workspace whose sort key starts with `prefix` (consistent).
+    async fn query_all(&self, ws: &str, prefix: &str) -> Result<Vec<Item>> {
+        self.all_pages(|| {
+            self.client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+                .expression_attribute_values(":pk", s(pk(ws)))
+                .expression_attribute_values(":prefix", s(prefix))
+                .consistent_read(true)
+        })
+        .await
+    }
+
     /// Every item of GSI1 under `pk` (eventually consistent, as GSIs are).
     async fn query_index(&self, pk: String) -> Result<Vec<Item>> {
-        let mut items = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
+        self.all_pages(|| {
+            self.client
                 .query()
                 .table_name(&self.table)
                 .index_name(GSI1)
                 .key_condition_expression("GSI1PK = :pk")
                 .expression_attribute_values(":pk", s(pk.clone()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            items.extend(out.items().iter().cloned());
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(items),
-            }
-        }
+        })
+        .await
     }
 
     async fn list<T: DeserializeOwned>(&self, ws: &str, prefix: &str) -> Result<Vec<T>> {
