@@ -110,7 +110,8 @@ def main():
         "_HANDLER": "list-workspaces", "AWS_LAMBDA_FUNCTION_NAME": "bench",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256", "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
         "AWS_LAMBDA_LOG_STREAM_NAME": "bench", "AWS_LAMBDA_LOG_GROUP_NAME": "bench",
-        "TABLE_NAME": TABLE, "EVENT_BUS_NAME": "bench", "RUST_LOG": "warn",
+        "TABLE_NAME": TABLE, "EVENT_BUS_NAME": "bench",
+        "CONNECT_URL_PATTERN": "https://studios.example.org/{studioId}/", "RUST_LOG": "warn",
         "TEMPLATE_IMAGE_JUPYTER": "j", "TEMPLATE_IMAGE_RSTUDIO": "r",
         "TEMPLATE_IMAGE_VSCODE": "v", "TEMPLATE_IMAGE_XPRA": "x",
     })

@@ -35,6 +35,7 @@ export TEMPLATE_IMAGE_RSTUDIO="${TEMPLATE_IMAGE_RSTUDIO:-public.ecr.aws/studios/
 export TEMPLATE_IMAGE_VSCODE="${TEMPLATE_IMAGE_VSCODE:-public.ecr.aws/studios/vscode:latest}"
 export TEMPLATE_IMAGE_XPRA="${TEMPLATE_IMAGE_XPRA:-public.ecr.aws/studios/xpra:latest}"
 export EVENT_BUS_NAME="${EVENT_BUS_NAME:-studios-local}"
+export CONNECT_URL_PATTERN="${CONNECT_URL_PATTERN:-http://127.0.0.1:${STUDIOS_PORT:-8787}/connect/{studioId}/}"
 export SUBMIT_GRACE_SECONDS="${SUBMIT_GRACE_SECONDS:-120}"
 export RUST_LOG="${RUST_LOG:-info}"
 

@@ -1,6 +1,7 @@
 //! One bootstrap binary for every function: SAM gives each function its own handler name
 //! (`_HANDLER`), role and scaling; this binary serves what that name selects — an API
-//! action, the Batch event consumer, the status-event publisher or the reconciler.
+//! action, the Batch event consumer, the table-stream consumer (status events and
+//! clean-up) or the reconciler.
 //! Configuration and AWS clients are built once here, at cold start.
 
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
@@ -27,7 +28,7 @@ async fn main() -> Result<(), Error> {
             }))
             .await
         }
-        sessions::PUBLISH_STATUS_EVENTS_HANDLER => {
+        sessions::TABLE_STREAM_HANDLER => {
             lambda_runtime::run(service_fn(
                 move |event: LambdaEvent<StreamEvent>| async move {
                     let mut changes = Vec::new();
@@ -39,8 +40,12 @@ async fn main() -> Result<(), Error> {
                             changes.push(change);
                         }
                     }
-                    let published = sessions::publish_changes(app, &changes).await?;
-                    Ok::<_, Error>(json!({ "published": published }))
+                    let report = sessions::on_table_changes(app, &changes).await?;
+                    Ok::<_, Error>(json!({
+                        "published": report.published,
+                        "purged": report.purged,
+                        "dataDeleted": report.data_deleted,
+                    }))
                 },
             ))
             .await

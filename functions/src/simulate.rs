@@ -288,8 +288,8 @@ pub fn local_stack(sdk: &aws_config::SdkConfig, app: App) -> App {
                     {
                         tracing::info!(detail_type = event.detail_type, detail = %event.detail, "status event");
                     }
-                    if let Err(e) = sessions::publish_changes(&publisher, &changes).await {
-                        tracing::warn!(error = %e, "status events not published");
+                    if let Err(e) = sessions::on_table_changes(&publisher, &changes).await {
+                        tracing::warn!(error = %e, "table changes not processed");
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "stream not read"),

@@ -17,6 +17,19 @@ pub struct Config {
     /// How long the reconciler waits before judging a session whose job Batch does not
     /// list — never submitted, or vanished (`SUBMIT_GRACE_SECONDS`, default 600).
     pub submit_grace_seconds: u64,
+    /// Where users connect to a running studio (`CONNECT_URL_PATTERN`): a URL with
+    /// `{studioId}` (and optionally `{workspaceId}`) in it, e.g.
+    /// `https://studios.example.org/connect/{studioId}/`.
+    pub connect_url_pattern: String,
+}
+
+impl Config {
+    /// A running studio's connect (share) link.
+    pub fn connect_url(&self, workspace_id: &str, studio_id: &str) -> String {
+        self.connect_url_pattern
+            .replace("{workspaceId}", workspace_id)
+            .replace("{studioId}", studio_id)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +73,18 @@ impl Config {
                 problem: "must be a whole number of seconds",
             })?,
         };
+        let connect_url_pattern = required("CONNECT_URL_PATTERN")?;
+        if !connect_url_pattern.contains("{studioId}")
+            || !(connect_url_pattern.starts_with("https://")
+                || connect_url_pattern.starts_with("http://"))
+        {
+            return Err(ConfigError {
+                name: "CONNECT_URL_PATTERN".into(),
+                problem: "must be an http(s) URL containing {studioId}",
+            });
+        }
         Ok(Config {
+            connect_url_pattern,
             table_name: required("TABLE_NAME")?,
             platform_admins,
             template_images,
@@ -96,11 +120,19 @@ mod tests {
             ("TABLE_NAME", "t"),
             ("PLATFORM_ADMINS", " a, b ,,"),
             ("EVENT_BUS_NAME", "bus"),
+            (
+                "CONNECT_URL_PATTERN",
+                "https://s.example.org/{workspaceId}/{studioId}/",
+            ),
         ]);
         let c = Config::from_lookup(env(&pairs)).unwrap();
         assert_eq!(c.platform_admins, vec!["a", "b"]);
         assert_eq!(c.template_images[&TemplateKind::Xpra], "x:1");
         assert_eq!(c.submit_grace_seconds, 600);
+        assert_eq!(
+            c.connect_url("ws-1", "st-2"),
+            "https://s.example.org/ws-1/st-2/"
+        );
     }
 
     #[test]
@@ -110,5 +142,13 @@ mod tests {
             err.to_string(),
             "configuration: environment variable TABLE_NAME must be set"
         );
+        let mut pairs = IMAGES.to_vec();
+        pairs.extend([
+            ("TABLE_NAME", "t"),
+            ("EVENT_BUS_NAME", "bus"),
+            ("CONNECT_URL_PATTERN", "https://s.example.org/"),
+        ]);
+        let err = Config::from_lookup(env(&pairs)).unwrap_err();
+        assert!(err.to_string().contains("{studioId}"), "{err}");
     }
 }

@@ -13,6 +13,7 @@ pub enum Missing {
     ComputeEnv,
     DataLink,
     Studio,
+    Checkpoint,
     Route,
 }
 
@@ -23,6 +24,7 @@ impl fmt::Display for Missing {
             Missing::Member => "member",
             Missing::ComputeEnv => "compute environment",
             Missing::DataLink => "data link",
+            Missing::Checkpoint => "checkpoint",
             Missing::Studio => "studio",
             Missing::Route => "route",
         })

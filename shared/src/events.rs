@@ -27,6 +27,12 @@ pub enum Change {
         new: Option<Box<Studio>>,
     },
     CheckpointAdded(Box<Checkpoint>),
+    /// No studio depends on the checkpoint data saved by `studio_id` any more.
+    DataReleased {
+        workspace_id: String,
+        studio_id: String,
+        prefix: Option<crate::domain::S3Prefix>,
+    },
 }
 
 /// The events a change means: a status change of a studio, or a recorded checkpoint.
@@ -62,7 +68,8 @@ pub fn events_for(change: &Change) -> Option<OutgoingEvent> {
                 }),
             })
         }
-        Change::CheckpointAdded(cp) => Some(OutgoingEvent {
+        // Records a clone inherits are copies: nothing new was saved.
+        Change::CheckpointAdded(cp) if !cp.is_inherited() => Some(OutgoingEvent {
             detail_type: CHECKPOINT_RECORDED,
             detail: json!({
                 "eventId": format!("{}:checkpoint", cp.id),
@@ -72,7 +79,7 @@ pub fn events_for(change: &Change) -> Option<OutgoingEvent> {
                 "checkpointName": cp.name,
                 "status": cp.status,
                 "uri": cp.uri,
-                "occurredAt": cp.created_at,
+                "occurredAt": cp.saved_at,
             }),
         }),
         _ => None,
@@ -166,6 +173,8 @@ pub fn change_from_record(
 ) -> Result<Option<Change>> {
     #[derive(serde::Deserialize)]
     struct Keys {
+        #[serde(rename = "PK")]
+        pk: String,
         #[serde(rename = "SK")]
         sk: String,
     }
@@ -185,6 +194,24 @@ pub fn change_from_record(
             old: parse(old)?,
             new: parse(new)?,
         }));
+    }
+    if let Some(studio_id) = keys.sk.strip_prefix("DATA#") {
+        // Released when the dependents set empties (DynamoDB drops an empty set).
+        let had = |i: &Option<serde_dynamo::Item>| {
+            i.as_ref().is_some_and(|i| i.contains_key("dependents"))
+        };
+        if let Some(item) = new.as_ref().filter(|_| !had(&new) && had(&old)) {
+            let prefix = match item.get("prefix") {
+                Some(serde_dynamo::AttributeValue::S(p)) => crate::domain::S3Prefix::parse(p).ok(),
+                _ => None,
+            };
+            return Ok(Some(Change::DataReleased {
+                workspace_id: keys.pk.trim_start_matches("WS#").to_string(),
+                studio_id: studio_id.to_string(),
+                prefix,
+            }));
+        }
+        return Ok(None);
     }
     if keys.sk.starts_with("CP#") && old.is_none() {
         if let Some(new) = new {
@@ -237,7 +264,7 @@ mod tests {
             updated_at: String::new(),
             last_started_at: None,
             parent: None,
-            connected_users: vec![],
+            connected_users: Default::default(),
             version,
             session: None,
             status_actor: Some(Actor::User {
@@ -247,6 +274,7 @@ mod tests {
             latest_checkpoint: None,
             recorded_checkpoint: None,
             checkpoint_count: 0,
+            data_origins: vec![],
         })
     }
 

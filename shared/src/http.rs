@@ -2,9 +2,10 @@
 //! and the one mapping from `Error` to a status code live here.
 
 use crate::domain::validate::*;
+use crate::domain::{Studio, StudioStatus};
 use crate::error::{Error, Missing, Result};
 use crate::service::{self, App, Caller, StudioQuery};
-use crate::sessions;
+use crate::{checkpoints, sessions};
 use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::DeserializeOwned;
@@ -35,6 +36,9 @@ pub enum Action {
     StartStudio,
     StopStudio,
     ListCheckpoints,
+    RenameCheckpoint,
+    CloneStudio,
+    ConnectStudio,
     ListMounts,
 }
 
@@ -62,7 +66,10 @@ pub const ROUTES: &[(Action, &str, &str, &str)] = &[
     (Action::DeleteStudio, "delete-studio", "DELETE", "/workspaces/{ws}/studios/{id}"),
     (Action::StartStudio, "start-studio", "POST", "/workspaces/{ws}/studios/{id}/start"),
     (Action::StopStudio, "stop-studio", "POST", "/workspaces/{ws}/studios/{id}/stop"),
+    (Action::ConnectStudio, "connect-studio", "POST", "/workspaces/{ws}/studios/{id}/connect"),
+    (Action::CloneStudio, "clone-studio", "POST", "/workspaces/{ws}/studios/{id}/clone"),
     (Action::ListCheckpoints, "list-checkpoints", "GET", "/workspaces/{ws}/studios/{id}/checkpoints"),
+    (Action::RenameCheckpoint, "rename-checkpoint", "PATCH", "/workspaces/{ws}/studios/{id}/checkpoints/{cpId}"),
     (Action::ListMounts, "list-mounts", "GET", "/workspaces/{ws}/mounts"),
 ];
 
@@ -203,39 +210,60 @@ async fn dispatch(app: &App, action: Action, req: &Request) -> Result<Response<B
                 cursor: query_param(req, "cursor"),
             };
             let page = service::list_studios(app, c, ws()?, query).await?;
-            let studios: Vec<Value> = page.items.iter().map(|s| s.to_json(&[])).collect();
+            let studios: Vec<Value> = page
+                .items
+                .iter()
+                .map(|s| studio_json(app, s, &[]))
+                .collect();
             ok(json!({ "studios": studios, "nextCursor": page.next_cursor }))
         }
         AddStudio => {
-            let auto_start = match query_param(req, "autoStart") {
-                None | Some("false") => false,
-                Some("true") => true,
-                Some(_) => return Err(Error::invalid("autoStart", "must be true or false")),
-            };
+            let auto_start = auto_start(req)?.unwrap_or(false);
             let input: StudioInput = body(req)?;
             let (studio, warnings) = service::add_studio(app, c, ws()?, input, auto_start).await?;
-            json_response(
-                if auto_start {
-                    StatusCode::ACCEPTED
-                } else {
-                    StatusCode::CREATED
-                },
-                &studio.to_json(&warnings),
-            )
+            added(app, &studio, &warnings, auto_start)
+        }
+        CloneStudio => {
+            let input: CloneInput = body(req)?;
+            let auto_start = match (auto_start(req)?, input.auto_start) {
+                (Some(q), Some(b)) if q != b => {
+                    return Err(Error::invalid(
+                        "autoStart",
+                        "the query parameter and the body disagree",
+                    ))
+                }
+                (q, b) => q.or(b).unwrap_or(false),
+            };
+            let id = path_param(req, "id")?;
+            let (studio, warnings) =
+                checkpoints::clone_studio(app, c, ws()?, id, input, auto_start).await?;
+            added(app, &studio, &warnings, auto_start)
+        }
+        ConnectStudio => {
+            let (_, url) = sessions::connect_studio(app, c, ws()?, path_param(req, "id")?).await?;
+            ok(json!({ "url": url }))
         }
         StartStudio => {
             let input: StartInput = optional_body(req)?.unwrap_or_default();
             let studio =
                 sessions::start_studio(app, c, ws()?, path_param(req, "id")?, input).await?;
-            json_response(StatusCode::ACCEPTED, &studio.to_json(&[]))
+            json_response(StatusCode::ACCEPTED, &studio_json(app, &studio, &[]))
         }
         StopStudio => {
             let studio = sessions::stop_studio(app, c, ws()?, path_param(req, "id")?).await?;
-            json_response(StatusCode::ACCEPTED, &studio.to_json(&[]))
+            json_response(StatusCode::ACCEPTED, &studio_json(app, &studio, &[]))
         }
         ListCheckpoints => {
-            let list = sessions::list_checkpoints(app, c, ws()?, path_param(req, "id")?).await?;
-            ok(json!({ "checkpoints": list }))
+            let id = path_param(req, "id")?;
+            let (limit, cursor) = (query_param(req, "limit"), query_param(req, "cursor"));
+            let page = checkpoints::list_checkpoints(app, c, ws()?, id, limit, cursor).await?;
+            ok(json!({ "checkpoints": page.items, "nextCursor": page.next_cursor }))
+        }
+        RenameCheckpoint => {
+            let (id, cp) = (path_param(req, "id")?, path_param(req, "cpId")?);
+            let patch: CheckpointPatch = body(req)?;
+            let renamed = checkpoints::rename_checkpoint(app, c, ws()?, id, cp, patch).await?;
+            ok(to_value(&renamed)?)
         }
         ListMounts => {
             let held = sessions::list_mounts(app, c, ws()?).await?;
@@ -253,18 +281,44 @@ async fn dispatch(app: &App, action: Action, req: &Request) -> Result<Response<B
         }
         GetStudio => {
             let studio = service::get_studio(app, c, ws()?, path_param(req, "id")?).await?;
-            ok(studio.to_json(&[]))
+            ok(studio_json(app, &studio, &[]))
         }
         UpdateStudio => {
             let patch: StudioPatch = body(req)?;
             let (studio, warnings) =
                 service::update_studio(app, c, ws()?, path_param(req, "id")?, patch).await?;
-            ok(studio.to_json(&warnings))
+            ok(studio_json(app, &studio, &warnings))
         }
         DeleteStudio => {
             service::delete_studio(app, c, ws()?, path_param(req, "id")?).await?;
             no_content()
         }
+    }
+}
+
+/// A studio as returned; its share link is shown while it runs.
+fn studio_json(app: &App, studio: &Studio, warnings: &[String]) -> Value {
+    let url = (studio.status == StudioStatus::Running)
+        .then(|| app.config.connect_url(&studio.workspace_id, &studio.id));
+    studio.to_json(warnings, url)
+}
+
+/// 201 for an added studio, 202 if it is starting too.
+fn added(app: &App, studio: &Studio, warnings: &[String], started: bool) -> Result<Response<Body>> {
+    let status = if started {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::CREATED
+    };
+    json_response(status, &studio_json(app, studio, warnings))
+}
+
+fn auto_start(req: &Request) -> Result<Option<bool>> {
+    match query_param(req, "autoStart") {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(_) => Err(Error::invalid("autoStart", "must be true or false")),
     }
 }
 

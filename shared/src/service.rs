@@ -455,16 +455,7 @@ pub async fn list_studios(
     let ws = workspace_id(ws)?;
     let filter = parse_search(query.search.unwrap_or_default())
         .map_err(|rule| Error::invalid("search", rule))?;
-    let limit = match query.limit {
-        None => DEFAULT_PAGE,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|l| (1..=MAX_PAGE).contains(l))
-            .ok_or_else(|| {
-                Error::invalid("limit", format!("must be an integer from 1 to {MAX_PAGE}"))
-            })?,
-    };
+    let limit = page_limit(query.limit)?;
     readable(
         app,
         caller,
@@ -472,6 +463,20 @@ pub async fn list_studios(
         app.store.list_studios(ws, &filter, limit, query.cursor),
     )
     .await
+}
+
+/// A list's `limit` query parameter.
+pub(crate) fn page_limit(limit: Option<&str>) -> Result<usize> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE).contains(l))
+            .ok_or_else(|| {
+                Error::invalid("limit", format!("must be an integer from 1 to {MAX_PAGE}"))
+            }),
+    }
 }
 
 pub async fn add_studio(
@@ -529,29 +534,30 @@ pub async fn add_studio(
         updated_at: now,
         last_started_at: None,
         parent: None,
-        connected_users: Vec::new(),
+        connected_users: Default::default(),
         version: 1,
         session: None,
         status_actor: Some(Actor::from(&caller.user_ref())),
         latest_checkpoint: None,
         recorded_checkpoint: None,
         checkpoint_count: 0,
+        data_origins: Vec::new(),
     };
     let guard = guard(ws, caller, Permission::OperateStudios);
     if !auto_start {
-        app.store.create_studio(&guard, &studio).await?;
+        app.store.create_studio(&guard, &studio, None).await?;
         return Ok((studio, warnings));
     }
     // Add and start: created already starting, its locks taken in the same write.
     let started = crate::sessions::begin(&studio, caller);
-    app.store.create_studio(&guard, &started).await?;
+    app.store.create_studio(&guard, &started, None).await?;
     let studio = crate::sessions::submit(app, started, StudioStatus::Stopped).await?;
     Ok((studio, warnings))
 }
 
 /// The read of an add/update/start, and beside it (same round trip) the paths mounted
 /// by running studios, when mounts are involved.
-async fn read_with_mounts(
+pub(crate) async fn read_with_mounts(
     app: &App,
     ws: &str,
     keys: &[Key],
@@ -678,6 +684,14 @@ pub async fn update_studio(
             "computeEnvId",
             "cannot be changed; add a new studio on the other compute environment",
         ));
+    }
+    if current.parent.is_some() {
+        if patch.template.is_some() {
+            return Err(fixed_for_clone("template"));
+        }
+        if patch.conda_packages.is_some() {
+            return Err(fixed_for_clone("condaPackages"));
+        }
     }
     require_at_rest(current, "update")?;
     let changes = ConfigChanges {

@@ -8,24 +8,25 @@ use crate::domain::ids::{new_id, IdKind};
 use crate::domain::lifecycle::{
     on_job_report, on_missing_job, Actor, BatchStatus, Finish, JobReport, Outcome, Session,
 };
-use crate::domain::validate::StartInput;
+use crate::domain::validate::{default_checkpoint_name, StartInput};
 use crate::domain::*;
 use crate::error::{Error, Missing, Result};
 use crate::events::{events_for, Change};
 use crate::service::{
-    authorize, authorized_studio, changed_config, guard, readable, resource_id, workspace_id, App,
-    Caller, ConfigChanges,
+    authorize, authorized_studio, changed_config, guard, readable, workspace_id, App, Caller,
+    ConfigChanges,
 };
 use crate::store::*;
 use serde_json::{json, Value};
 
 /// Handler names of the functions that are not API routes (template.yaml uses them).
 pub const BATCH_EVENTS_HANDLER: &str = "batch-events";
-pub const PUBLISH_STATUS_EVENTS_HANDLER: &str = "publish-status-events";
+/// The table-stream consumer: status events, and clean-up after deleted studios.
+pub const TABLE_STREAM_HANDLER: &str = "table-stream";
 pub const RECONCILE_HANDLER: &str = "reconcile";
 pub const EVENT_HANDLERS: [&str; 3] = [
     BATCH_EVENTS_HANDLER,
-    PUBLISH_STATUS_EVENTS_HANDLER,
+    TABLE_STREAM_HANDLER,
     RECONCILE_HANDLER,
 ];
 
@@ -40,8 +41,9 @@ pub fn begin(studio: &Studio, caller: &Caller) -> Studio {
     let attempt_id = uuid::Uuid::now_v7().simple().to_string();
     let checkpoint_id = new_id(IdKind::Checkpoint);
     let save_uri = S3Prefix::parse(&format!(
-        "{}.studios/{}/checkpoints/{}/",
-        studio.compute_env.work_dir, studio.id, checkpoint_id
+        "{}checkpoints/{}/",
+        studio.data_prefix(),
+        checkpoint_id
     ))
     .expect("a prefix under a valid work directory is valid");
     let session = Session {
@@ -51,6 +53,7 @@ pub fn begin(studio: &Studio, caller: &Caller) -> Studio {
         batch_status: None,
         reached_running: false,
         stop_requested_by: None,
+        started_by: Some(caller.user_ref()),
         checkpoint_id,
         save_uri,
         restore_uri: studio.latest_checkpoint.as_ref().map(|c| c.uri.clone()),
@@ -66,6 +69,7 @@ pub fn begin(studio: &Studio, caller: &Caller) -> Studio {
     next.last_started_at = Some(now.clone());
     next.updated_at = now;
     next.recorded_checkpoint = None;
+    next.connected_users.clear();
     next.session = Some(session);
     next.version += 1;
     next
@@ -310,16 +314,18 @@ pub async fn finish_session(
             id: session.checkpoint_id.clone(),
             workspace_id: studio.workspace_id.clone(),
             studio_id: studio.id.clone(),
-            name: format!("checkpoint-{}", studio.checkpoint_count + 1),
+            name: default_checkpoint_name(studio.checkpoint_count + 1),
             status: if finalized {
                 CheckpointStatus::Finalized
             } else {
                 CheckpointStatus::Invalid
             },
             uri: session.save_uri.clone(),
+            saved_by_studio_id: studio.id.clone(),
             job_id: session.job_id.clone(),
-            session_started_at: session.started_at.clone(),
-            created_at: now.clone(),
+            author: session.started_by.clone(),
+            created_at: session.started_at.clone(),
+            saved_at: now.clone(),
         })
     } else {
         None
@@ -331,6 +337,7 @@ pub async fn finish_session(
     next.updated_at = now;
     next.status_actor = Some(actor);
     next.session = None;
+    next.connected_users.clear();
     next.recorded_checkpoint = None;
     if let Some(cp) = &checkpoint {
         let reference = CheckpointRef {
@@ -569,13 +576,59 @@ pub async fn reconcile(app: &App) -> Result<ReconcileReport> {
     Ok(report)
 }
 
-/// Publishes the status events of table changes (the stream consumer).
-pub async fn publish_changes(app: &App, changes: &[Change]) -> Result<usize> {
+/// What the table-stream consumer did with a batch of changes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StreamReport {
+    pub published: usize,
+    /// Checkpoint records removed after their studio was deleted.
+    pub purged: usize,
+    /// Checkpoint-data prefixes deleted from S3 (nothing depended on them any more).
+    pub data_deleted: usize,
+}
+
+/// The table-stream consumer: publishes the status events of the changes, then cleans
+/// up after deleted studios. An error fails the batch, so Lambda retries it (every step
+/// is idempotent).
+pub async fn on_table_changes(app: &App, changes: &[Change]) -> Result<StreamReport> {
     let events: Vec<_> = changes.iter().filter_map(events_for).collect();
     if !events.is_empty() {
         app.events.publish(&events).await?;
     }
-    Ok(events.len())
+    let mut report = StreamReport {
+        published: events.len(),
+        ..Default::default()
+    };
+    for change in changes {
+        match change {
+            Change::Studio {
+                old: Some(old),
+                new: None,
+            } => {
+                report.purged += app
+                    .store
+                    .purge_checkpoints(&old.workspace_id, &old.id)
+                    .await?;
+            }
+            Change::DataReleased {
+                workspace_id,
+                studio_id,
+                prefix,
+            } => {
+                if crate::checkpoints::delete_released_data(
+                    app,
+                    workspace_id,
+                    studio_id,
+                    prefix.as_ref(),
+                )
+                .await?
+                {
+                    report.data_deleted += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(report)
 }
 
 pub async fn list_mounts(app: &App, caller: &Caller, ws: &str) -> Result<Vec<HeldMount>> {
@@ -583,23 +636,41 @@ pub async fn list_mounts(app: &App, caller: &Caller, ws: &str) -> Result<Vec<Hel
     readable(app, caller, ws, app.store.list_mounts(ws)).await
 }
 
-pub async fn list_checkpoints(
+/// `POST …/connect`: the running studio's URL; the caller is recorded as connected.
+pub async fn connect_studio(
     app: &App,
     caller: &Caller,
     ws: &str,
     id: &str,
-) -> Result<Vec<Checkpoint>> {
-    let ws = workspace_id(ws)?;
-    let keys = [Key::Member(caller.id.clone()), Key::Studio(id.to_string())];
-    let (fetched, list) = tokio::join!(
-        app.store.fetch(ws, &keys),
-        app.store.list_checkpoints(ws, id)
-    );
-    let fetched = fetched?;
-    authorize(&fetched.members, caller, Permission::Read)?;
-    resource_id(IdKind::Studio, id, Missing::Studio)?;
-    if !fetched.studios.contains_key(id) {
-        return Err(Error::NotFound(Missing::Studio));
-    }
-    list
+) -> Result<(Studio, String)> {
+    let mut studio = authorized_studio(app, caller, ws, id, Permission::Connect).await?;
+    let attempt_id = match (&studio.status, &studio.session) {
+        (StudioStatus::Running, Some(session)) => session.attempt_id.clone(),
+        _ => {
+            return Err(Error::conflict(
+                "studio_not_running",
+                format!(
+                    "studio '{}' is {}; connect once it is running",
+                    studio.config.name,
+                    studio.status.as_str()
+                ),
+            ))
+        }
+    };
+    let connection = Connection {
+        name: caller.name.clone(),
+        last_seen_at: now(),
+    };
+    app.store
+        .record_connection(
+            &guard(&studio.workspace_id, caller, Permission::Connect),
+            &studio,
+            &attempt_id,
+            &caller.id,
+            &connection,
+        )
+        .await?;
+    studio.connected_users.insert(caller.id.clone(), connection);
+    let url = app.config.connect_url(&studio.workspace_id, &studio.id);
+    Ok((studio, url))
 }

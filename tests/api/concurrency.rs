@@ -65,9 +65,14 @@ impl Store for BarrierStore {
     async fn delete_data_link(&self, g: &RoleGuard, id: &str) -> Result<()> {
         self.inner.delete_data_link(g, id).await
     }
-    async fn create_studio(&self, g: &RoleGuard, s: &Studio) -> Result<()> {
+    async fn create_studio(
+        &self,
+        g: &RoleGuard,
+        s: &Studio,
+        l: Option<&Lineage<'_>>,
+    ) -> Result<()> {
         self.barrier.wait().await;
-        self.inner.create_studio(g, s).await
+        self.inner.create_studio(g, s, l).await
     }
     async fn write_studio(&self, w: &StudioWrite<'_>) -> Result<()> {
         if w.old.session.is_none() && w.new.session.is_some() {
@@ -81,8 +86,36 @@ impl Store for BarrierStore {
     async fn list_mounts(&self, ws: &str) -> Result<Vec<HeldMount>> {
         self.inner.list_mounts(ws).await
     }
-    async fn list_checkpoints(&self, ws: &str, id: &str) -> Result<Vec<Checkpoint>> {
-        self.inner.list_checkpoints(ws, id).await
+    async fn list_checkpoints(
+        &self,
+        ws: &str,
+        id: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Checkpoint>> {
+        self.inner.list_checkpoints(ws, id, limit, cursor).await
+    }
+    async fn history(&self, ws: &str, id: &str) -> Result<Vec<Checkpoint>> {
+        self.inner.history(ws, id).await
+    }
+    async fn rename_checkpoint(&self, g: &RoleGuard, cp: &Checkpoint, name: &str) -> Result<()> {
+        self.inner.rename_checkpoint(g, cp, name).await
+    }
+    async fn record_connection(
+        &self,
+        g: &RoleGuard,
+        s: &Studio,
+        attempt: &str,
+        user: &str,
+        c: &Connection,
+    ) -> Result<()> {
+        self.inner.record_connection(g, s, attempt, user, c).await
+    }
+    async fn purge_checkpoints(&self, ws: &str, id: &str) -> Result<usize> {
+        self.inner.purge_checkpoints(ws, id).await
+    }
+    async fn release_data(&self, ws: &str, id: &str) -> Result<bool> {
+        self.inner.release_data(ws, id).await
     }
     async fn active_studios(&self) -> Result<Vec<Studio>> {
         self.inner.active_studios().await

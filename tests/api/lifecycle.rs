@@ -211,7 +211,7 @@ async fn full_cycle_start_run_stop_checkpoint_and_restart() {
     assert_eq!(cps[0]["status"], "finalized");
     assert_eq!(cps[0]["name"], "checkpoint-1");
     assert_eq!(cps[0]["uri"], save_uri.as_str());
-    assert_eq!(stopped["latestCheckpointId"], cps[0]["id"]);
+    assert_eq!(stopped["restoreFrom"]["checkpointId"], cps[0]["id"]);
     assert!(t.live_locks(&s.ws).await.is_empty());
     let held = t
         .req(A::ListMounts)

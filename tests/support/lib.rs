@@ -132,6 +132,8 @@ pub struct TestApp {
 /// The bucket every test compute environment uses as its work directory.
 pub const WORK_BUCKET: &str = "work-bucket";
 
+pub const CONNECT_URL_PATTERN: &str = "https://studios.example.org/{workspaceId}/{studioId}/";
+
 pub fn test_config(table: &str) -> Config {
     Config {
         table_name: table.to_string(),
@@ -142,6 +144,7 @@ pub fn test_config(table: &str) -> Config {
             .collect(),
         event_bus: format!("{table}-bus"),
         submit_grace_seconds: 600,
+        connect_url_pattern: CONNECT_URL_PATTERN.into(),
     }
 }
 
@@ -545,13 +548,18 @@ impl TestApp {
             .unwrap();
     }
 
-    /// Runs the status-event publisher over the table's stream records so far, as the
-    /// stream's Lambda trigger would. Returns how many events it published.
+    /// Runs the table-stream consumer over the stream records so far, as the stream's
+    /// Lambda trigger would. Returns how many status events it published.
     pub async fn publish_status_events(&self) -> usize {
+        self.process_stream().await.published
+    }
+
+    /// The table-stream consumer over the records so far: events, then clean-up.
+    pub async fn process_stream(&self) -> sessions::StreamReport {
         let mut reader = self.stream.lock().await;
         let reader = reader.get_or_insert_with(|| StreamReader::new(&self.sdk, &self.table));
         let changes = reader.next_changes().await.expect("stream records");
-        sessions::publish_changes(&self.app, &changes)
+        sessions::on_table_changes(&self.app, &changes)
             .await
             .unwrap()
     }

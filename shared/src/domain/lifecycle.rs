@@ -99,6 +99,9 @@ pub struct Session {
     /// Whether the job ever ran: only then does its end record a checkpoint.
     pub reached_running: bool,
     pub stop_requested_by: Option<UserRef>,
+    /// Who started it (the author of its checkpoint).
+    #[serde(default)]
+    pub started_by: Option<UserRef>,
     /// The checkpoint this session writes when it stops.
     pub checkpoint_id: String,
     pub save_uri: S3Prefix,
@@ -282,6 +285,7 @@ mod tests {
             batch_status: None,
             reached_running: false,
             stop_requested_by: None,
+            started_by: None,
             checkpoint_id: "cp-1".into(),
             save_uri: S3Prefix::parse("s3://work-bucket/cp-1").unwrap(),
             restore_uri: None,

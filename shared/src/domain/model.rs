@@ -3,6 +3,7 @@
 use super::lifecycle::{Actor, Session};
 use super::{Role, S3Prefix, StudioStatus};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Timestamps are RFC 3339 UTC strings with milliseconds: sortable and readable.
 pub fn now() -> String {
@@ -185,10 +186,10 @@ pub struct Parent {
     pub checkpoint_id: String,
 }
 
+/// A member connected to the running session (keyed by user id in the studio).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ConnectedUser {
-    pub id: String,
+pub struct Connection {
     pub name: String,
     pub last_seen_at: String,
 }
@@ -221,7 +222,9 @@ pub struct Studio {
     pub updated_at: String,
     pub last_started_at: Option<String>,
     pub parent: Option<Parent>,
-    pub connected_users: Vec<ConnectedUser>,
+    /// Who connected to the running session, by user id; cleared when it ends.
+    #[serde(default)]
+    pub connected_users: BTreeMap<String, Connection>,
     /// Optimistic-concurrency counter: every write is conditional on the version it read.
     pub version: u64,
     /// The run in progress (starting, running, stopping); `None` at rest.
@@ -239,6 +242,10 @@ pub struct Studio {
     /// Checkpoints recorded so far (default names are "checkpoint-<n>").
     #[serde(default)]
     pub checkpoint_count: u32,
+    /// Other studios whose saved checkpoint data this studio's history points into
+    /// (inherited by "start as new"): their data is kept while this studio exists.
+    #[serde(default)]
+    pub data_origins: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,24 +264,55 @@ pub enum CheckpointStatus {
     Invalid,
 }
 
-/// The state a session saved when its job ended (DESIGN §7).
+/// The state a session saved when its job ended (DESIGN §7). A clone holds its own
+/// copies of the checkpoints it inherited: same id and data, its own name.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Checkpoint {
     pub id: String,
     pub workspace_id: String,
+    /// The studio whose history this record belongs to.
     pub studio_id: String,
     pub name: String,
     pub status: CheckpointStatus,
+    /// Where the data is (under the work directory of the studio that saved it).
     pub uri: S3Prefix,
+    /// The studio whose session saved the data (differs from `studio_id` if inherited).
+    pub saved_by_studio_id: String,
     pub job_id: Option<String>,
-    pub session_started_at: String,
+    /// Who started the session that saved it.
+    pub author: Option<UserRef>,
+    /// When the session that writes it started.
     pub created_at: String,
+    /// When the session ended and the checkpoint was recorded.
+    pub saved_at: String,
+}
+
+impl Checkpoint {
+    pub fn reference(&self) -> CheckpointRef {
+        CheckpointRef {
+            id: self.id.clone(),
+            uri: self.uri.clone(),
+        }
+    }
+
+    pub fn is_inherited(&self) -> bool {
+        self.saved_by_studio_id != self.studio_id
+    }
 }
 
 impl Studio {
-    /// The studio as the API returns it (DESIGN §4).
-    pub fn to_json(&self, warnings: &[String]) -> serde_json::Value {
+    /// Where this studio's sessions save their checkpoints: `<workDir>.studios/<id>/`.
+    pub fn data_prefix(&self) -> S3Prefix {
+        S3Prefix::parse(&format!(
+            "{}.studios/{}/",
+            self.compute_env.work_dir, self.id
+        ))
+        .expect("a prefix under a valid work directory is valid")
+    }
+
+    /// The studio as the API returns it (DESIGN §4); `url` is its share link while it runs.
+    pub fn to_json(&self, warnings: &[String], url: Option<String>) -> serde_json::Value {
         let c = &self.config;
         serde_json::json!({
             "id": self.id,
@@ -298,16 +336,28 @@ impl Studio {
             "updatedAt": self.updated_at,
             "lastStartedAt": self.last_started_at,
             "parent": self.parent,
-            "connectedUsers": self.connected_users,
+            "connectedUsers": self.connected_list(),
             "session": self.session.as_ref().map(|s| serde_json::json!({
                 "jobId": s.job_id,
                 "jobStatus": s.batch_status,
                 "startedAt": s.started_at,
                 "stopRequestedBy": s.stop_requested_by,
             })),
-            "latestCheckpointId": self.latest_checkpoint.as_ref().map(|c| &c.id),
-            "url": serde_json::Value::Null,
+            "restoreFrom": self.latest_checkpoint.as_ref().map(|c| serde_json::json!({
+                "checkpointId": c.id,
+                "uri": c.uri,
+            })),
+            "url": url,
             "warnings": warnings,
         })
+    }
+
+    /// Connected users, most recent first.
+    pub fn connected_list(&self) -> Vec<serde_json::Value> {
+        let mut list: Vec<_> = self.connected_users.iter().collect();
+        list.sort_by(|a, b| b.1.last_seen_at.cmp(&a.1.last_seen_at).then(a.0.cmp(b.0)));
+        list.into_iter()
+            .map(|(id, c)| serde_json::json!({"id": id, "name": c.name, "lastSeenAt": c.last_seen_at}))
+            .collect()
     }
 }

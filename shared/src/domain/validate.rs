@@ -167,6 +167,81 @@ pub fn name(field: &str, value: &str, max: usize) -> Result<String> {
     Ok(value.to_string())
 }
 
+/// The name a checkpoint gets when it is recorded: the studio's n-th checkpoint.
+pub fn default_checkpoint_name(n: u32) -> String {
+    format!("checkpoint-{n}")
+}
+
+/// A new checkpoint name: 1–80 characters, unique per studio (checked by the store), and
+/// not of the form `checkpoint-<n>`, which is kept for the names given at recording so
+/// that a rename can never block a later session from recording its checkpoint.
+pub fn checkpoint_name(value: &str) -> Result<String> {
+    let value = name("name", value, MAX_NAME)?;
+    let reserved = value
+        .to_lowercase()
+        .strip_prefix("checkpoint-")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    if reserved {
+        return Err(Error::invalid(
+            "name",
+            "names of the form 'checkpoint-<number>' are given to new checkpoints; choose another",
+        ));
+    }
+    Ok(value)
+}
+
+/// `PATCH …/checkpoints/{cpId}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointPatch {
+    pub name: String,
+}
+
+/// `POST …/studios/{id}/clone` ("start as new").
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CloneInput {
+    pub name: String,
+    pub checkpoint_id: Option<String>,
+    pub description: Option<String>,
+    pub resources: Option<ResourcesInput>,
+    pub mounts: Option<Vec<MountInput>>,
+    pub auto_start: Option<bool>,
+    /// Accepted only to explain that a clone keeps them.
+    pub template: Option<serde_json::Value>,
+    pub compute_env_id: Option<serde_json::Value>,
+    pub conda_packages: Option<serde_json::Value>,
+    pub parent: Option<serde_json::Value>,
+}
+
+impl CloneInput {
+    pub fn data_link_ids(&self) -> Vec<String> {
+        data_link_ids(self.mounts.as_deref().unwrap_or_default())
+    }
+
+    /// 400 naming the first field a clone cannot set.
+    pub fn check_fixed(&self) -> Result<()> {
+        let fixed = [
+            ("template", self.template.is_some()),
+            ("computeEnvId", self.compute_env_id.is_some()),
+            ("condaPackages", self.conda_packages.is_some()),
+            ("parent", self.parent.is_some()),
+        ];
+        match fixed.into_iter().find(|(_, set)| *set) {
+            Some((field, _)) => Err(fixed_for_clone(field)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The error for changing what a clone keeps from its source.
+pub fn fixed_for_clone(field: &str) -> Error {
+    Error::invalid(
+        field,
+        "is fixed for a clone: it keeps the template, compute environment and conda packages of the checkpoint it starts from",
+    )
+}
+
 pub fn description(field: &str, value: Option<&str>) -> Result<String> {
     let value = value.unwrap_or_default();
     let len = value.chars().count();
@@ -590,6 +665,31 @@ pub fn template_input_of(template: &Template) -> TemplateInput {
             kind: None,
             image: Some(image.clone()),
         },
+    }
+}
+
+#[cfg(test)]
+mod checkpoint_name_tests {
+    use super::*;
+
+    #[test]
+    fn default_names_are_reserved_for_recording() {
+        assert_eq!(default_checkpoint_name(3), "checkpoint-3");
+        for taken in ["checkpoint-3", "Checkpoint-12"] {
+            let err = checkpoint_name(taken).unwrap_err();
+            assert!(err.to_string().contains("checkpoint-<number>"), "{err}");
+        }
+        for ok in [
+            "checkpoint-final",
+            "checkpoint-",
+            "before QC",
+            "checkpoint-3b",
+        ] {
+            assert_eq!(checkpoint_name(ok).unwrap(), ok);
+        }
+        assert!(checkpoint_name("").is_err());
+        assert!(checkpoint_name(&"x".repeat(81)).is_err());
+        assert!(checkpoint_name(" padded").is_err());
     }
 }
 

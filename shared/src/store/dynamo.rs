@@ -12,6 +12,11 @@
 //! | mount lock         | WS#<ws>   | LOCK#<s3 prefix>      |             |           |
 //! | checkpoint         | WS#<ws>   | CP#<st>#<cp>          |             |           |
 //! | checkpoint name    | WS#<ws>   | CPNAME#<st>#<lower>   |             |           |
+//! | checkpoint data    | WS#<ws>   | DATA#<st>             |             |           |
+//!
+//! A `DATA#<st>` item tracks the checkpoint data saved by studio `<st>` (its prefix) and
+//! the studios whose history points into it (`dependents`: the studio itself and its
+//! clones). When the set empties, the stream consumer deletes the data.
 
 use super::*;
 use crate::domain::lifecycle::Session;
@@ -22,10 +27,10 @@ use crate::error::{Error, Missing, Result};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex,
-    KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put,
-    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, StreamSpecification, StreamViewType,
-    TransactWriteItem, Update,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, DeleteRequest,
+    GlobalSecondaryIndex, KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType,
+    Put, PutRequest, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, StreamSpecification,
+    StreamViewType, TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use base64::Engine;
@@ -68,7 +73,16 @@ fn sk(key: &Key) -> String {
         Key::DataLink(id) => format!("DL#{id}"),
         Key::Studio(id) => format!("STUDIO#{id}"),
         Key::Lock(path) => format!("LOCK#{path}"),
+        Key::Checkpoint(st, cp) => format!("CP#{st}#{cp}"),
     }
+}
+
+fn data_sk(studio_id: &str) -> String {
+    format!("DATA#{studio_id}")
+}
+
+fn checkpoint_name_sk(studio_id: &str, name: &str) -> String {
+    format!("CPNAME#{studio_id}#{}", name.to_lowercase())
 }
 
 fn name_claim_sk(name: &str) -> String {
@@ -368,12 +382,13 @@ fn encode_cursor(last: &Item) -> Option<String> {
     Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sk))
 }
 
-fn decode_cursor(cursor: &str) -> Result<String> {
+/// The sort key a cursor continues after; it must belong to the list (`prefix`).
+fn decode_cursor(cursor: &str, prefix: &str) -> Result<String> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .filter(|sk| sk.starts_with("STUDIO#"))
+        .filter(|sk| sk.starts_with(prefix))
         .ok_or_else(|| {
             Error::invalid(
                 "cursor",
@@ -517,6 +532,9 @@ impl Store for DynamoStore {
                 if let Ok(path) = S3Prefix::parse(path) {
                     fetched.locks.insert(path, lock_state(item));
                 }
+            } else if sort.starts_with("CP#") {
+                let cp: Checkpoint = from_item(item)?;
+                fetched.checkpoints.insert(cp.id.clone(), cp);
             }
         }
         Ok(fetched)
@@ -550,7 +568,7 @@ impl Store for DynamoStore {
         cursor: Option<&str>,
     ) -> Result<Page<Studio>> {
         let mut start = match cursor {
-            Some(c) => Some(key(ws, decode_cursor(c)?)),
+            Some(c) => Some(key(ws, decode_cursor(c, "STUDIO#")?)),
             None => None,
         };
         let expr = studio_filter(filter);
@@ -767,7 +785,12 @@ impl Store for DynamoStore {
         self.transact(tx).await
     }
 
-    async fn create_studio(&self, guard: &RoleGuard, studio: &Studio) -> Result<()> {
+    async fn create_studio(
+        &self,
+        guard: &RoleGuard,
+        studio: &Studio,
+        lineage: Option<&Lineage<'_>>,
+    ) -> Result<()> {
         let ws = &studio.workspace_id;
         let mut tx = Tx::default();
         self.push_guard(&mut tx, guard)?;
@@ -796,7 +819,46 @@ impl Store for DynamoStore {
         if let Some(session) = &studio.session {
             self.push_lock_acquire(&mut tx, studio, session)?;
         }
-        self.transact(tx).await
+        self.push_data_tracking(&mut tx, studio)?;
+        let Some(lineage) = lineage else {
+            return self.transact(tx).await;
+        };
+        // The source must still exist: its history is what the clone depends on.
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(ws, sk(&Key::Studio(lineage.source_id.into())))))
+            .condition_expression("attribute_exists(PK)")
+            .build()
+            .map_err(build_err)?;
+        tx.push(
+            TransactWriteItem::builder().condition_check(check).build(),
+            |_| Error::NotFound(Missing::Studio),
+        );
+        // The newest inherited checkpoints go into the transaction; a history too long
+        // for it is written first (records of a studio that does not exist yet are
+        // invisible) and removed again if the transaction fails.
+        let room = MAX_TX_ITEMS.saturating_sub(tx.items.len()) / 2;
+        let split = lineage.history.len().saturating_sub(room);
+        let (early, late) = lineage.history.split_at(split);
+        for cp in late {
+            self.push_checkpoint(&mut tx, cp)?;
+        }
+        let mut early_keys = Vec::new();
+        let mut puts = Vec::new();
+        for cp in early {
+            let (record, claim) = checkpoint_items(cp)?;
+            early_keys.push(key(ws, item_str(&record, "SK").unwrap_or_default().into()));
+            early_keys.push(key(ws, item_str(&claim, "SK").unwrap_or_default().into()));
+            puts.extend([record, claim]);
+        }
+        self.batch_put(puts).await?;
+        let result = self.transact(tx).await;
+        if result.is_err() && !early_keys.is_empty() {
+            if let Err(e) = self.batch_delete(early_keys).await {
+                tracing::warn!(studio = studio.id, error = %e, "unreferenced history records left");
+            }
+        }
+        result
     }
 
     async fn write_studio(&self, w: &StudioWrite<'_>) -> Result<()> {
@@ -886,12 +948,6 @@ impl Store for DynamoStore {
             .collect())
     }
 
-    async fn list_checkpoints(&self, ws: &str, studio_id: &str) -> Result<Vec<Checkpoint>> {
-        let mut list: Vec<Checkpoint> = self.list(ws, &format!("CP#{studio_id}#")).await?;
-        list.reverse();
-        Ok(list)
-    }
-
     async fn active_studios(&self) -> Result<Vec<Studio>> {
         self.query_index(SESSIONS.to_string())
             .await?
@@ -933,8 +989,220 @@ impl Store for DynamoStore {
         tx.push(TransactWriteItem::builder().update(update).build(), |_| {
             Error::internal("compute environment of a studio is missing")
         });
+        for origin in std::iter::once(&studio.id).chain(&studio.data_origins) {
+            let update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(ws, data_sk(origin))))
+                .update_expression("DELETE dependents :me")
+                .expression_attribute_values(":me", AttributeValue::Ss(vec![studio.id.clone()]))
+                .build()
+                .map_err(build_err)?;
+            tx.push(TransactWriteItem::builder().update(update).build(), |_| {
+                Error::internal("unconditional dependent release failed")
+            });
+        }
         self.transact(tx).await
     }
+
+    async fn list_checkpoints(
+        &self,
+        ws: &str,
+        studio_id: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Checkpoint>> {
+        let prefix = format!("CP#{studio_id}#");
+        let start = match cursor {
+            Some(c) => Some(key(ws, decode_cursor(c, &prefix)?)),
+            None => None,
+        };
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+            .expression_attribute_values(":pk", s(pk(ws)))
+            .expression_attribute_values(":prefix", s(&prefix))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .limit(limit as i32 + 1)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let mut items = out.items().to_vec();
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().and_then(encode_cursor)
+        } else {
+            None
+        };
+        let items = items.iter().map(from_item).collect::<Result<Vec<_>>>()?;
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn history(&self, ws: &str, studio_id: &str) -> Result<Vec<Checkpoint>> {
+        self.list(ws, &format!("CP#{studio_id}#")).await
+    }
+
+    async fn rename_checkpoint(
+        &self,
+        guard: &RoleGuard,
+        cp: &Checkpoint,
+        name: &str,
+    ) -> Result<()> {
+        let ws = &cp.workspace_id;
+        let mut tx = Tx::default();
+        self.push_guard(&mut tx, guard)?;
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                ws,
+                sk(&Key::Checkpoint(cp.studio_id.clone(), cp.id.clone())),
+            )))
+            .update_expression("SET #name = :new")
+            .condition_expression("#name = :old")
+            .expression_attribute_names("#name", "name")
+            .expression_attribute_values(":new", s(name))
+            .expression_attribute_values(":old", s(&cp.name))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_err)?;
+        tx.push(
+            TransactWriteItem::builder().update(update).build(),
+            |old| match old {
+                None => Error::NotFound(Missing::Checkpoint),
+                Some(_) => Error::conflict(
+                    "concurrent_update",
+                    "the checkpoint was renamed by someone else meanwhile; read it again and retry",
+                ),
+            },
+        );
+        if cp.name.to_lowercase() != name.to_lowercase() {
+            let release = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(ws, checkpoint_name_sk(&cp.studio_id, &cp.name))))
+                .condition_expression("checkpointId = :id")
+                .expression_attribute_values(":id", s(&cp.id))
+                .build()
+                .map_err(build_err)?;
+            tx.push(TransactWriteItem::builder().delete(release).build(), |_| {
+                Error::internal("checkpoint name claim missing or held by another checkpoint")
+            });
+            let mut claim = key(ws, checkpoint_name_sk(&cp.studio_id, name));
+            claim.insert("checkpointId".into(), s(&cp.id));
+            let taken = name.to_string();
+            tx.push(self.put(claim, "attribute_not_exists(PK)")?, move |_| {
+                Error::conflict(
+                    "checkpoint_name_taken",
+                    format!("another checkpoint of this studio is named '{taken}'"),
+                )
+            });
+        }
+        self.transact(tx).await
+    }
+
+    async fn record_connection(
+        &self,
+        guard: &RoleGuard,
+        studio: &Studio,
+        attempt_id: &str,
+        user_id: &str,
+        connection: &Connection,
+    ) -> Result<()> {
+        let mut tx = Tx::default();
+        self.push_guard(&mut tx, guard)?;
+        let entry = serde_dynamo::to_attribute_value(connection).map_err(Error::internal)?;
+        // Not versioned: connecting must not conflict with the session's own progress.
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                &studio.workspace_id,
+                sk(&Key::Studio(studio.id.clone())),
+            )))
+            .update_expression("SET connectedUsers.#user = :entry")
+            .condition_expression("#status = :running AND #session.attemptId = :attempt")
+            .expression_attribute_names("#user", user_id)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#session", "session")
+            .expression_attribute_values(":entry", entry)
+            .expression_attribute_values(":running", s(StudioStatus::Running.as_str()))
+            .expression_attribute_values(":attempt", s(attempt_id))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_err)?;
+        let name = studio.config.name.clone();
+        tx.push(
+            TransactWriteItem::builder().update(update).build(),
+            move |old| {
+                let Some(item) = old else {
+                    return Error::NotFound(Missing::Studio);
+                };
+                let status = item_str(item, "status").unwrap_or("no longer running");
+                Error::conflict(
+                    "studio_not_running",
+                    format!("studio '{name}' is {status}; connect once it is running"),
+                )
+            },
+        );
+        self.transact(tx).await
+    }
+
+    async fn purge_checkpoints(&self, ws: &str, studio_id: &str) -> Result<usize> {
+        let (records, names) = (format!("CP#{studio_id}#"), format!("CPNAME#{studio_id}#"));
+        let (records, claims) =
+            tokio::try_join!(self.query_all(ws, &records), self.query_all(ws, &names))?;
+        let keys: Vec<Item> = records
+            .iter()
+            .chain(&claims)
+            .filter_map(|i| Some(key(ws, item_str(i, "SK")?.to_string())))
+            .collect();
+        self.batch_delete(keys).await?;
+        Ok(records.len())
+    }
+
+    async fn release_data(&self, ws: &str, studio_id: &str) -> Result<bool> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(ws, data_sk(studio_id))))
+            .condition_expression("attribute_not_exists(dependents)")
+            .send()
+            .await;
+        match result {
+            // Deleted, or already gone: no studio can register as a dependent again,
+            // since that needs the item to exist with dependents.
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+}
+
+/// At most this many items per `TransactWriteItems`.
+const MAX_TX_ITEMS: usize = 100;
+/// At most this many requests per `BatchWriteItem`.
+const MAX_BATCH_WRITE: usize = 25;
+
+/// A checkpoint record and the claim of its name.
+fn checkpoint_items(cp: &Checkpoint) -> Result<(Item, Item)> {
+    let record = to_item(
+        &cp.workspace_id,
+        sk(&Key::Checkpoint(cp.studio_id.clone(), cp.id.clone())),
+        cp,
+    )?;
+    let mut claim = key(
+        &cp.workspace_id,
+        checkpoint_name_sk(&cp.studio_id, &cp.name),
+    );
+    claim.insert("checkpointId".into(), s(&cp.id));
+    Ok((record, claim))
 }
 
 /// Why a conditional studio write failed, from the studio as it is now.
@@ -1172,22 +1440,113 @@ impl DynamoStore {
 
     /// One checkpoint per session (its id is fixed at start), with a unique name.
     fn push_checkpoint(&self, tx: &mut Tx, cp: &Checkpoint) -> Result<()> {
-        let item = to_item(
-            &cp.workspace_id,
-            format!("CP#{}#{}", cp.studio_id, cp.id),
-            cp,
-        )?;
-        tx.push(self.put(item, "attribute_not_exists(PK)")?, |_| {
+        let (record, claim) = checkpoint_items(cp)?;
+        tx.push(self.put(record, "attribute_not_exists(PK)")?, |_| {
             Error::conflict("checkpoint_exists", "the checkpoint was already recorded")
         });
-        let mut claim = key(
-            &cp.workspace_id,
-            format!("CPNAME#{}#{}", cp.studio_id, cp.name.to_lowercase()),
-        );
-        claim.insert("checkpointId".into(), s(&cp.id));
         tx.push(self.put(claim, "attribute_not_exists(PK)")?, |_| {
             Error::conflict("checkpoint_name_taken", "the checkpoint name is taken")
         });
+        Ok(())
+    }
+
+    /// A new studio depends on the data its own sessions will save (tracked from now
+    /// on) and on the data its inherited history points into.
+    fn push_data_tracking(&self, tx: &mut Tx, studio: &Studio) -> Result<()> {
+        let me = AttributeValue::Ss(vec![studio.id.clone()]);
+        let own = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(&studio.workspace_id, data_sk(&studio.id))))
+            .update_expression("SET #prefix = :prefix ADD dependents :me")
+            .expression_attribute_names("#prefix", "prefix")
+            .expression_attribute_values(":prefix", s(studio.data_prefix().as_str()))
+            .expression_attribute_values(":me", me.clone())
+            .build()
+            .map_err(build_err)?;
+        tx.push(TransactWriteItem::builder().update(own).build(), |_| {
+            Error::internal("unconditional data tracking failed")
+        });
+        for origin in &studio.data_origins {
+            let add = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(&studio.workspace_id, data_sk(origin))))
+                .update_expression("ADD dependents :me")
+                .condition_expression("attribute_exists(dependents)")
+                .expression_attribute_values(":me", me.clone())
+                .build()
+                .map_err(build_err)?;
+            let origin = origin.clone();
+            tx.push(
+                TransactWriteItem::builder().update(add).build(),
+                move |_| {
+                    Error::conflict(
+                        "checkpoint_data_gone",
+                        format!(
+                            "the checkpoint data saved by studio {origin} was deleted meanwhile"
+                        ),
+                    )
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// `BatchWriteItem` puts, 25 at a time, retrying what comes back unprocessed.
+    async fn batch_put(&self, items: Vec<Item>) -> Result<()> {
+        let requests = items
+            .into_iter()
+            .map(|item| {
+                PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map(|p| WriteRequest::builder().put_request(p).build())
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(build_err)?;
+        self.batch_write(requests).await
+    }
+
+    async fn batch_delete(&self, keys: Vec<Item>) -> Result<()> {
+        let requests = keys
+            .into_iter()
+            .map(|k| {
+                DeleteRequest::builder()
+                    .set_key(Some(k))
+                    .build()
+                    .map(|d| WriteRequest::builder().delete_request(d).build())
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(build_err)?;
+        self.batch_write(requests).await
+    }
+
+    async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<()> {
+        for chunk in requests.chunks(MAX_BATCH_WRITE) {
+            let mut pending = chunk.to_vec();
+            for attempt in 0.. {
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt == 5 {
+                    return Err(Error::Throttled);
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+                }
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(sdk_error)?;
+                pending = out
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+            }
+        }
         Ok(())
     }
 }
@@ -1310,13 +1669,21 @@ mod tests {
             updated_at: now(),
             last_started_at: None,
             parent: None,
-            connected_users: vec![],
+            connected_users: [(
+                "u-2".to_string(),
+                Connection {
+                    name: "Bo".into(),
+                    last_seen_at: now(),
+                },
+            )]
+            .into(),
             version: 7,
             session: None,
             status_actor: None,
             latest_checkpoint: None,
             recorded_checkpoint: None,
             checkpoint_count: 0,
+            data_origins: vec!["st-0".into()],
         };
         let item = studio_item(&studio).unwrap();
         assert_eq!(item_str(&item, "SK"), Some("STUDIO#st-1"));
@@ -1329,9 +1696,9 @@ mod tests {
     fn cursors_round_trip_and_reject_foreign_keys() {
         let item = key("ws-1", "STUDIO#st-9".into());
         let cursor = encode_cursor(&item).unwrap();
-        assert_eq!(decode_cursor(&cursor).unwrap(), "STUDIO#st-9");
-        assert!(decode_cursor("not base64!").is_err());
+        assert_eq!(decode_cursor(&cursor, "STUDIO#").unwrap(), "STUDIO#st-9");
+        assert!(decode_cursor("not base64!", "STUDIO#").is_err());
         let member = encode_cursor(&key("ws-1", "MEMBER#x".into())).unwrap();
-        assert!(decode_cursor(&member).is_err());
+        assert!(decode_cursor(&member, "STUDIO#").is_err());
     }
 }

@@ -20,6 +20,8 @@ pub enum Key {
     DataLink(String),
     Studio(String),
     Lock(S3Prefix),
+    /// A checkpoint record of a studio's history: (studio id, checkpoint id).
+    Checkpoint(String, String),
 }
 
 /// A mount-lock item as read: its holder, and the sessions holding paths below it.
@@ -73,6 +75,16 @@ pub struct Fetched {
     pub data_links: HashMap<String, DataLink>,
     pub studios: HashMap<String, Studio>,
     pub locks: HashMap<S3Prefix, LockState>,
+    /// By checkpoint id.
+    pub checkpoints: HashMap<String, Checkpoint>,
+}
+
+/// What a clone ("start as new") takes from its source, written with it.
+pub struct Lineage<'a> {
+    /// Must still exist when the clone is written (its data is what the clone uses).
+    pub source_id: &'a str,
+    /// The clone's copies of the inherited checkpoint records, oldest first.
+    pub history: &'a [Checkpoint],
 }
 
 /// The caller's role as read, re-checked inside the write (a `ConditionCheck`) so that a
@@ -136,8 +148,15 @@ pub trait Store: Send + Sync {
     async fn create_data_link(&self, guard: &RoleGuard, link: &DataLink) -> Result<()>;
     async fn delete_data_link(&self, guard: &RoleGuard, link_id: &str) -> Result<()>;
     /// Fails with `Conflict("name_taken")` if the name is in use in the workspace; with a
-    /// session (add-and-start) also takes its mount locks, or fails `mount_locked`.
-    async fn create_studio(&self, guard: &RoleGuard, studio: &Studio) -> Result<()>;
+    /// session (add-and-start) also takes its mount locks, or fails `mount_locked`. A
+    /// clone is written with its inherited history and registered as a dependent of the
+    /// checkpoint data it points into.
+    async fn create_studio(
+        &self,
+        guard: &RoleGuard,
+        studio: &Studio,
+        lineage: Option<&Lineage<'_>>,
+    ) -> Result<()>;
     /// Writes `new` over `old`: renames claim the new name; a new session takes its mount
     /// locks (`Conflict("mount_locked")` naming the holder); an ended session releases
     /// them; a checkpoint is recorded once.
@@ -145,14 +164,42 @@ pub trait Store: Send + Sync {
     /// Records the job id of the session `attempt_id` (no-op if it ended or has one).
     async fn record_job(&self, studio: &Studio, attempt_id: &str, job_id: &str) -> Result<()>;
     async fn list_mounts(&self, workspace_id: &str) -> Result<Vec<HeldMount>>;
-    /// Newest first.
+    /// A page of a studio's checkpoints, newest first.
     async fn list_checkpoints(
         &self,
         workspace_id: &str,
         studio_id: &str,
-    ) -> Result<Vec<Checkpoint>>;
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Checkpoint>>;
+    /// A studio's whole checkpoint history, oldest first.
+    async fn history(&self, workspace_id: &str, studio_id: &str) -> Result<Vec<Checkpoint>>;
+    /// Renames `checkpoint` (as read) to `name`: `Conflict("checkpoint_name_taken")` if
+    /// another checkpoint of the studio has it.
+    async fn rename_checkpoint(
+        &self,
+        guard: &RoleGuard,
+        checkpoint: &Checkpoint,
+        name: &str,
+    ) -> Result<()>;
+    /// Records `user_id` as connected to the session `attempt_id`, if it still runs
+    /// (`Conflict("studio_not_running")` otherwise).
+    async fn record_connection(
+        &self,
+        guard: &RoleGuard,
+        studio: &Studio,
+        attempt_id: &str,
+        user_id: &str,
+        connection: &Connection,
+    ) -> Result<()>;
     /// Every studio with a session (starting, running, stopping), across workspaces.
     async fn active_studios(&self) -> Result<Vec<Studio>>;
-    /// Deletes if the stored studio is still `studio` (same version) and at rest.
+    /// Deletes if the stored studio is still `studio` (same version) and at rest, and
+    /// withdraws it as a dependent of the checkpoint data it used.
     async fn delete_studio(&self, guard: &RoleGuard, studio: &Studio) -> Result<()>;
+    /// Removes the checkpoint records of a deleted studio; returns how many.
+    async fn purge_checkpoints(&self, workspace_id: &str, studio_id: &str) -> Result<usize>;
+    /// Stops tracking the checkpoint data saved by `studio_id` if no studio depends on
+    /// it any more. `true`: nothing can depend on it again, so it may be deleted.
+    async fn release_data(&self, workspace_id: &str, studio_id: &str) -> Result<bool>;
 }
