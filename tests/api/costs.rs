@@ -292,6 +292,16 @@ async fn session_actions_and_events_cost() {
     .await;
     row("POST …/studios/{id}/stop (+ TerminateJob)", &c);
     assert_eq!((c.operations.len(), c.round_trips), (2, 2));
+    let save_uri = job
+        .container()
+        .unwrap()
+        .environment()
+        .iter()
+        .find(|kv| kv.name() == Some("CHECKPOINT_SAVE_URI"))
+        .and_then(|kv| kv.value())
+        .unwrap()
+        .to_string();
+    t.write_manifest(&save_uri).await;
     t.log.take();
     t.deliver(&t.job_event(&job, "FAILED", true, Some("stopped"), Some(143)))
         .await;
@@ -317,4 +327,57 @@ async fn session_actions_and_events_cost() {
     .await;
     row("GET …/studios/{id}/checkpoints", &c);
     assert_eq!(c.round_trips, 1);
+    let cp = crate::lifecycle::get(&t, &s.ws, &id).await["restoreFrom"]["checkpointId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (c, _) = measure(
+        &t,
+        t.req(A::RenameCheckpoint)
+            .user("maintain")
+            .param("ws", &s.ws)
+            .param("id", &id)
+            .param("cpId", &cp)
+            .body(json!({"name": "baseline"})),
+        200,
+    )
+    .await;
+    row("PATCH …/checkpoints/{cpId}", &c);
+    assert_eq!(c.operations, ["BatchGetItem", "TransactWriteItems"]);
+    let (c, _) = measure(
+        &t,
+        t.req(A::CloneStudio)
+            .user("maintain")
+            .param("ws", &s.ws)
+            .param("id", &id)
+            .body(json!({"name": "fork"})),
+        201,
+    )
+    .await;
+    row("POST …/studios/{id}/clone (1 checkpoint inherited)", &c);
+    assert_eq!(c.round_trips, 2, "{c:?}");
+    assert_eq!(
+        c.operations.len(),
+        3,
+        "BatchGetItem ‖ Query, then one transaction"
+    );
+    // Connect: the warm studio is running once its job reports RUNNING.
+    let warm_job = crate::lifecycle::get(&t, &s.ws, &warm).await["session"]["jobId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let warm_job = t.job(&warm_job).await;
+    t.deliver(&t.job_event(&warm_job, "RUNNING", true, None, None))
+        .await;
+    let (c, _) = measure(
+        &t,
+        t.req(A::ConnectStudio)
+            .user("connect")
+            .param("ws", &s.ws)
+            .param("id", &warm),
+        200,
+    )
+    .await;
+    row("POST …/studios/{id}/connect", &c);
+    assert_eq!(c.operations, ["BatchGetItem", "TransactWriteItems"]);
 }
