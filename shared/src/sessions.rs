@@ -614,16 +614,14 @@ pub async fn on_table_changes(app: &App, changes: &[Change]) -> Result<StreamRep
                 studio_id,
                 prefix,
             } => {
-                if crate::checkpoints::delete_released_data(
+                let deleted = crate::checkpoints::delete_released_data(
                     app,
                     workspace_id,
                     studio_id,
                     prefix.as_ref(),
                 )
-                .await?
-                {
-                    report.data_deleted += 1;
-                }
+                .await?;
+                report.data_deleted += usize::from(deleted);
             }
             _ => {}
         }
