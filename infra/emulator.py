@@ -79,8 +79,23 @@ _transact = ddb_models.DynamoDBBackend.transact_write_items
 
 def _transact_write_items(self, transact_items):
     _copies.tables = {}
+    originals = dict(self.tables)
+    recorded = {n: len(t.stream_shard.items) for n, t in originals.items() if t.stream_shard}
     try:
         return _transact(self, transact_items)
+    except Exception:
+        # moto rolls back by swapping in its backup of the table, but open shard
+        # iterators (a stream reader) keep the original shard: they would see the
+        # records of the cancelled transaction and nothing written after it. Keep the
+        # original shard, without the cancelled records, on the restored table.
+        for name, table in originals.items():
+            restored = self.tables.get(name)
+            shard = table.stream_shard
+            if restored is not None and restored is not table and shard is not None:
+                del shard.items[recorded[name]:]
+                shard.table = restored
+                restored.stream_shard = shard
+        raise
     finally:
         _copies.tables = {}
 

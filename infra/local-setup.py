@@ -1,5 +1,6 @@
-"""Creates what a compute environment points at, in the emulator: an AWS Batch job queue
-(`studios-local`) and the work bucket (`studios-local-work`). Prints the queue ARN."""
+"""Creates what the local run's compute environment and data links point at, in the
+emulator: an AWS Batch job queue (`studios-local`), the work bucket for checkpoints
+(`studios-local-work`) and the demo data bucket (`studios-demo-data`). Prints the queue ARN."""
 
 import os
 
@@ -21,4 +22,7 @@ queue = batch.create_job_queue(
     computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
 )["jobQueueArn"]
 s3.create_bucket(Bucket="studios-local-work")
+s3.create_bucket(Bucket="studios-demo-data")
+for key in ["reads/sample-1_R1.fastq.gz", "reads/sample-1_R2.fastq.gz", "reference/grch38/genome.fa"]:
+    s3.put_object(Bucket="studios-demo-data", Key=key, Body=b"demo\n")
 print(queue)

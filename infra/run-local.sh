@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Runs the Studios API locally: the AWS emulator (moto, behind a request lock) and a
-# stand-in for API Gateway + the JWT authorizer, in front of the production handlers.
+# Runs Studios locally: the AWS emulator (moto, behind a request lock) with the table,
+# event bus, an AWS Batch queue and the buckets; the demo workspace `demo` (alice owner,
+# bob maintain, carol connect, dave view, one compute environment, two data links); and a
+# stand-in for API Gateway + its JWT authorizer in front of the production handlers.
 #
-#   infra/run-local.sh                 serve on http://127.0.0.1:${STUDIOS_PORT:-8787}; Ctrl-C stops
+#   infra/run-local.sh                   serve on http://127.0.0.1:${STUDIOS_PORT:-3000}; Ctrl-C stops
 #   infra/run-local.sh token SUB [NAME]  print a bearer token for user SUB (12 h)
 #
-# The platform admin (who may create workspaces) is ${STUDIOS_ADMIN:-admin}. AWS Batch is
-# simulated: started jobs reach RUNNING after ~3 s; a stopped session saves a checkpoint.
-# Status events are logged as they are published. Data lives in the emulator's memory and
-# is gone when it stops.
+# Settings (environment): STUDIOS_PORT (3000; 0 = any free port), STUDIOS_LOCAL_JWT_SECRET,
+# STUDIOS_LOCAL_JOB_DELAY_MS (1000: time per AWS Batch state), STUDIOS_LOCAL_SIMULATE_JOBS
+# (true; false = deliver Batch events by hand), STUDIOS_ADMIN (platform admin, alice),
+# RUST_LOG (warn; info logs every request to stderr), TEMPLATE_IMAGE_*, CONNECT_URL_PATTERN,
+# SUBMIT_GRACE_SECONDS. Data lives in the emulator's memory: gone when it stops.
 set -euo pipefail
+started_ms=$(date +%s%3N)
 source "$(dirname "$0")/lib.sh"
 cd "$STUDIOS_ROOT"
 
@@ -26,20 +30,21 @@ ensure_venv
 cargo build --quiet --locked -p studios-functions --bin studios-local
 trap stop_emulator EXIT
 start_emulator
-queue=$("$VENV/bin/python" "$STUDIOS_ROOT/infra/local-setup.py")
+export STUDIOS_LOCAL_QUEUE
+STUDIOS_LOCAL_QUEUE=$("$VENV/bin/python" "$STUDIOS_ROOT/infra/local-setup.py")
 
+port="${STUDIOS_PORT:-3000}"
+connect_default="http://127.0.0.1:$port/connect/{studioId}/"
 export TABLE_NAME="${TABLE_NAME:-studios-local}"
-export PLATFORM_ADMINS="${STUDIOS_ADMIN:-admin}"
+export PLATFORM_ADMINS="${STUDIOS_ADMIN:-alice}"
 export TEMPLATE_IMAGE_JUPYTER="${TEMPLATE_IMAGE_JUPYTER:-public.ecr.aws/studios/jupyter:latest}"
 export TEMPLATE_IMAGE_RSTUDIO="${TEMPLATE_IMAGE_RSTUDIO:-public.ecr.aws/studios/rstudio:latest}"
 export TEMPLATE_IMAGE_VSCODE="${TEMPLATE_IMAGE_VSCODE:-public.ecr.aws/studios/vscode:latest}"
 export TEMPLATE_IMAGE_XPRA="${TEMPLATE_IMAGE_XPRA:-public.ecr.aws/studios/xpra:latest}"
 export EVENT_BUS_NAME="${EVENT_BUS_NAME:-studios-local}"
-export CONNECT_URL_PATTERN="${CONNECT_URL_PATTERN:-http://127.0.0.1:${STUDIOS_PORT:-8787}/connect/{studioId}/}"
+export CONNECT_URL_PATTERN="${CONNECT_URL_PATTERN:-$connect_default}"
 export SUBMIT_GRACE_SECONDS="${SUBMIT_GRACE_SECONDS:-120}"
-export RUST_LOG="${RUST_LOG:-info}"
+export RUST_LOG="${RUST_LOG:-warn}"
+export STUDIOS_LOCAL_STARTED_MS="$started_ms"
 
-echo "platform admin: $PLATFORM_ADMINS  (token: infra/run-local.sh token $PLATFORM_ADMINS)" >&2
-echo "AWS Batch job queue for compute environments: $queue" >&2
-echo "work bucket for workDir: s3://studios-local-work/" >&2
-"$bin" serve "${STUDIOS_PORT:-8787}"
+"$bin" serve "$port"

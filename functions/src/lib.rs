@@ -1,5 +1,7 @@
 //! Entry points: the Lambda bootstrap (`main.rs`), and for the local run the API Gateway
-//! stand-in (`local`) and the simulated rest of the stack (`simulate`).
+//! stand-in (`local`), the simulated rest of the stack (`simulate`) and the demo data
+//! (`demo`).
 
+pub mod demo;
 pub mod local;
 pub mod simulate;

@@ -61,6 +61,16 @@ fn claims_as_strings(claims: Map<String, Value>) -> Vec<(String, String)> {
 pub struct Local {
     pub app: App,
     pub secret: String,
+    /// For `GET /_local/jobs/{jobId}/event` (builds an event from DescribeJobs).
+    pub batch: Option<aws_sdk_batch::Client>,
+}
+
+fn json_reply(status: u16, body: Value) -> Reply {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap_or_default()
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -81,10 +91,65 @@ fn gateway_error(status: u16, message: &str) -> Reply {
 }
 
 impl Local {
+    /// What EventBridge and `sam local invoke --event` do, by hand (no token needed):
+    /// `POST /_local/batch-events` delivers any `Batch Job State Change` event JSON to
+    /// the real consumer; `GET /_local/jobs/{jobId}/event?status=RUNNING` builds one for
+    /// a submitted job (from DescribeJobs), ready to edit, replay, duplicate or reorder.
+    async fn local_endpoint(&self, req: Request<Incoming>, path: &str) -> Reply {
+        let method = req.method().as_str().to_string();
+        let query: Vec<(String, String)> = req.uri().query().map(parse_query).unwrap_or_default();
+        if method == "POST" && path == "/_local/batch-events" {
+            let body = match req.into_body().collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => return json_reply(400, json!({"message": "unreadable body"})),
+            };
+            let event: Value = match serde_json::from_slice(&body) {
+                Ok(v) => v,
+                Err(e) => {
+                    return json_reply(400, json!({"message": format!("not JSON: {e}")}));
+                }
+            };
+            return match studios_shared::sessions::on_batch_event(&self.app, &event).await {
+                Ok(applied) => json_reply(200, json!({"applied": format!("{applied:?}")})),
+                Err(e) => json_reply(500, json!({"message": e.to_string()})),
+            };
+        }
+        let job_id = path
+            .strip_prefix("/_local/jobs/")
+            .and_then(|rest| rest.strip_suffix("/event"));
+        if let (true, Some(job_id), Some(batch)) = (method == "GET", job_id, &self.batch) {
+            let status = query
+                .iter()
+                .find(|(k, _)| k == "status")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("RUNNING");
+            let job = match batch.describe_jobs().jobs(job_id).send().await {
+                Ok(out) => out.jobs().first().cloned(),
+                Err(e) => return json_reply(502, json!({"message": e.to_string()})),
+            };
+            let Some(job) = job else {
+                return json_reply(404, json!({"message": format!("no job {job_id}")}));
+            };
+            let started = matches!(status, "RUNNING" | "SUCCEEDED" | "FAILED");
+            let exit = matches!(status, "SUCCEEDED" | "FAILED").then_some(if status == "FAILED" {
+                143
+            } else {
+                0
+            });
+            let event =
+                studios_shared::compute::job_state_change_event(&job, status, started, None, exit);
+            return json_reply(200, event);
+        }
+        json_reply(404, json!({"message": "unknown local endpoint"}))
+    }
+
     async fn serve(&self, req: Request<Incoming>) -> Reply {
         let request_id = uuid::Uuid::now_v7().to_string();
         let method = req.method().as_str().to_string();
         let path = req.uri().path().to_string();
+        if path.starts_with("/_local/") {
+            return self.local_endpoint(req, &path).await;
+        }
         let query: Vec<(String, String)> = req.uri().query().map(parse_query).unwrap_or_default();
         let Some((action, params)) = Action::route(&method, &path) else {
             return reply(error_response(

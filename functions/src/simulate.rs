@@ -143,8 +143,44 @@ impl Compute for LocalBatch {
     }
 }
 
+/// How the local run treats AWS Batch jobs.
+#[derive(Clone, Copy, Debug)]
+pub struct Simulation {
+    /// Move submitted jobs through their states and deliver their events
+    /// (`STUDIOS_LOCAL_SIMULATE_JOBS`, default true). Off: jobs stay SUBMITTED until
+    /// events are delivered by hand (`POST /_local/batch-events`).
+    pub enabled: bool,
+    /// Between two states (`STUDIOS_LOCAL_JOB_DELAY_MS`, default 1000).
+    pub step: std::time::Duration,
+}
+
+impl Simulation {
+    pub fn from_env() -> Result<Simulation, String> {
+        let enabled = match std::env::var("STUDIOS_LOCAL_SIMULATE_JOBS").as_deref() {
+            Err(_) | Ok("") | Ok("true") | Ok("1") => true,
+            Ok("false") | Ok("0") => false,
+            Ok(other) => {
+                return Err(format!(
+                    "STUDIOS_LOCAL_SIMULATE_JOBS must be true or false, not '{other}'"
+                ))
+            }
+        };
+        let step = match std::env::var("STUDIOS_LOCAL_JOB_DELAY_MS") {
+            Err(_) => 1000,
+            Ok(v) => v.trim().parse().map_err(|_| {
+                format!("STUDIOS_LOCAL_JOB_DELAY_MS must be milliseconds, not '{v}'")
+            })?,
+        };
+        Ok(Simulation {
+            enabled,
+            step: std::time::Duration::from_millis(step),
+        })
+    }
+}
+
 struct Simulator {
     app: App,
+    step: std::time::Duration,
     batch: aws_sdk_batch::Client,
     s3: aws_sdk_s3::Client,
     http: hyper_util::client::legacy::Client<
@@ -187,8 +223,11 @@ impl Simulator {
     }
 
     async fn submitted(&self, id: String) {
+        // Batch itself sends no event for SUBMITTED; the simulation does, harmlessly, so
+        // the whole sequence can be watched.
+        self.deliver(&id, "SUBMITTED", None, None).await;
         for status in ["RUNNABLE", "STARTING", "RUNNING"] {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            tokio::time::sleep(self.step).await;
             match self
                 .job(&id)
                 .await
@@ -236,16 +275,22 @@ impl Simulator {
     }
 }
 
-/// Wires the local stack: `app` with its Batch simulated, the status-event publisher
-/// following the table stream, and the reconciler every minute. Returns the app to serve.
-pub fn local_stack(sdk: &aws_config::SdkConfig, app: App) -> App {
+/// Wires the local stack: `app` with its Batch simulated (unless `simulation` is off),
+/// the table-stream consumer following the stream (status events printed to stdout as a
+/// customer's rule would receive them), and the reconciler every minute. Returns the app
+/// to serve.
+pub fn local_stack(sdk: &aws_config::SdkConfig, app: App, simulation: Simulation) -> App {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let app = App {
-        compute: Arc::new(LocalBatch {
-            inner: app.compute.clone(),
-            tx,
-        }),
-        ..app
+    let app = if simulation.enabled {
+        App {
+            compute: Arc::new(LocalBatch {
+                inner: app.compute.clone(),
+                tx,
+            }),
+            ..app
+        }
+    } else {
+        app
     };
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(sdk)
@@ -254,6 +299,7 @@ pub fn local_stack(sdk: &aws_config::SdkConfig, app: App) -> App {
     );
     let simulator = Arc::new(Simulator {
         app: app.clone(),
+        step: simulation.step,
         batch: aws_sdk_batch::Client::new(sdk),
         s3,
         http: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -286,7 +332,15 @@ pub fn local_stack(sdk: &aws_config::SdkConfig, app: App) -> App {
                         .iter()
                         .filter_map(studios_shared::events::events_for)
                     {
-                        tracing::info!(detail_type = event.detail_type, detail = %event.detail, "status event");
+                        println!(
+                            "event  {}  {}",
+                            event.detail_type,
+                            serde_json::json!({
+                                "source": studios_shared::events::SOURCE,
+                                "detail-type": event.detail_type,
+                                "detail": event.detail,
+                            })
+                        );
                     }
                     if let Err(e) = sessions::on_table_changes(&publisher, &changes).await {
                         tracing::warn!(error = %e, "table changes not processed");

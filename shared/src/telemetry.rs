@@ -10,5 +10,7 @@ pub fn init() {
         .with_current_span(true)
         .with_span_list(false)
         .with_target(false)
+        // Lambda captures both streams; locally, stdout stays for what users read.
+        .with_writer(std::io::stderr)
         .try_init();
 }

@@ -41,6 +41,7 @@ async fn the_local_api_serves_signed_requests_over_http() {
     let local = Arc::new(Local {
         app: t.app.clone(),
         secret: SECRET.into(),
+        batch: None,
     });
     let server = tokio::spawn(local.run(listener));
 
@@ -80,5 +81,54 @@ async fn the_local_api_serves_signed_requests_over_http() {
     let (status, body) = http(addr, "GET", "/nope", Some(&admin), "").await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "not_found");
+    server.abort();
+}
+
+#[tokio::test]
+async fn batch_events_can_be_built_and_replayed_by_hand() {
+    use crate::lifecycle::{get, setup, started, studio_with_mount};
+    let t = TestApp::new().await;
+    let s = setup(&t).await;
+    let id = studio_with_mount(&t, &s, "by hand", "s3://data-bucket/h/").await;
+    let (_, job) = started(&t, &s.ws, &id).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let local = Arc::new(Local {
+        app: t.app.clone(),
+        secret: SECRET.into(),
+        batch: Some(t.batch.clone()),
+    });
+    let server = tokio::spawn(local.run(listener));
+
+    let path = format!(
+        "/_local/jobs/{}/event?status=RUNNING",
+        job.job_id().unwrap()
+    );
+    let (status, event) = http(addr, "GET", &path, None, "").await;
+    assert_eq!(status, 200, "{event}");
+    assert_eq!(event["detail-type"], "Batch Job State Change");
+    assert_eq!(event["detail"]["status"], "RUNNING");
+    let body = event.to_string();
+    let (status, applied) = http(addr, "POST", "/_local/batch-events", None, &body).await;
+    assert_eq!((status, &applied), (200, &json!({"applied": "Changed"})));
+    assert_eq!(get(&t, &s.ws, &id).await["status"], "running");
+    // A duplicate is acknowledged and changes nothing.
+    let (_, again) = http(addr, "POST", "/_local/batch-events", None, &body).await;
+    assert!(
+        again["applied"].as_str().unwrap().starts_with("Ignored"),
+        "{again}"
+    );
+    assert_eq!(
+        http(addr, "POST", "/_local/batch-events", None, "{nope")
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        http(addr, "GET", "/_local/jobs/nope/event", None, "")
+            .await
+            .0,
+        404
+    );
     server.abort();
 }

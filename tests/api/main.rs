@@ -13,4 +13,5 @@ mod reconcile;
 mod roles;
 mod studios;
 mod validation;
+mod walkthrough;
 mod workspaces;

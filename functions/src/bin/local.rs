@@ -1,11 +1,13 @@
-//! `studios-local serve` runs the API on 127.0.0.1 against the emulator the environment
-//! points at (AWS_ENDPOINT_URL), with AWS Batch simulated, status events published from
-//! the table stream and the reconciler every minute; `studios-local token SUB [NAME]`
-//! prints a signed development token. infra/run-local.sh wires both.
+//! `studios-local serve PORT` runs the API on 127.0.0.1 against the emulator the
+//! environment points at (AWS_ENDPOINT_URL): demo data created, AWS Batch simulated,
+//! the table stream followed (status events printed), the reconciler every minute.
+//! `studios-local token SUB [NAME]` prints a signed development token.
+//! infra/run-local.sh wires both.
 
 use std::sync::Arc;
+use studios_functions::demo;
 use studios_functions::local::{mint_token, Local};
-use studios_functions::simulate::local_stack;
+use studios_functions::simulate::{local_stack, Simulation};
 use studios_shared::store::dynamo::create_table;
 use studios_shared::{App, Config};
 
@@ -22,10 +24,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     match args.first().map(String::as_str) {
         Some("token") => {
             let sub = args.get(1).ok_or("usage: studios-local token SUB [NAME]")?;
-            println!(
-                "{}",
-                mint_token(&secret()?, sub, args.get(2).map(String::as_str))
-            );
+            // Demo users get their display name without asking.
+            let name = args
+                .get(2)
+                .map(String::as_str)
+                .or_else(|| demo::USERS.iter().find(|u| u.0 == sub).map(|u| u.1));
+            println!("{}", mint_token(&secret()?, sub, name));
             Ok(())
         }
         Some("serve") => serve(args.get(1).map(String::as_str).unwrap_or("0")).await,
@@ -36,6 +40,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn serve(port: &str) -> Result<(), Box<dyn std::error::Error>> {
     studios_shared::telemetry::init();
     let config = Config::from_env()?;
+    let simulation = Simulation::from_env()?;
+    let queue = std::env::var("STUDIOS_LOCAL_QUEUE")
+        .map_err(|_| "STUDIOS_LOCAL_QUEUE (the emulated job queue ARN) must be set")?;
     let sdk = aws_config::load_from_env().await;
     // A fresh emulator has no table or bus: create them (existing ones are kept).
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
@@ -50,15 +57,53 @@ async fn serve(port: &str) -> Result<(), Box<dyn std::error::Error>> {
     if let Err(e) = bus {
         tracing::info!(error = %e, "event bus not created (it may exist already)");
     }
-    let app = local_stack(&sdk, App::from_sdk(&sdk, config));
+    let app = local_stack(&sdk, App::from_sdk(&sdk, config), simulation);
+    let ws = demo::bootstrap(&app, &queue).await?;
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e} (set STUDIOS_PORT)"))?;
     let addr = listener.local_addr()?;
-    println!("Studios API listening on http://{addr}");
+    let secret = secret()?;
+    println!();
+    println!("Studios API: http://{addr}   (JWT secret: STUDIOS_LOCAL_JWT_SECRET={secret})");
+    println!(
+        "Demo workspace '{}' ({ws}): tokens, valid 12 h:",
+        demo::WORKSPACE
+    );
+    for (sub, name, role) in demo::USERS {
+        let var = sub.to_uppercase();
+        println!(
+            "  export {var}={}   # {name}, {role}",
+            mint_token(&secret, sub, Some(name))
+        );
+    }
+    println!("Try:  curl -s -H \"Authorization: Bearer $ALICE\" http://{addr}/workspaces");
+    println!(
+        "AWS Batch: {}; replay events with POST http://{addr}/_local/batch-events",
+        if simulation.enabled {
+            format!("simulated, {} ms per state", simulation.step.as_millis())
+        } else {
+            "not simulated (STUDIOS_LOCAL_SIMULATE_JOBS=false)".into()
+        }
+    );
+    let ready_ms = std::env::var("STUDIOS_LOCAL_STARTED_MS")
+        .ok()
+        .and_then(|v| v.parse::<u128>().ok())
+        .and_then(|started| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?
+                .as_millis();
+            now.checked_sub(started)
+        });
+    match ready_ms {
+        Some(ms) => println!("ready in {ms} ms"),
+        None => println!("ready"),
+    }
     let local = Arc::new(Local {
         app,
-        secret: secret()?,
+        secret,
+        batch: Some(aws_sdk_batch::Client::new(&sdk)),
     });
     tokio::select! {
         r = local.run(listener) => r?,

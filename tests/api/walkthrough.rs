@@ -1,0 +1,164 @@
+//! README's walkthrough, exactly as written, against the local run started the way
+//! README says (`infra/run-local.sh`, on a free port): every line marked `# → X` must
+//! print X (`…` matches anything), and nothing else may print.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The shell block between the walkthrough markers of README.md.
+fn walkthrough() -> String {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let start = readme
+        .find("<!-- walkthrough:start -->")
+        .expect("start marker");
+    let end = readme.find("<!-- walkthrough:end -->").expect("end marker");
+    let block = &readme[start..end];
+    let open = block.find("```sh\n").expect("a sh block") + "```sh\n".len();
+    let close = block[open..].find("```").expect("closed block") + open;
+    block[open..close].to_string()
+}
+
+/// Whether `actual` matches `expected`, where `…` stands for any text.
+fn matches(expected: &str, actual: &str) -> bool {
+    let parts: Vec<&str> = expected.split('…').collect();
+    let mut rest = actual;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            let Some(r) = rest.strip_prefix(part) else {
+                return false;
+            };
+            rest = r;
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            let Some(at) = rest.find(part) else {
+                return false;
+            };
+            rest = &rest[at + part.len()..];
+        }
+    }
+    rest.is_empty()
+}
+
+struct Stack {
+    pgid: u32,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // The script, the server and the emulator share one process group.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(format!("-{}", self.pgid))
+            .status();
+    }
+}
+
+#[test]
+fn the_readme_walkthrough_runs_as_written() {
+    use std::os::unix::process::CommandExt;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let started = Instant::now();
+    let mut child = Command::new("infra/run-local.sh")
+        .current_dir(root())
+        .env("STUDIOS_PORT", &port)
+        .env("STUDIOS_LOCAL_JOB_DELAY_MS", "300")
+        .env_remove("AWS_ENDPOINT_URL")
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("infra/run-local.sh starts");
+    let _stack = Stack { pgid: child.id() };
+    let console = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let lines = console.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("ready") {
+                let _ = ready_tx.send(line.clone());
+            }
+            lines.lock().unwrap().push(line);
+        }
+    });
+    let ready = ready_rx
+        .recv_timeout(Duration::from_secs(300))
+        .unwrap_or_else(|_| panic!("not ready: {:?}", console.lock().unwrap()));
+    println!(
+        "{ready} (this test: {:?} incl. the build check)",
+        started.elapsed()
+    );
+    assert!(console
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.starts_with("  export CAROL=")));
+
+    let script = walkthrough();
+    let expected: Vec<&str> = script
+        .lines()
+        .filter_map(|l| l.split_once("# → ").map(|(_, e)| e.trim_end()))
+        .collect();
+    assert!(expected.len() >= 10, "the walkthrough shows its results");
+    let out = Command::new("timeout")
+        .args(["180", "bash", "-e", "-o", "pipefail", "-c", &script])
+        .current_dir(root())
+        .env("STUDIOS_PORT", &port)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "walkthrough failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let actual: Vec<&str> = stdout.lines().collect();
+    assert_eq!(actual.len(), expected.len(), "printed:\n{stdout}");
+    for (e, a) in expected.iter().zip(&actual) {
+        assert!(matches(e, a), "expected `{e}`, printed `{a}`");
+    }
+
+    // The console showed the status events a customer's rule would get.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let printed = console.lock().unwrap().join("\n");
+        let stopped = printed.contains("\"previousStatus\":\"stopping\",\"status\":\"stopped\"");
+        if stopped && printed.contains("event  Checkpoint Recorded") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status events not printed:\n{printed}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn wildcards_match_any_text() {
+    assert!(matches(
+        "http://127.0.0.1:…/connect/st-…/",
+        "http://127.0.0.1:3000/connect/st-1/"
+    ));
+    assert!(matches("204", "204"));
+    assert!(!matches("204", "2040"));
+    assert!(!matches("a…c", "abd"));
+    assert!(matches("…", "anything"));
+}
