@@ -54,32 +54,51 @@ pub trait Compute: Send + Sync {
     async fn find_by_name(&self, queue: &str, name: &str) -> Result<Option<JobReport>>;
 }
 
+/// How the stack's job definitions are named and what role their containers get.
+#[derive(Clone, Debug, Default)]
+pub struct JobDefinitions {
+    /// Per stack, so two stacks in one account never share a definition
+    /// (`JOB_DEFINITION_PREFIX`).
+    pub prefix: String,
+    /// The IAM role the session containers run with (`JOB_ROLE_ARN`).
+    pub job_role_arn: Option<String>,
+}
+
 /// AWS Batch. Job definitions are registered per image (Batch cannot override the image)
-/// under a name derived from the image, idempotently, and remembered for the process.
+/// under a name derived from the image and job role, idempotently, and remembered for
+/// the process.
 pub struct BatchCompute {
     client: Client,
+    settings: JobDefinitions,
     definitions: Mutex<HashMap<String, String>>,
 }
 
 impl BatchCompute {
-    pub fn new(client: Client) -> Self {
+    pub fn new(client: Client, settings: JobDefinitions) -> Self {
         BatchCompute {
             client,
+            settings,
             definitions: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn definition_name(image: &str) -> String {
-        let digest = Sha256::digest(image.as_bytes());
-        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-        format!("studios-{hex}")
+    pub fn definition_name(&self, image: &str) -> String {
+        let mut digest = Sha256::new();
+        digest.update(image.as_bytes());
+        digest.update(b"\0");
+        digest.update(self.settings.job_role_arn.as_deref().unwrap_or_default());
+        let hex: String = digest.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("{}-{hex}", self.settings.prefix)
     }
 
     async fn ensure_definition(&self, image: &str) -> Result<String, SubmitError> {
         if let Some(name) = self.cached(image) {
             return Ok(name);
         }
-        let name = Self::definition_name(image);
+        let name = self.definition_name(image);
         let existing = self
             .client
             .describe_job_definitions()
@@ -100,6 +119,7 @@ impl BatchCompute {
                 .container_properties(
                     ContainerProperties::builder()
                         .image(image)
+                        .set_job_role_arn(self.settings.job_role_arn.clone())
                         .set_resource_requirements(Some(resources))
                         .build(),
                 )

@@ -21,6 +21,9 @@ pub struct Config {
     /// `{studioId}` (and optionally `{workspaceId}`) in it, e.g.
     /// `https://studios.example.org/connect/{studioId}/`.
     pub connect_url_pattern: String,
+    /// Job definitions: name prefix (`JOB_DEFINITION_PREFIX`, default `studios`) and
+    /// the session containers' role (`JOB_ROLE_ARN`, optional).
+    pub job_definitions: crate::compute::JobDefinitions,
 }
 
 impl Config {
@@ -73,6 +76,8 @@ impl Config {
                 problem: "must be a whole number of seconds",
             })?,
         };
+        let table_name = required("TABLE_NAME")?;
+        let event_bus = required("EVENT_BUS_NAME")?;
         let connect_url_pattern = required("CONNECT_URL_PATTERN")?;
         if !connect_url_pattern.contains("{studioId}")
             || !(connect_url_pattern.starts_with("https://")
@@ -83,12 +88,29 @@ impl Config {
                 problem: "must be an http(s) URL containing {studioId}",
             });
         }
+        let prefix = get("JOB_DEFINITION_PREFIX")
+            .filter(|p| !p.trim().is_empty())
+            .unwrap_or_else(|| "studios".into());
+        if prefix.len() > 100
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError {
+                name: "JOB_DEFINITION_PREFIX".into(),
+                problem: "must be up to 100 letters, digits, '-' or '_'",
+            });
+        }
         Ok(Config {
+            job_definitions: crate::compute::JobDefinitions {
+                prefix,
+                job_role_arn: get("JOB_ROLE_ARN").filter(|r| !r.trim().is_empty()),
+            },
             connect_url_pattern,
-            table_name: required("TABLE_NAME")?,
+            table_name,
             platform_admins,
             template_images,
-            event_bus: required("EVENT_BUS_NAME")?,
+            event_bus,
             submit_grace_seconds,
         })
     }

@@ -608,31 +608,66 @@ impl ApiGatewayEvent<'_> {
 mod tests {
     use super::*;
 
+    /// (handler, method, path) of every HTTP API route in template.yaml, and the
+    /// handler of every function.
+    fn template_routes(template: &str) -> (Vec<(String, String, String)>, Vec<String>) {
+        let mut routes = Vec::new();
+        let mut handlers = Vec::new();
+        for block in template.split("Type: AWS::Serverless::Function").skip(1) {
+            let field =
+                |line: &str, key: &str| line.trim().strip_prefix(key).map(|v| v.trim().to_string());
+            let handler = block
+                .lines()
+                .find_map(|l| field(l, "Handler:"))
+                .expect("every function has a Handler");
+            let methods: Vec<String> = block.lines().filter_map(|l| field(l, "Method:")).collect();
+            let paths: Vec<String> = block.lines().filter_map(|l| field(l, "Path:")).collect();
+            assert_eq!(methods.len(), paths.len(), "{handler}: Method/Path pairs");
+            for (m, p) in methods.into_iter().zip(paths) {
+                routes.push((handler.clone(), m, p));
+            }
+            handlers.push(handler);
+        }
+        (routes, handlers)
+    }
+
     #[test]
-    fn every_route_is_a_function_in_template_yaml() {
+    fn template_yaml_routes_are_exactly_the_served_routes() {
         let template = include_str!("../../template.yaml");
-        let blocks: Vec<&str> = template.split("Type: AWS::Serverless::Function").collect();
-        for (action, handler, method, path) in ROUTES {
-            let block = blocks
-                .iter()
-                .find(|b| b.contains(&format!("Handler: {handler}\n")))
-                .unwrap_or_else(|| panic!("{action:?}: no function with Handler {handler}"));
-            assert!(block.contains(&format!("Method: {method}\n")), "{handler}");
-            assert!(block.contains(&format!("Path: {path}\n")), "{handler}");
-        }
-        for handler in crate::sessions::EVENT_HANDLERS {
-            assert!(
-                blocks
-                    .iter()
-                    .any(|b| b.contains(&format!("Handler: {handler}\n"))),
-                "{handler}"
-            );
-        }
+        let (mut in_template, handlers) = template_routes(template);
+        let mut served: Vec<(String, String, String)> = ROUTES
+            .iter()
+            .map(|(_, h, m, p)| (h.to_string(), m.to_string(), p.to_string()))
+            .collect();
+        in_template.sort();
+        served.sort();
+        assert_eq!(in_template, served, "template.yaml and ROUTES differ");
+        // Every other function is one of the event handlers, each exactly once.
+        let mut others: Vec<&str> = handlers
+            .iter()
+            .map(String::as_str)
+            .filter(|h| Action::from_handler(h).is_none())
+            .collect();
+        others.sort();
+        let mut expected = crate::sessions::EVENT_HANDLERS.to_vec();
+        expected.sort();
+        assert_eq!(others, expected);
+        assert_eq!(handlers.len(), ROUTES.len() + expected.len());
+        // One build for all: SAM shares an artifact only between identical build settings.
+        let metadata =
+            "Metadata: {BuildMethod: rust-cargolambda, BuildProperties: {Binary: bootstrap}}";
+        assert_eq!(template.matches(metadata).count(), handlers.len());
+    }
+
+    #[test]
+    fn template_routes_are_parsed_from_function_blocks() {
+        let yaml = "  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      Handler: get-x\n      Events:\n        Api:\n          Properties:\n            Method: GET\n            Path: /x/{id}\n  G:\n    Type: AWS::Serverless::Function\n    Properties:\n      Handler: reconcile\n";
+        let (routes, handlers) = template_routes(yaml);
         assert_eq!(
-            blocks.len() - 1,
-            ROUTES.len() + crate::sessions::EVENT_HANDLERS.len(),
-            "functions that are neither routes nor event handlers"
+            routes,
+            vec![("get-x".into(), "GET".into(), "/x/{id}".into())]
         );
+        assert_eq!(handlers, ["get-x", "reconcile"]);
     }
 
     #[test]

@@ -65,7 +65,10 @@ impl App {
             .build();
         App {
             store: Arc::new(store),
-            compute: Arc::new(BatchCompute::new(aws_sdk_batch::Client::new(sdk))),
+            compute: Arc::new(BatchCompute::new(
+                aws_sdk_batch::Client::new(sdk),
+                config.job_definitions.clone(),
+            )),
             objects: Arc::new(S3Objects::new(aws_sdk_s3::Client::from_conf(s3))),
             events: Arc::new(EventBridgeSink::new(
                 aws_sdk_eventbridge::Client::new(sdk),

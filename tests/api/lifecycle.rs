@@ -139,6 +139,25 @@ async fn full_cycle_start_run_stop_checkpoint_and_restart() {
         Some("[\"numpy>=1.26\"]")
     );
     assert_eq!(job.tags().unwrap()["studios:studio-id"], id);
+    // The container runs with the stack's job role, from a definition of this stack.
+    let definition = job.job_definition().unwrap();
+    assert!(
+        definition.contains("job-definition/studios-test-"),
+        "{definition}"
+    );
+    let defs = t
+        .batch
+        .describe_job_definitions()
+        .job_definitions(definition)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        defs.job_definitions()[0]
+            .container_properties()
+            .and_then(|c| c.job_role_arn()),
+        t.app.config.job_definitions.job_role_arn.as_deref()
+    );
     // AND the path is locked, held by the studio
     let held = t
         .req(A::ListMounts)

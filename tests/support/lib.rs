@@ -145,6 +145,10 @@ pub fn test_config(table: &str) -> Config {
         event_bus: format!("{table}-bus"),
         submit_grace_seconds: 600,
         connect_url_pattern: CONNECT_URL_PATTERN.into(),
+        job_definitions: studios_shared::compute::JobDefinitions {
+            prefix: "studios-test".into(),
+            job_role_arn: Some("arn:aws:iam::123456789012:role/studios-test-job".into()),
+        },
     }
 }
 
@@ -173,7 +177,10 @@ impl TestApp {
         );
         let app = App {
             store: Arc::new(store),
-            compute: Arc::new(BatchCompute::new(batch.clone())),
+            compute: Arc::new(BatchCompute::new(
+                batch.clone(),
+                config.job_definitions.clone(),
+            )),
             objects: Arc::new(S3Objects::new(s3.clone())),
             events: Arc::new(EventBridgeSink::new(
                 aws_sdk_eventbridge::Client::new(&sdk),
