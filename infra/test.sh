@@ -7,9 +7,11 @@ source "$(dirname "$0")/lib.sh"
 cd "$STUDIOS_ROOT"
 
 ensure_venv
-# The SAM template: CloudFormation schema and best-practice rules (what `sam validate
-# --lint` runs), offline.
-"$VENV/bin/cfn-lint" template.yaml
+# The SAM templates (the stack, and the alerting example): CloudFormation schema and
+# best-practice rules, and SAM's own validation. Both offline.
+"$VENV/bin/cfn-lint" template.yaml infra/alerts.yaml
+SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" \
+  "$VENV/bin/sam" validate --lint --template template.yaml
 trap stop_emulator EXIT
 start_emulator
 cargo test --workspace --locked "$@"
