@@ -156,19 +156,26 @@ pub struct Simulation {
 
 impl Simulation {
     pub fn from_env() -> Result<Simulation, String> {
-        let enabled = match std::env::var("STUDIOS_LOCAL_SIMULATE_JOBS").as_deref() {
-            Err(_) | Ok("") | Ok("true") | Ok("1") => true,
-            Ok("false") | Ok("0") => false,
-            Ok(other) => {
+        Simulation::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Same as `from_env` over any lookup (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Simulation, String> {
+        let enabled = match get("STUDIOS_LOCAL_SIMULATE_JOBS").as_deref().map(str::trim) {
+            None | Some("") | Some("true") | Some("1") => true,
+            Some("false") | Some("0") => false,
+            Some(other) => {
                 return Err(format!(
                     "STUDIOS_LOCAL_SIMULATE_JOBS must be true or false, not '{other}'"
                 ))
             }
         };
-        let step = match std::env::var("STUDIOS_LOCAL_JOB_DELAY_MS") {
-            Err(_) => 1000,
-            Ok(v) => v.trim().parse().map_err(|_| {
-                format!("STUDIOS_LOCAL_JOB_DELAY_MS must be milliseconds, not '{v}'")
+        let step = match get("STUDIOS_LOCAL_JOB_DELAY_MS") {
+            None => 1000,
+            Some(v) => v.trim().parse().map_err(|_| {
+                format!(
+                    "STUDIOS_LOCAL_JOB_DELAY_MS must be a whole number of milliseconds, not '{v}'"
+                )
             })?,
         };
         Ok(Simulation {
@@ -360,4 +367,31 @@ pub fn local_stack(sdk: &aws_config::SdkConfig, app: App, simulation: Simulation
         }
     });
     app
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| pairs.iter().find(|p| p.0 == k).map(|p| p.1.to_string())
+    }
+
+    #[test]
+    fn simulation_settings_default_and_validate() {
+        let d = Simulation::from_lookup(lookup(&[])).unwrap();
+        assert!(d.enabled);
+        assert_eq!(d.step, std::time::Duration::from_millis(1000));
+        let off = Simulation::from_lookup(lookup(&[
+            ("STUDIOS_LOCAL_SIMULATE_JOBS", "false"),
+            ("STUDIOS_LOCAL_JOB_DELAY_MS", "250"),
+        ]))
+        .unwrap();
+        assert!(!off.enabled);
+        assert_eq!(off.step, std::time::Duration::from_millis(250));
+        let bad = Simulation::from_lookup(lookup(&[("STUDIOS_LOCAL_SIMULATE_JOBS", "maybe")]));
+        assert!(bad.unwrap_err().contains("true or false"));
+        let bad = Simulation::from_lookup(lookup(&[("STUDIOS_LOCAL_JOB_DELAY_MS", "1s")]));
+        assert!(bad.unwrap_err().contains("milliseconds"));
+    }
 }

@@ -11,8 +11,8 @@ use studios_shared::store::*;
 use studios_shared::{App, Result};
 use tokio::sync::Barrier;
 
-/// Delegates to the real store, holding studio creations and session starts until all
-/// contenders arrive.
+/// Delegates to the real store, holding studio creations, deletions and session starts
+/// until all contenders arrive.
 pub struct BarrierStore {
     pub inner: Arc<dyn Store>,
     pub barrier: Barrier,
@@ -121,6 +121,7 @@ impl Store for BarrierStore {
         self.inner.active_studios().await
     }
     async fn delete_studio(&self, g: &RoleGuard, s: &Studio) -> Result<()> {
+        self.barrier.wait().await;
         self.inner.delete_studio(g, s).await
     }
 }
@@ -253,4 +254,84 @@ async fn concurrent_starts_on_overlapping_prefixes_have_one_winner_per_round() {
         "S3://data-bucket//a/b/c/d/e/f/g",
     ])
     .await;
+}
+
+/// A clone and a delete of its source, both having read before either writes: either
+/// the clone loses (404) or it wins and the source's data stays for it. Never a clone
+/// whose inherited checkpoint data was deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_clone_racing_the_deletion_of_its_source_never_loses_its_data() {
+    use crate::lifecycle::{on_studio, running, setup, studio_with_mount};
+    let mut t = TestApp::new().await;
+    let s = setup(&t).await;
+    let real = t.app.store.clone();
+    let mut outcomes = std::collections::BTreeSet::new();
+    for round in 0..8 {
+        let parent =
+            studio_with_mount(&t, &s, &format!("parent-{round}"), "s3://data-bucket/r/").await;
+        let job = running(&t, &s.ws, &parent).await;
+        on_studio(&t, A::StopStudio, "maintain", &s.ws, &parent)
+            .await
+            .ok(202);
+        let save = job
+            .container()
+            .unwrap()
+            .environment()
+            .iter()
+            .find(|kv| kv.name() == Some("CHECKPOINT_SAVE_URI"))
+            .and_then(|kv| kv.value())
+            .unwrap()
+            .to_string();
+        t.write_manifest(&save).await;
+        t.deliver(&t.job_event(&job, "FAILED", true, None, Some(143)))
+            .await;
+        t.app = App {
+            store: Arc::new(BarrierStore {
+                inner: real.clone(),
+                barrier: Barrier::new(2),
+            }),
+            ..t.app.clone()
+        };
+        let clone = t
+            .req(A::CloneStudio)
+            .user("maintain")
+            .param("ws", &s.ws)
+            .param("id", &parent)
+            .body(json!({"name": format!("clone-{round}"), "mounts": []}))
+            .send();
+        let delete = on_studio(&t, A::DeleteStudio, "maintain", &s.ws, &parent);
+        let (clone, delete) = tokio::join!(clone, delete);
+        t.app = App {
+            store: real.clone(),
+            ..t.app.clone()
+        };
+        assert_eq!(delete.status, 204, "{}", delete.json);
+        t.process_stream().await;
+        let key = save.strip_prefix("s3://work-bucket/").unwrap().to_string() + "manifest.json";
+        let data_kept =
+            t.s3.head_object()
+                .bucket("work-bucket")
+                .key(&key)
+                .send()
+                .await
+                .is_ok();
+        match clone.status {
+            201 => {
+                assert!(
+                    data_kept,
+                    "round {round}: the clone's inherited data was deleted"
+                );
+                outcomes.insert("clone first");
+            }
+            404 => {
+                assert!(
+                    !data_kept,
+                    "round {round}: nothing depends on the data any more"
+                );
+                outcomes.insert("delete first");
+            }
+            other => panic!("round {round}: clone answered {other}: {}", clone.json),
+        }
+    }
+    println!("outcomes seen: {outcomes:?}");
 }

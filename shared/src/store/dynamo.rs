@@ -819,21 +819,24 @@ impl Store for DynamoStore {
         if let Some(session) = &studio.session {
             self.push_lock_acquire(&mut tx, studio, session)?;
         }
+        if let Some(lineage) = lineage {
+            // The source must still exist: its history is what the clone depends on
+            // (checked before the data it points into, so a deleted source is a 404).
+            let check = ConditionCheck::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(ws, sk(&Key::Studio(lineage.source_id.into())))))
+                .condition_expression("attribute_exists(PK)")
+                .build()
+                .map_err(build_err)?;
+            tx.push(
+                TransactWriteItem::builder().condition_check(check).build(),
+                |_| Error::NotFound(Missing::Studio),
+            );
+        }
         self.push_data_tracking(&mut tx, studio)?;
         let Some(lineage) = lineage else {
             return self.transact(tx).await;
         };
-        // The source must still exist: its history is what the clone depends on.
-        let check = ConditionCheck::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(ws, sk(&Key::Studio(lineage.source_id.into())))))
-            .condition_expression("attribute_exists(PK)")
-            .build()
-            .map_err(build_err)?;
-        tx.push(
-            TransactWriteItem::builder().condition_check(check).build(),
-            |_| Error::NotFound(Missing::Studio),
-        );
         // The newest inherited checkpoints go into the transaction; a history too long
         // for it is written first (records of a studio that does not exist yet are
         // invisible) and removed again if the transaction fails.
