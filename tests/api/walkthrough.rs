@@ -50,17 +50,16 @@ fn matches(expected: &str, actual: &str) -> bool {
     rest.is_empty()
 }
 
-struct Stack {
-    pgid: u32,
-}
+/// The local run; stopped (the whole process group) when dropped.
+struct Stack(std::process::Child);
 
 impl Drop for Stack {
     fn drop(&mut self) {
         // The script, the server and the emulator share one process group.
         let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(format!("-{}", self.pgid))
+            .args(["-TERM", "--", &format!("-{}", self.0.id())])
             .status();
+        let _ = self.0.wait();
     }
 }
 
@@ -74,20 +73,21 @@ fn the_readme_walkthrough_runs_as_written() {
         .port()
         .to_string();
     let started = Instant::now();
-    let mut child = Command::new("infra/run-local.sh")
-        .current_dir(root())
-        .env("STUDIOS_PORT", &port)
-        .env("STUDIOS_LOCAL_JOB_DELAY_MS", "300")
-        .env_remove("AWS_ENDPOINT_URL")
-        .process_group(0)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("infra/run-local.sh starts");
-    let _stack = Stack { pgid: child.id() };
+    let mut stack = Stack(
+        Command::new("infra/run-local.sh")
+            .current_dir(root())
+            .env("STUDIOS_PORT", &port)
+            .env("STUDIOS_LOCAL_JOB_DELAY_MS", "300")
+            .env_remove("AWS_ENDPOINT_URL")
+            .process_group(0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("infra/run-local.sh starts"),
+    );
     let console = Arc::new(Mutex::new(Vec::<String>::new()));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
+    let stdout = stack.0.stdout.take().unwrap();
     let lines = console.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
