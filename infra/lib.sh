@@ -51,3 +51,20 @@ stop_emulator() {
     EMULATOR_PID=
   fi
 }
+
+# The README walkthrough (and its test) uses curl and jq. Installed from Debian's
+# packages when missing and we may (root with apt-get); otherwise says what to install.
+ensure_tools() {
+  local missing=() tool
+  for tool in curl jq; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing ${missing[*]} (Debian packages)" >&2
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "the walkthrough test needs ${missing[*]}: install them (e.g. apt-get install ${missing[*]})" >&2
+    return 1
+  fi
+}

@@ -7,6 +7,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$STUDIOS_ROOT"
 
 ensure_venv
+ensure_tools
 # The SAM templates (the stack, and the alerting example): CloudFormation schema and
 # best-practice rules, and SAM's own validation. Both offline.
 "$VENV/bin/cfn-lint" template.yaml infra/alerts.yaml

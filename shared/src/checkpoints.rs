@@ -8,7 +8,6 @@
 //! the data (`delete_released_data`).
 
 use crate::domain::ids::{new_id, IdKind};
-use crate::domain::lifecycle::Actor;
 use crate::domain::validate::{self, CheckpointPatch, CloneInput};
 use crate::domain::*;
 use crate::error::{Error, Missing, Result};
@@ -195,31 +194,21 @@ pub async fn clone_studio(
         .collect();
     data_origins.sort();
     data_origins.dedup();
-    let now = now();
     let clone = Studio {
-        id: clone_id,
-        workspace_id: ws.to_string(),
-        config,
-        compute_env: source.compute_env.clone(),
-        status: StudioStatus::Stopped,
-        status_reason: None,
-        status_updated_at: now.clone(),
-        author: caller.user_ref(),
-        created_at: now.clone(),
-        updated_at: now,
-        last_started_at: None,
         parent: Some(Parent {
             studio_id: source.id.clone(),
             checkpoint_id: fork.id.clone(),
         }),
-        connected_users: Default::default(),
-        version: 1,
-        session: None,
-        status_actor: Some(Actor::from(&caller.user_ref())),
         latest_checkpoint: Some(fork.reference()),
-        recorded_checkpoint: None,
         checkpoint_count: inherited.len() as u32,
         data_origins,
+        ..Studio::new(
+            clone_id,
+            ws,
+            config,
+            source.compute_env.clone(),
+            caller.user_ref(),
+        )
     };
     let lineage = Lineage {
         source_id: &source.id,

@@ -5,7 +5,6 @@
 use crate::compute::{BatchCompute, Compute};
 use crate::config::Config;
 use crate::domain::ids::{is_well_formed, new_id, IdKind};
-use crate::domain::lifecycle::Actor;
 use crate::domain::search::parse_search;
 use crate::domain::validate::{self, *};
 use crate::domain::*;
@@ -523,29 +522,7 @@ pub async fn add_studio(
     let (config, mut warnings) = studio_config(draft, &ce, &fetched.data_links)?;
     let id = new_id(IdKind::Studio);
     warnings.extend(held_mount_warnings(&config.mounts, &held, &id));
-    let now = now();
-    let studio = Studio {
-        id,
-        workspace_id: ws.to_string(),
-        config,
-        compute_env: ce,
-        status: StudioStatus::Stopped,
-        status_reason: None,
-        status_updated_at: now.clone(),
-        author: caller.user_ref(),
-        created_at: now.clone(),
-        updated_at: now,
-        last_started_at: None,
-        parent: None,
-        connected_users: Default::default(),
-        version: 1,
-        session: None,
-        status_actor: Some(Actor::from(&caller.user_ref())),
-        latest_checkpoint: None,
-        recorded_checkpoint: None,
-        checkpoint_count: 0,
-        data_origins: Vec::new(),
-    };
+    let studio = Studio::new(id, ws, config, ce, caller.user_ref());
     let guard = guard(ws, caller, Permission::OperateStudios);
     if !auto_start {
         app.store.create_studio(&guard, &studio, None).await?;

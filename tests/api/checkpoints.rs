@@ -4,7 +4,7 @@
 
 use crate::lifecycle::{get, on_studio, running, setup, started, studio_with_mount, Setup};
 use serde_json::{json, Value};
-use studios_integration_tests::{TestApp, A, CONNECT_URL_PATTERN, WORK_BUCKET};
+use studios_integration_tests::{job_env, TestApp, A, CONNECT_URL_PATTERN, WORK_BUCKET};
 
 /// One session of `id` that runs and is stopped by a maintainer; the container saves
 /// its checkpoint (manifest written) iff `saved`. Returns the recorded checkpoint.
@@ -23,13 +23,7 @@ async fn session(t: &TestApp, s: &Setup, id: &str, saved: bool) -> Value {
 }
 
 fn env_of(job: &aws_sdk_batch::types::JobDetail, name: &str) -> String {
-    job.container()
-        .unwrap()
-        .environment()
-        .iter()
-        .find(|kv| kv.name() == Some(name))
-        .and_then(|kv| kv.value().map(String::from))
-        .unwrap_or_default()
+    job_env(job, name).unwrap_or_default()
 }
 
 /// Newest first.

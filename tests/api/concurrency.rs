@@ -273,15 +273,7 @@ async fn a_clone_racing_the_deletion_of_its_source_never_loses_its_data() {
         on_studio(&t, A::StopStudio, "maintain", &s.ws, &parent)
             .await
             .ok(202);
-        let save = job
-            .container()
-            .unwrap()
-            .environment()
-            .iter()
-            .find(|kv| kv.name() == Some("CHECKPOINT_SAVE_URI"))
-            .and_then(|kv| kv.value())
-            .unwrap()
-            .to_string();
+        let save = studios_integration_tests::save_uri(&job);
         t.write_manifest(&save).await;
         t.deliver(&t.job_event(&job, "FAILED", true, None, Some(143)))
             .await;

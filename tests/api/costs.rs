@@ -292,16 +292,8 @@ async fn session_actions_and_events_cost() {
     .await;
     row("POST …/studios/{id}/stop (+ TerminateJob)", &c);
     assert_eq!((c.operations.len(), c.round_trips), (2, 2));
-    let save_uri = job
-        .container()
-        .unwrap()
-        .environment()
-        .iter()
-        .find(|kv| kv.name() == Some("CHECKPOINT_SAVE_URI"))
-        .and_then(|kv| kv.value())
-        .unwrap()
-        .to_string();
-    t.write_manifest(&save_uri).await;
+    t.write_manifest(&studios_integration_tests::save_uri(&job))
+        .await;
     t.log.take();
     t.deliver(&t.job_event(&job, "FAILED", true, Some("stopped"), Some(143)))
         .await;

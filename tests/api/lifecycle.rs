@@ -3,7 +3,7 @@
 //! and status events travel the table's stream → EventBridge bus → rule → SQS.
 
 use serde_json::{json, Value};
-use studios_integration_tests::{Fixtures, TestApp, A};
+use studios_integration_tests::{job_env, Fixtures, TestApp, A};
 use studios_shared::sessions::Applied;
 
 pub struct Setup {
@@ -96,14 +96,6 @@ pub async fn on_studio(
         .await
 }
 
-fn env_of(job: &aws_sdk_batch::types::JobDetail, name: &str) -> Option<String> {
-    job.container()?
-        .environment()
-        .iter()
-        .find(|kv| kv.name() == Some(name))
-        .and_then(|kv| kv.value().map(String::from))
-}
-
 #[tokio::test]
 async fn full_cycle_start_run_stop_checkpoint_and_restart() {
     let t = TestApp::new().await;
@@ -119,23 +111,26 @@ async fn full_cycle_start_run_stop_checkpoint_and_restart() {
         .to_string();
     // THEN Batch has the job, with what the session needs
     let job = t.job(&job_id).await;
-    assert_eq!(env_of(&job, "STUDIO_ID").as_deref(), Some(id.as_str()));
-    assert_eq!(env_of(&job, "WORKSPACE_ID").as_deref(), Some(s.ws.as_str()));
-    assert_eq!(env_of(&job, "CHECKPOINT_RESTORE_URI").as_deref(), Some(""));
-    let save_uri = env_of(&job, "CHECKPOINT_SAVE_URI").unwrap();
+    assert_eq!(job_env(&job, "STUDIO_ID").as_deref(), Some(id.as_str()));
+    assert_eq!(
+        job_env(&job, "WORKSPACE_ID").as_deref(),
+        Some(s.ws.as_str())
+    );
+    assert_eq!(job_env(&job, "CHECKPOINT_RESTORE_URI").as_deref(), Some(""));
+    let save_uri = job_env(&job, "CHECKPOINT_SAVE_URI").unwrap();
     assert!(
         save_uri.starts_with(&format!(
             "s3://work-bucket/studios/.studios/{id}/checkpoints/cp-"
         )),
         "{save_uri}"
     );
-    let mounts: Value = serde_json::from_str(&env_of(&job, "STUDIO_MOUNTS").unwrap()).unwrap();
+    let mounts: Value = serde_json::from_str(&job_env(&job, "STUDIO_MOUNTS").unwrap()).unwrap();
     assert_eq!(
         mounts,
         json!([{"uri": "s3://data-bucket/reads/", "mountPath": "/workspace/data/reads", "access": "read-only"}])
     );
     assert_eq!(
-        env_of(&job, "CONDA_PACKAGES").as_deref(),
+        job_env(&job, "CONDA_PACKAGES").as_deref(),
         Some("[\"numpy>=1.26\"]")
     );
     assert_eq!(job.tags().unwrap()["studios:studio-id"], id);
@@ -302,10 +297,10 @@ async fn full_cycle_start_run_stop_checkpoint_and_restart() {
     let restarted = start(&t, &s.ws, &id).await.ok(202);
     let job2 = t.job(restarted["session"]["jobId"].as_str().unwrap()).await;
     assert_eq!(
-        env_of(&job2, "CHECKPOINT_RESTORE_URI"),
+        job_env(&job2, "CHECKPOINT_RESTORE_URI"),
         Some(save_uri.clone())
     );
-    assert_ne!(env_of(&job2, "CHECKPOINT_SAVE_URI"), Some(save_uri));
+    assert_ne!(job_env(&job2, "CHECKPOINT_SAVE_URI"), Some(save_uri));
     // AND events of the old job no longer touch it
     assert!(matches!(t.deliver(&end).await, Applied::Ignored(_)));
     assert_eq!(get(&t, &s.ws, &id).await["status"], "starting");

@@ -138,14 +138,7 @@ async fn lost_running_and_terminal_events_are_repaired() {
 }
 
 async fn started_save_uri(t: &TestApp, job_id: &str) -> String {
-    let job = t.job(job_id).await;
-    job.container()
-        .unwrap()
-        .environment()
-        .iter()
-        .find(|kv| kv.name() == Some("CHECKPOINT_SAVE_URI"))
-        .and_then(|kv| kv.value().map(String::from))
-        .unwrap()
+    studios_integration_tests::save_uri(&t.job(job_id).await)
 }
 
 #[tokio::test]

@@ -288,6 +288,20 @@ impl TestApp {
 }
 
 /// Shallow merge of `extra`'s fields into `base`.
+/// A variable of the environment Studios gave a job (what the session container gets).
+pub fn job_env(job: &aws_sdk_batch::types::JobDetail, name: &str) -> Option<String> {
+    job.container()?
+        .environment()
+        .iter()
+        .find(|kv| kv.name() == Some(name))
+        .and_then(|kv| kv.value().map(String::from))
+}
+
+/// Where the job's session saves its checkpoint.
+pub fn save_uri(job: &aws_sdk_batch::types::JobDetail) -> String {
+    job_env(job, "CHECKPOINT_SAVE_URI").expect("CHECKPOINT_SAVE_URI")
+}
+
 pub fn merge(base: &mut Value, extra: Value) {
     if let (Some(b), Value::Object(e)) = (base.as_object_mut(), extra) {
         b.extend(e);

@@ -302,6 +302,39 @@ impl Checkpoint {
 }
 
 impl Studio {
+    /// A new studio, stopped, as `author` adds it.
+    pub fn new(
+        id: String,
+        workspace_id: &str,
+        config: StudioConfig,
+        compute_env: ComputeEnvSnapshot,
+        author: UserRef,
+    ) -> Studio {
+        let now = now();
+        Studio {
+            id,
+            workspace_id: workspace_id.to_string(),
+            config,
+            compute_env,
+            status: super::StudioStatus::Stopped,
+            status_reason: None,
+            status_updated_at: now.clone(),
+            status_actor: Some(Actor::from(&author)),
+            author,
+            created_at: now.clone(),
+            updated_at: now,
+            last_started_at: None,
+            parent: None,
+            connected_users: BTreeMap::new(),
+            version: 1,
+            session: None,
+            latest_checkpoint: None,
+            recorded_checkpoint: None,
+            checkpoint_count: 0,
+            data_origins: Vec::new(),
+        }
+    }
+
     /// Where this studio's sessions save their checkpoints: `<workDir>.studios/<id>/`.
     pub fn data_prefix(&self) -> S3Prefix {
         S3Prefix::parse(&format!(
