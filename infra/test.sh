@@ -13,6 +13,9 @@ ensure_tools
 "$VENV/bin/cfn-lint" template.yaml infra/alerts.yaml
 SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" \
   "$VENV/bin/sam" validate --lint --template template.yaml
+# The walkthrough test starts infra/run-local.sh, which builds this binary: build it now,
+# so that test does not compile while the others run.
+cargo build --locked --quiet -p studios-functions --bin studios-local
 trap stop_emulator EXIT
 start_emulator
 cargo test --workspace --locked "$@"
