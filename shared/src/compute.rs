@@ -376,3 +376,36 @@ pub fn job_state_change_event(
         "detail": detail,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compute(prefix: &str, role: Option<&str>) -> BatchCompute {
+        let config = aws_sdk_batch::Config::builder()
+            .behavior_version(aws_sdk_batch::config::BehaviorVersion::latest())
+            .region(aws_sdk_batch::config::Region::new("us-east-1"))
+            .build();
+        BatchCompute::new(
+            Client::from_conf(config),
+            JobDefinitions {
+                prefix: prefix.into(),
+                job_role_arn: role.map(String::from),
+            },
+        )
+    }
+
+    #[test]
+    fn definition_names_are_per_stack_image_and_role() {
+        let a = compute("stack-a-studio", Some("arn:aws:iam::1:role/a"));
+        let name = a.definition_name("img:1");
+        assert!(name.starts_with("stack-a-studio-"), "{name}");
+        assert_eq!(name.len(), "stack-a-studio-".len() + 16);
+        assert_eq!(name, a.definition_name("img:1"), "stable");
+        assert_ne!(name, a.definition_name("img:2"));
+        let other_role = compute("stack-a-studio", Some("arn:aws:iam::1:role/b"));
+        assert_ne!(name, other_role.definition_name("img:1"));
+        let other_stack = compute("stack-b-studio", Some("arn:aws:iam::1:role/a"));
+        assert_ne!(name, other_stack.definition_name("img:1"));
+    }
+}

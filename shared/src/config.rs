@@ -91,14 +91,15 @@ impl Config {
         let prefix = get("JOB_DEFINITION_PREFIX")
             .filter(|p| !p.trim().is_empty())
             .unwrap_or_else(|| "studios".into());
-        if prefix.len() > 100
+        // Batch names are at most 128 characters: the prefix, "-" and 16 hex digits.
+        if prefix.len() > 111
             || !prefix
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
             return Err(ConfigError {
                 name: "JOB_DEFINITION_PREFIX".into(),
-                problem: "must be up to 100 letters, digits, '-' or '_'",
+                problem: "must be up to 111 letters, digits, '-' or '_' (job definition names are at most 128)",
             });
         }
         Ok(Config {
