@@ -529,3 +529,56 @@ async fn add_and_start_in_one_request() {
         .err(409);
     assert_eq!(code, "name_taken");
 }
+
+#[tokio::test]
+async fn the_most_mount_lock_items_start_run_and_end_in_one_transaction_each() {
+    let t = TestApp::new().await;
+    let s = setup(&t).await;
+    // 5 mounts × 19 path segments + the shared bucket root = 96 lock items.
+    let mounts: Vec<Value> = (0..5)
+        .map(|i| json!({"uri": format!("s3://deep-bucket/m{i}/{}x{i}/", "d/".repeat(17))}))
+        .collect();
+    let body = json!({"name": "deep", "computeEnvId": s.ce, "template": {"kind": "jupyter"},
+                      "mounts": mounts});
+    // Add-and-start cannot also claim the name, count and track in the same write.
+    let (code, message) = t
+        .req(A::AddStudio)
+        .user("maintain")
+        .param("ws", &s.ws)
+        .query("autoStart", "true")
+        .body(body.clone())
+        .send()
+        .await
+        .err(400);
+    assert_eq!(code, "invalid_request");
+    assert!(
+        message.starts_with("mounts: these mounts need 96 mount-lock items"),
+        "{message}"
+    );
+    assert!(message.contains("without autoStart"), "{message}");
+    // Added, then started: fits, runs, and ends with its checkpoint and locks released.
+    let id = t
+        .req(A::AddStudio)
+        .user("maintain")
+        .param("ws", &s.ws)
+        .body(body)
+        .send()
+        .await
+        .ok(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job = running(&t, &s.ws, &id).await;
+    assert_eq!(t.live_locks(&s.ws).await.len(), 96);
+    on_studio(&t, A::StopStudio, "maintain", &s.ws, &id)
+        .await
+        .ok(202);
+    t.write_manifest(&studios_integration_tests::save_uri(&job))
+        .await;
+    t.deliver(&t.job_event(&job, "FAILED", true, None, Some(143)))
+        .await;
+    let stopped = get(&t, &s.ws, &id).await;
+    assert_eq!(stopped["status"], "stopped");
+    assert!(stopped["restoreFrom"]["checkpointId"].is_string());
+    assert!(t.live_locks(&s.ws).await.is_empty());
+}

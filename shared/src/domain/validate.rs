@@ -14,9 +14,11 @@ pub const MAX_CONDA_PACKAGES: usize = 100;
 pub const MAX_GPUS: u32 = 16;
 pub const MIN_MEMORY_MIB: u32 = 512;
 /// A start writes the studio, a role check and one lock item per mounted path and per
-/// ancestor prefix in one `TransactWriteItems` (at most 100 items); an add-and-start also
-/// claims the name and counts the compute environment, and a session's end also records
-/// a checkpoint and its name: 100 - 4 leaves 96 lock items.
+/// ancestor prefix in one `TransactWriteItems` (at most 100 items: 2 + 96); a session's
+/// end writes the studio, releases the locks and records a checkpoint and its name
+/// (3 + 96). An add-and-start (or clone-and-start) also claims the name, counts the
+/// compute environment and tracks checkpoint data: with the most lock items it does not
+/// fit, and the store answers 400 (add, then start).
 pub const MAX_LOCK_ITEMS: usize = 96;
 pub const MOUNT_ROOT: &str = "/workspace/data";
 

@@ -834,6 +834,19 @@ impl Store for DynamoStore {
             );
         }
         self.push_data_tracking(&mut tx, studio)?;
+        if tx.items.len() > MAX_TX_ITEMS {
+            // Only an add-and-start with (nearly) the most mount-lock items gets here.
+            let locks = studio
+                .session
+                .as_ref()
+                .map_or(0, |s| Self::lock_plan(studio, s).len());
+            return Err(Error::invalid(
+                "mounts",
+                format!(
+                    "these mounts need {locks} mount-lock items: with the new studio's own items that is more than one transaction holds ({MAX_TX_ITEMS}); add the studio without autoStart, then start it"
+                ),
+            ));
+        }
         let Some(lineage) = lineage else {
             return self.transact(tx).await;
         };
