@@ -294,8 +294,7 @@ async fn deleting_the_parent_keeps_the_data_its_clone_depends_on() {
     let cp = session(&t, &s, &parent, true).await;
     let child = clone(&t, &s.ws, &parent, json!({"name": "Child"}))
         .await
-        .ok(201);
-    let child = child["id"].as_str().unwrap().to_string();
+        .id(201);
     let parent_data = format!("studios/.studios/{parent}/");
     assert_eq!(
         objects_under(&t, &parent_data).await.len(),
@@ -397,8 +396,7 @@ async fn renames_are_unique_per_studio_and_never_cross_to_a_clone() {
     let cp2 = session(&t, &s, &src, true).await;
     let fork = clone(&t, &s.ws, &src, json!({"name": "Named fork"}))
         .await
-        .ok(201);
-    let fork = fork["id"].as_str().unwrap().to_string();
+        .id(201);
     let rename = |user: &'static str, id: String, cp: Value, name: &'static str| {
         let t = &t;
         let ws = s.ws.clone();

@@ -34,10 +34,7 @@ pub async fn studio_with_mount(t: &TestApp, s: &Setup, name: &str, uri: &str) ->
         )
         .send()
         .await
-        .ok(201)["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
+        .id(201)
 }
 
 pub async fn get(t: &TestApp, ws: &str, id: &str) -> Value {
@@ -212,12 +209,7 @@ async fn full_cycle_start_run_stop_checkpoint_and_restart() {
     assert_eq!(stopped["status"], "stopped");
     assert_eq!(stopped["statusReason"], "stopped by maintain user");
     assert_eq!(stopped["session"], Value::Null);
-    let cps = t
-        .req(A::ListCheckpoints)
-        .user("view")
-        .param("ws", &s.ws)
-        .param("id", &id)
-        .send()
+    let cps = on_studio(&t, A::ListCheckpoints, "view", &s.ws, &id)
         .await
         .ok(200);
     let cps = cps["checkpoints"].as_array().unwrap();
@@ -325,12 +317,7 @@ async fn a_session_that_never_ran_records_no_checkpoint_and_an_unsaved_one_is_in
     assert_eq!(st["status"], "errored");
     assert_eq!(st["statusReason"], "CannotPullContainerError: not found");
     assert!(t.live_locks(&s.ws).await.is_empty());
-    let cps = t
-        .req(A::ListCheckpoints)
-        .user("view")
-        .param("ws", &s.ws)
-        .param("id", &id)
-        .send()
+    let cps = on_studio(&t, A::ListCheckpoints, "view", &s.ws, &id)
         .await
         .ok(200);
     assert_eq!(cps["checkpoints"], json!([]));
@@ -356,12 +343,7 @@ async fn a_session_that_never_ran_records_no_checkpoint_and_an_unsaved_one_is_in
         Value::Null,
         "an invalid checkpoint is never restored"
     );
-    let cps = t
-        .req(A::ListCheckpoints)
-        .user("view")
-        .param("ws", &s.ws)
-        .param("id", &id)
-        .send()
+    let cps = on_studio(&t, A::ListCheckpoints, "view", &s.ws, &id)
         .await
         .ok(200);
     assert_eq!(cps["checkpoints"][0]["status"], "invalid");

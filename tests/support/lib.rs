@@ -223,10 +223,7 @@ impl TestApp {
             .body(json!({"name": "Genomics"}))
             .send()
             .await
-            .ok(201)["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+            .id(201);
         for role in ["view", "connect", "launch", "maintain", "admin", "owner"] {
             self.req(A::SetMember)
                 .user(PLATFORM_ADMIN)
@@ -257,10 +254,7 @@ impl TestApp {
             .body(body)
             .send()
             .await
-            .ok(201)["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
+            .id(201)
     }
 
     pub async fn data_link(&self, ws: &str, name: &str, uri: &str, region: &str) -> String {
@@ -270,10 +264,7 @@ impl TestApp {
             .body(json!({"name": name, "uri": uri, "region": region}))
             .send()
             .await
-            .ok(201)["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
+            .id(201)
     }
 
     pub async fn studio(&self, ws: &str, ce: &str, name: &str) -> Value {
@@ -405,6 +396,15 @@ impl Resp {
     pub fn ok(self, status: u16) -> Value {
         assert_eq!(self.status, status, "unexpected response: {}", self.json);
         self.json
+    }
+
+    /// Asserts the status and returns the `id` of the created resource.
+    #[track_caller]
+    pub fn id(self, status: u16) -> String {
+        self.ok(status)["id"]
+            .as_str()
+            .expect("an id in the response")
+            .to_string()
     }
 
     /// Asserts an error response and returns (code, message).
