@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests, and integration tests against the local AWS emulator
-# (moto behind a request lock, started here on a free port and stopped afterwards).
+# Runs every test: template checks (cfn-lint, sam validate, IAM lint), unit tests,
+# integration tests against the local AWS emulator (moto behind a request lock, started
+# here on a free port and stopped afterwards), and a short soak of the local run.
 # Extra arguments go to `cargo test` (e.g. infra/test.sh -- studios::).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -13,9 +14,17 @@ ensure_tools
 "$VENV/bin/cfn-lint" template.yaml infra/alerts.yaml
 SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" \
   "$VENV/bin/sam" validate --lint --template template.yaml
+# Every IAM policy of the expanded stack through an IAM linter (AWS's reference data).
+"$VENV/bin/python" infra/iam-lint.py template.yaml | grep -v "^note "
 # The walkthrough test starts infra/run-local.sh, which builds this binary: build it now,
 # so that test does not compile while the others run.
 cargo build --locked --quiet -p studios-functions --bin studios-local
 trap stop_emulator EXIT
 start_emulator
 cargo test --workspace --locked "$@"
+# The local run under sustained use (only for a full run, not a filtered one): 20 rounds
+# of 16 contested starts, every winner stopped; fails if the emulator grows by more than
+# 5 MB per 1,000 transactions or a lone request slows down (docs/performance.md, "Soak").
+if [ $# -eq 0 ]; then
+  infra/soak.sh --rounds 20 --warmup 5 --max-mb-per-1000 5 | tail -n 2
+fi

@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// Tags every session job carries: how events find their studio and session.
+/// Tags every session job carries, for people (cost allocation, the console). Events
+/// and the reconciler find a job's studio by its name (`JobName`), not by these.
 pub const TAG_WORKSPACE: &str = "studios:workspace-id";
 pub const TAG_STUDIO: &str = "studios:studio-id";
 pub const TAG_ATTEMPT: &str = "studios:attempt-id";
@@ -151,17 +152,66 @@ where
                 aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
             )
         }
-        SdkError::ServiceError(se) => match se.err().code() {
-            Some("ClientException") => SubmitError::Rejected(
-                se.err()
-                    .message()
-                    .unwrap_or("the request was refused")
-                    .to_string(),
-            ),
-            _ => SubmitError::Throttled,
-        },
+        SdkError::ServiceError(se) => {
+            let code = se.err().code();
+            let status = se.raw().status().as_u16();
+            match classify_service_error(code, status) {
+                Refusal::Busy => {
+                    tracing::warn!(code, status, "AWS Batch is busy");
+                    SubmitError::Throttled
+                }
+                Refusal::Refused => {
+                    let code = code.unwrap_or("an error");
+                    let message = se.err().message().unwrap_or("the request was refused");
+                    // A deployer's problem (IAM, a queue, a definition): say it loudly.
+                    tracing::error!(code, status, message, "AWS Batch refused the request");
+                    SubmitError::Rejected(refusal_reason(code, message))
+                }
+            }
+        }
         _ => SubmitError::Unknown(err.to_string()),
     }
+}
+
+/// How an AWS service error of a submit is treated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Throttling, or AWS failing (5xx): nothing was submitted; try again shortly.
+    Busy,
+    /// Anything else (access denied, a bad request, a missing queue): it will not
+    /// work by waiting; the studio errors with the reason.
+    Refused,
+}
+
+pub fn classify_service_error(code: Option<&str>, http_status: u16) -> Refusal {
+    const THROTTLING: [&str; 8] = [
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "SlowDown",
+    ];
+    let throttled = code.is_some_and(|c| THROTTLING.contains(&c));
+    if throttled || http_status == 429 || http_status >= 500 {
+        Refusal::Busy
+    } else {
+        Refusal::Refused
+    }
+}
+
+/// The studio's `statusReason` for a refused submit: the AWS error code and message,
+/// and for access denials where a deployer looks first.
+fn refusal_reason(code: &str, message: &str) -> String {
+    let hint = if code.contains("AccessDenied") || code == "UnauthorizedOperation" {
+        " (the stack's IAM policies do not allow it: see docs/iam.md)"
+    } else {
+        ""
+    };
+    let message: String = message.chars().take(600).collect();
+    format!("{code}: {message}{hint}")
 }
 
 fn batch_error<E>(err: SdkError<E>) -> Error
@@ -178,9 +228,11 @@ fn resource(t: ResourceType, v: u32) -> ResourceRequirement {
         .build()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn report_from(
     job_id: &str,
     job_name: &str,
+    queue: Option<&str>,
     status: Option<&str>,
     reason: Option<&str>,
     started: bool,
@@ -188,13 +240,14 @@ fn report_from(
     tags: Option<&HashMap<String, String>>,
 ) -> Option<JobReport> {
     let status = BatchStatus::parse(status?)?;
-    let attempt = tags
-        .and_then(|t| t.get(TAG_ATTEMPT).cloned())
-        .or_else(|| attempt_from_job_name(job_name).map(String::from));
+    let attempt = attempt_from_job_name(job_name)
+        .map(String::from)
+        .or_else(|| tags.and_then(|t| t.get(TAG_ATTEMPT).cloned()));
     Some(JobReport {
         job_id: job_id.to_string(),
         job_name: job_name.to_string(),
         attempt_id: attempt,
+        queue: queue.map(String::from),
         status,
         status_reason: reason.map(String::from),
         container_reason: container.and_then(|c| c.0).map(String::from),
@@ -234,6 +287,14 @@ impl Compute for BatchCompute {
             .retry_strategy(RetryStrategy::builder().attempts(1).build())
             .propagate_tags(true)
             .set_tags(Some(job.tags.iter().cloned().collect()))
+            // SubmitJob has no idempotency token: an SDK retry after a lost response can
+            // start a second job. One attempt; a lost answer is `Unknown`, and the
+            // reconciler adopts the job by its name (or errors the start after the grace).
+            .customize()
+            .config_override(
+                aws_sdk_batch::config::Builder::new()
+                    .retry_config(aws_sdk_batch::config::retry::RetryConfig::disabled()),
+            )
             .send()
             .await
             .map_err(submit_error)?;
@@ -268,6 +329,7 @@ impl Compute for BatchCompute {
                 reports.extend(report_from(
                     job.job_id().unwrap_or_default(),
                     job.job_name().unwrap_or_default(),
+                    job.job_queue(),
                     job.status().map(|s| s.as_str()),
                     job.status_reason(),
                     job.started_at().is_some(),
@@ -304,6 +366,7 @@ impl Compute for BatchCompute {
         Ok(report_from(
             job.job_id().unwrap_or_default(),
             job.job_name().unwrap_or_default(),
+            Some(queue),
             job.status().map(|s| s.as_str()),
             job.status_reason(),
             job.started_at().is_some(),
@@ -324,10 +387,9 @@ pub fn job_state_change_event(
     exit_code: Option<i32>,
 ) -> serde_json::Value {
     use serde_json::json;
-    let tags: serde_json::Map<String, serde_json::Value> = job
-        .tags()
-        .map(|t| t.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
-        .unwrap_or_default();
+    // AWS's documented example carries only `resourceArn` in `tags`, not the job's own
+    // tags: the consumer must not need them, so neither do these events.
+    let tags = json!({"resourceArn": job.job_arn()});
     let mut detail = json!({
         "jobArn": job.job_arn(),
         "jobName": job.job_name(),
@@ -393,6 +455,133 @@ mod tests {
                 job_role_arn: role.map(String::from),
             },
         )
+    }
+
+    fn service_error(code: &str, status: u16) -> SubmitError {
+        use aws_sdk_batch::operation::submit_job::SubmitJobError;
+        use aws_smithy_runtime_api::http::{Response, StatusCode};
+        use aws_smithy_types::body::SdkBody;
+        use aws_smithy_types::error::ErrorMetadata;
+        let err = SubmitJobError::generic(
+            ErrorMetadata::builder()
+                .code(code)
+                .message("User: arn:aws:sts::1:assumed-role/x is not authorized")
+                .build(),
+        );
+        let raw = Response::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
+        submit_error(SdkError::service_error(err, raw))
+    }
+
+    /// SubmitJob is sent once, never retried by the SDK (a retry could start a second
+    /// job): a server that answers 500 sees exactly one request.
+    #[tokio::test]
+    async fn submit_is_never_retried() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = requests.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    let mut got = Vec::new();
+                    // Read one request (headers and the declared body), answer 500.
+                    loop {
+                        let n = sock.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        got.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&got).to_string();
+                        let Some(end) = text.find("\r\n\r\n") else {
+                            continue;
+                        };
+                        let len = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if got.len() < end + 4 + len {
+                            continue;
+                        }
+                        got.drain(..end + 4 + len);
+                        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let body = r#"{"__type":"ServerException","message":"boom"}"#;
+                        let reply = format!("HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                        if sock.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let config = aws_sdk_batch::Config::builder()
+            .behavior_version(aws_sdk_batch::config::BehaviorVersion::latest())
+            .region(aws_sdk_batch::config::Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(aws_sdk_batch::config::Credentials::new(
+                "a", "b", None, None, "test",
+            ))
+            .build();
+        let compute = BatchCompute::new(Client::from_conf(config), JobDefinitions::default());
+        compute
+            .definitions
+            .lock()
+            .unwrap()
+            .insert("img".into(), "def".into());
+        let job = JobSpec {
+            name: "j".into(),
+            queue: "q".into(),
+            image: "img".into(),
+            vcpus: 1,
+            memory_mib: 2048,
+            gpus: 0,
+            environment: vec![],
+            tags: vec![],
+        };
+        let out = compute.submit(&job).await;
+        assert!(matches!(out, Err(SubmitError::Throttled)), "{out:?}");
+        assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn only_throttling_and_aws_failures_are_busy() {
+        for (code, status) in [
+            ("TooManyRequestsException", 429),
+            ("ThrottlingException", 400),
+            ("ServerException", 500),
+            ("ServiceUnavailable", 503),
+        ] {
+            assert!(
+                matches!(service_error(code, status), SubmitError::Throttled),
+                "{code}"
+            );
+        }
+        for (code, status) in [
+            ("AccessDeniedException", 403),
+            ("ClientException", 400),
+            ("UnrecognizedClientException", 403),
+            ("ValidationException", 400),
+        ] {
+            match service_error(code, status) {
+                SubmitError::Rejected(reason) => {
+                    assert!(reason.starts_with(&format!("{code}: User: ")), "{reason}");
+                    assert_eq!(
+                        reason.contains("docs/iam.md"),
+                        code.contains("AccessDenied")
+                    );
+                }
+                other => panic!("{code}: {other:?}"),
+            }
+        }
     }
 
     #[test]

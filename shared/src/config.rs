@@ -21,6 +21,10 @@ pub struct Config {
     /// `{studioId}` (and optionally `{workspaceId}`) in it, e.g.
     /// `https://studios.example.org/connect/{studioId}/`.
     pub connect_url_pattern: String,
+    /// Every session job's name starts with this and `-` (`JOB_NAME_PREFIX`, default
+    /// `studios`; the stack derives it from its id): the stack's EventBridge rule
+    /// matches Batch events by it, and the consumer ignores jobs without it.
+    pub job_name_prefix: String,
     /// Job definitions: name prefix (`JOB_DEFINITION_PREFIX`, default `studios`) and
     /// the session containers' role (`JOB_ROLE_ARN`, optional).
     pub job_definitions: crate::compute::JobDefinitions,
@@ -102,7 +106,23 @@ impl Config {
                 problem: "must be up to 111 letters, digits, '-' or '_' (job definition names are at most 128)",
             });
         }
+        let job_name_prefix = get("JOB_NAME_PREFIX")
+            .filter(|p| !p.trim().is_empty())
+            .unwrap_or_else(|| "studios".into());
+        let max = crate::domain::lifecycle::MAX_JOB_NAME_PREFIX;
+        if job_name_prefix.len() > max
+            || !job_name_prefix.starts_with(|c: char| c.is_ascii_alphanumeric())
+            || !job_name_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError {
+                name: "JOB_NAME_PREFIX".into(),
+                problem: "must be up to 23 letters, digits, '-' or '_', starting with a letter or digit (job names are at most 128)",
+            });
+        }
         Ok(Config {
+            job_name_prefix,
             job_definitions: crate::compute::JobDefinitions {
                 prefix,
                 job_role_arn: get("JOB_ROLE_ARN").filter(|r| !r.trim().is_empty()),

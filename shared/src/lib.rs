@@ -22,3 +22,6 @@ pub mod telemetry;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use service::App;
+
+#[cfg(test)]
+mod template_tests;

@@ -529,7 +529,7 @@ pub async fn add_studio(
         return Ok((studio, warnings));
     }
     // Add and start: created already starting, its locks taken in the same write.
-    let started = crate::sessions::begin(&studio, caller);
+    let started = crate::sessions::begin(app, &studio, caller);
     app.store.create_studio(&guard, &started, None).await?;
     let studio = crate::sessions::submit(app, started, StudioStatus::Stopped).await?;
     Ok((studio, warnings))

@@ -6,7 +6,7 @@
 use crate::compute::{JobSpec, SubmitError, TAG_ATTEMPT, TAG_STUDIO, TAG_WORKSPACE};
 use crate::domain::ids::{new_id, IdKind};
 use crate::domain::lifecycle::{
-    on_job_report, on_missing_job, Actor, BatchStatus, Finish, JobReport, Outcome, Session,
+    on_job_report, on_missing_job, Actor, BatchStatus, Finish, JobName, JobReport, Outcome, Session,
 };
 use crate::domain::validate::{default_checkpoint_name, StartInput};
 use crate::domain::*;
@@ -36,7 +36,7 @@ pub const MANIFEST: &str = "manifest.json";
 const APPLY_ATTEMPTS: usize = 3;
 
 /// The studio as it is once a start is accepted: `starting`, with a new session.
-pub fn begin(studio: &Studio, caller: &Caller) -> Studio {
+pub fn begin(app: &App, studio: &Studio, caller: &Caller) -> Studio {
     let now = now();
     let attempt_id = uuid::Uuid::now_v7().simple().to_string();
     let checkpoint_id = new_id(IdKind::Checkpoint);
@@ -47,7 +47,12 @@ pub fn begin(studio: &Studio, caller: &Caller) -> Studio {
     ))
     .expect("a prefix under a valid work directory is valid");
     let session = Session {
-        job_name: format!("studio-{}-{}", studio.id, attempt_id),
+        job_name: JobName::format(
+            &app.config.job_name_prefix,
+            &studio.workspace_id,
+            &studio.id,
+            &attempt_id,
+        ),
         attempt_id,
         job_id: None,
         batch_status: None,
@@ -224,7 +229,7 @@ pub async fn start_studio(
         };
         base.config = changed_config(current, changes, &fetched.data_links)?.0;
     }
-    let next = begin(&base, caller);
+    let next = begin(app, &base, caller);
     app.store
         .write_studio(&StudioWrite {
             guard: Some(&guard(ws, caller, Permission::OperateStudios)),
@@ -396,6 +401,14 @@ pub async fn apply_report(
         let Some(studio) = fetched.studios.get(studio_id) else {
             return Ok(Applied::UnknownStudio);
         };
+        // A look-alike job (same name, another queue) says nothing about this session.
+        if report
+            .queue
+            .as_ref()
+            .is_some_and(|q| q != &studio.compute_env.job_queue)
+        {
+            return Ok(Applied::Ignored("the job ran on another queue"));
+        }
         let written = match on_job_report(studio.status, studio.session.as_ref(), report) {
             Outcome::Ignore(why) => return Ok(Applied::Ignored(why)),
             Outcome::Progress {
@@ -440,35 +453,36 @@ pub async fn apply_report(
 }
 
 /// The EventBridge consumer for `aws.batch` / `Batch Job State Change`. Input is
-/// untrusted: anything that is not a studio job is logged and acknowledged.
+/// untrusted: anything that is not a studio job of this stack is logged and
+/// acknowledged. The studio is found by the job's name (`JobName`), never by its tags:
+/// whether Batch copies a job's tags into its events is not documented.
 pub async fn on_batch_event(app: &App, event: &Value) -> Result<Applied> {
     let detail = &event["detail"];
     let text = |v: &Value| v.as_str().map(String::from);
-    let tags = &detail["tags"];
-    let (Some(ws), Some(studio_id)) = (text(&tags[TAG_WORKSPACE]), text(&tags[TAG_STUDIO])) else {
-        tracing::info!(job = ?detail["jobId"], "not a studio job; ignored");
+    let job_name = detail["jobName"].as_str().unwrap_or_default();
+    let Some(name) = JobName::parse(job_name).filter(|n| n.prefix == app.config.job_name_prefix)
+    else {
+        tracing::info!(job = ?detail["jobId"], name = job_name, "not a studio job of this stack; ignored");
         return Ok(Applied::UnknownStudio);
     };
     let Some(status) = detail["status"].as_str().and_then(BatchStatus::parse) else {
         tracing::warn!(status = ?detail["status"], "unknown job status; ignored");
         return Ok(Applied::Ignored("unknown job status"));
     };
-    let job_name = text(&detail["jobName"]).unwrap_or_default();
     let report = JobReport {
         job_id: text(&detail["jobId"]).unwrap_or_default(),
-        attempt_id: text(&tags[TAG_ATTEMPT]).or_else(|| {
-            crate::domain::lifecycle::attempt_from_job_name(&job_name).map(String::from)
-        }),
-        job_name,
+        attempt_id: Some(name.attempt_id.to_string()),
+        job_name: job_name.to_string(),
+        queue: text(&detail["jobQueue"]),
         status,
         status_reason: text(&detail["statusReason"]),
         container_reason: text(&detail["container"]["reason"]),
         exit_code: detail["container"]["exitCode"].as_i64(),
         started: detail["startedAt"].is_number(),
     };
-    let applied = apply_report(app, &ws, &studio_id, &report).await?;
+    let applied = apply_report(app, name.workspace_id, name.studio_id, &report).await?;
     tracing::info!(
-        studio = studio_id,
+        studio = name.studio_id,
         job = report.job_id,
         status = status.as_str(),
         ?applied,

@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 use studios_integration_tests::{job_env, Fixtures, TestApp, A};
+use studios_shared::domain::lifecycle::JobName;
 use studios_shared::sessions::Applied;
 
 pub struct Setup {
@@ -131,6 +132,13 @@ async fn full_cycle_start_run_stop_checkpoint_and_restart() {
         Some("[\"numpy>=1.26\"]")
     );
     assert_eq!(job.tags().unwrap()["studios:studio-id"], id);
+    // The job's name is how its events find the studio (the stack's rule matches the
+    // prefix): `<prefix>-<workspace>-<studio>-<attempt>`.
+    let name = JobName::parse(job.job_name().unwrap()).expect("a studio job name");
+    assert_eq!(
+        (name.prefix, name.workspace_id, name.studio_id),
+        ("studios-test", s.ws.as_str(), id.as_str())
+    );
     // The container runs with the stack's job role, from a definition of this stack.
     let definition = job.job_definition().unwrap();
     assert!(
@@ -469,7 +477,7 @@ async fn faults_leave_nothing_locked_or_stuck() {
 
     // Events that are not about a studio job are acknowledged, not bounced.
     let mut foreign = t.job_event(&job, "RUNNING", true, None, None);
-    foreign["detail"]["tags"] = json!({});
+    foreign["detail"]["jobName"] = json!("event-test");
     assert_eq!(t.deliver(&foreign).await, Applied::UnknownStudio);
     let mut junk = t.job_event(&job, "RUNNING", true, None, None);
     junk["detail"]["status"] = json!("EXPLODED");

@@ -33,6 +33,7 @@ impl ScriptedBatch {
                 job_id: job_id.into(),
                 job_name: String::new(),
                 attempt_id: None,
+                queue: None,
                 status,
                 status_reason: reason.map(String::from),
                 container_reason: None,
@@ -291,7 +292,9 @@ fn random_event_deliveries_end_as_the_model_says() {
                 for status in &old {
                     let mut e = event(status, true);
                     e["detail"]["jobId"] = json!("an-older-job");
-                    e["detail"]["tags"]["studios:attempt-id"] = json!("an-older-attempt");
+                    let name = e["detail"]["jobName"].as_str().unwrap().to_string();
+                    let (rest, _) = name.rsplit_once('-').unwrap();
+                    e["detail"]["jobName"] = json!(format!("{rest}-anolderattempt"));
                     delivered.push(e);
                 }
                 let mut keyed: Vec<(u16, serde_json::Value)> = delivered

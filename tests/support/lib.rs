@@ -145,6 +145,7 @@ pub fn test_config(table: &str) -> Config {
         event_bus: format!("{table}-bus"),
         submit_grace_seconds: 600,
         connect_url_pattern: CONNECT_URL_PATTERN.into(),
+        job_name_prefix: "studios-test".into(),
         job_definitions: studios_shared::compute::JobDefinitions {
             prefix: "studios-test".into(),
             job_role_arn: Some("arn:aws:iam::123456789012:role/studios-test-job".into()),

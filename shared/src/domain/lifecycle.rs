@@ -118,8 +118,10 @@ pub struct Session {
 pub struct JobReport {
     pub job_id: String,
     pub job_name: String,
-    /// From the job's tags (or its name): which start this job belongs to.
+    /// From the job's name (or tags): which start this job belongs to.
     pub attempt_id: Option<String>,
+    /// The job queue's ARN, when the report says (events and DescribeJobs do).
+    pub queue: Option<String>,
     pub status: BatchStatus,
     pub status_reason: Option<String>,
     pub container_reason: Option<String>,
@@ -263,13 +265,64 @@ pub fn on_missing_job(session: &Session, grace_elapsed: bool) -> Option<Finish> 
     })
 }
 
-/// The attempt id in a job name `studio-<studio>-<attempt>` (when tags are missing).
+/// A session job's name: `<prefix>-<workspace id>-<studio id>-<attempt id>`. The name
+/// is the one field of a `Batch Job State Change` event that is certainly there and
+/// under our control, so it (not the job's tags) is how an event finds its studio, and
+/// its prefix (per stack) is what the stack's EventBridge rule matches
+/// (docs/decisions.md, "Batch events are matched by job name").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobName<'a> {
+    pub prefix: &'a str,
+    pub workspace_id: &'a str,
+    pub studio_id: &'a str,
+    pub attempt_id: &'a str,
+}
+
+/// Batch job names are at most 128 characters.
+pub const MAX_JOB_NAME: usize = 128;
+/// Longest attempt id in a job name (a simple UUID: 32 hex digits).
+const ATTEMPT_LEN: usize = 32;
+/// Longest job-name prefix: what is left of 128 after `-ws…-st…-<attempt>`.
+pub const MAX_JOB_NAME_PREFIX: usize = MAX_JOB_NAME - (3 + 2 * ID_LEN + ATTEMPT_LEN);
+const ID_LEN: usize = 35;
+
+impl JobName<'_> {
+    pub fn format(prefix: &str, workspace_id: &str, studio_id: &str, attempt_id: &str) -> String {
+        format!("{prefix}-{workspace_id}-{studio_id}-{attempt_id}")
+    }
+
+    /// Reads a job name back (from the right: the prefix may itself contain `-`).
+    /// `None` for anything that is not a studio job's name.
+    pub fn parse(name: &str) -> Option<JobName<'_>> {
+        use super::ids::{is_well_formed, IdKind};
+        let (rest, attempt_id) = name.rsplit_once('-')?;
+        if attempt_id.is_empty()
+            || attempt_id.len() > ATTEMPT_LEN
+            || !attempt_id.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return None;
+        }
+        let split = rest.len().checked_sub(ID_LEN)?;
+        let (rest, studio_id) = (rest.get(..split)?, rest.get(split..)?);
+        let rest = rest.strip_suffix('-')?;
+        let split = rest.len().checked_sub(ID_LEN)?;
+        let (rest, workspace_id) = (rest.get(..split)?, rest.get(split..)?);
+        let prefix = rest.strip_suffix('-')?;
+        let ok = !prefix.is_empty()
+            && is_well_formed(IdKind::Workspace, workspace_id)
+            && is_well_formed(IdKind::Studio, studio_id);
+        ok.then_some(JobName {
+            prefix,
+            workspace_id,
+            studio_id,
+            attempt_id,
+        })
+    }
+}
+
+/// The attempt id in a session job's name (when the job's tags are not at hand).
 pub fn attempt_from_job_name(job_name: &str) -> Option<&str> {
-    job_name
-        .strip_prefix("studio-")
-        .and_then(|rest| rest.rsplit_once('-'))
-        .map(|(_, attempt)| attempt)
-        .filter(|a| !a.is_empty())
+    JobName::parse(job_name).map(|n| n.attempt_id)
 }
 
 #[cfg(test)]
@@ -300,6 +353,7 @@ mod tests {
             job_id: job.into(),
             job_name: format!("studio-st-1-{attempt}"),
             attempt_id: Some(attempt.into()),
+            queue: None,
             status,
             status_reason: None,
             container_reason: None,
@@ -412,9 +466,36 @@ mod tests {
     }
 
     #[test]
-    fn attempt_ids_come_back_out_of_job_names() {
-        assert_eq!(attempt_from_job_name("studio-st-0193ab-a7f3"), Some("a7f3"));
-        assert_eq!(attempt_from_job_name("other-job"), None);
+    fn job_names_come_back_apart() {
+        use crate::domain::ids::{new_id, IdKind};
+        let (ws, st) = (new_id(IdKind::Workspace), new_id(IdKind::Studio));
+        let attempt = uuid::Uuid::now_v7().simple().to_string();
+        for prefix in ["studios-3f2a1b4c", "a", "my-stack_x-1"] {
+            let name = JobName::format(prefix, &ws, &st, &attempt);
+            let parsed = JobName::parse(&name).expect("parses");
+            assert_eq!(parsed.prefix, prefix);
+            assert_eq!(parsed.workspace_id, ws);
+            assert_eq!(parsed.studio_id, st);
+            assert_eq!(parsed.attempt_id, attempt);
+            assert_eq!(attempt_from_job_name(&name), Some(attempt.as_str()));
+        }
+        let longest = "p".repeat(MAX_JOB_NAME_PREFIX);
+        assert_eq!(
+            JobName::format(&longest, &ws, &st, &attempt).len(),
+            MAX_JOB_NAME
+        );
+        for foreign in [
+            "event-test",
+            "other-job",
+            "",
+            &format!("{ws}-{st}-{attempt}"),
+            &format!("x-{st}-{ws}-{attempt}"),
+            &format!("x-{ws}-{st}-"),
+            &format!("x-{ws}-{st}-{attempt}{attempt}"),
+            &format!("x-{ws}-{st}-a\u{e9}b"),
+        ] {
+            assert_eq!(JobName::parse(foreign), None, "{foreign}");
+        }
     }
 
     // ---- property: any delivery of a job's reports ends as a simple model says ----

@@ -98,7 +98,7 @@ impl From<S3Prefix> for String {
     }
 }
 
-/// S3 bucket naming rules (general purpose buckets).
+/// S3 bucket naming rules (general purpose buckets, as S3's documentation lists them).
 pub fn validate_bucket(bucket: &str) -> Result<(), String> {
     let ok_len = (3..=63).contains(&bucket.len());
     let ok_chars = bucket
@@ -109,13 +109,34 @@ pub fn validate_bucket(bucket: &str) -> Result<(), String> {
         .next()
         .zip(bucket.bytes().last())
         .is_some_and(|(a, z)| a.is_ascii_alphanumeric() && z.is_ascii_alphanumeric());
-    if ok_len && ok_chars && ends_ok && !bucket.contains("..") {
-        Ok(())
-    } else {
-        Err(format!(
+    if !(ok_len && ok_chars && ends_ok && !bucket.contains("..")) {
+        return Err(format!(
             "'{bucket}' is not a valid S3 bucket name (3-63 lower-case letters, digits, '.' or '-', starting and ending with a letter or digit)"
-        ))
+        ));
     }
+    let ip_form = bucket.split('.').count() == 4
+        && bucket
+            .split('.')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
+    if ip_form {
+        return Err(format!(
+            "'{bucket}' is not a valid S3 bucket name (it must not look like an IP address)"
+        ));
+    }
+    // Reserved by S3 for other kinds of buckets and access points.
+    const PREFIXES: [&str; 3] = ["xn--", "sthree-", "amzn-s3-demo-"];
+    const SUFFIXES: [&str; 5] = ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"];
+    if let Some(p) = PREFIXES.iter().find(|p| bucket.starts_with(*p)) {
+        return Err(format!(
+            "'{bucket}' is not a valid S3 bucket name (the prefix '{p}' is reserved)"
+        ));
+    }
+    if let Some(sfx) = SUFFIXES.iter().find(|sfx| bucket.ends_with(*sfx)) {
+        return Err(format!(
+            "'{bucket}' is not a valid S3 bucket name (the suffix '{sfx}' is reserved)"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -143,6 +164,15 @@ mod tests {
             ("s3://Data/a", "not a valid S3 bucket name"),
             ("s3://ab/a", "not a valid S3 bucket name"),
             ("s3:///a", "not a valid S3 bucket name"),
+            ("s3://192.168.5.4/a", "IP address"),
+            ("s3://xn--data/a", "prefix 'xn--'"),
+            ("s3://sthree-data/a", "prefix 'sthree-'"),
+            ("s3://amzn-s3-demo-bucket/a", "prefix 'amzn-s3-demo-'"),
+            ("s3://data-s3alias/a", "suffix '-s3alias'"),
+            ("s3://data--ol-s3/a", "suffix '--ol-s3'"),
+            ("s3://data.mrap/a", "suffix '.mrap'"),
+            ("s3://data--x-s3/a", "suffix '--x-s3'"),
+            ("s3://data--table-s3/a", "suffix '--table-s3'"),
             ("s3://data/../x", "'..'"),
             ("s3://data/a b", "whitespace"),
         ] {

@@ -160,6 +160,15 @@ pub fn name(field: &str, value: &str, max: usize) -> Result<String> {
     if value.chars().any(char::is_control) {
         return Err(Error::invalid(field, "must not contain control characters"));
     }
+    if let Some(c) = value.chars().find(|c| is_format_character(*c)) {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "must not contain invisible formatting characters such as U+{:04X} (they can make one name look like another)",
+                u32::from(c)
+            ),
+        ));
+    }
     if value.trim() != value {
         return Err(Error::invalid(
             field,
@@ -253,7 +262,29 @@ pub fn description(field: &str, value: Option<&str>) -> Result<String> {
             format!("must be at most {MAX_DESCRIPTION} characters (got {len})"),
         ));
     }
+    // The first line is what lists show next to the name.
+    let first_line = value.lines().next().unwrap_or_default();
+    if let Some(c) = first_line.chars().find(|c| is_format_character(*c)) {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "the first line must not contain invisible formatting characters such as U+{:04X}",
+                u32::from(c)
+            ),
+        ));
+    }
     Ok(value.to_string())
+}
+
+/// Unicode's format characters (general category Cf: bidirectional overrides and
+/// isolates, zero-width characters, the BOM, tag characters, …), which change how text
+/// is shown without being seen.
+pub fn is_format_character(c: char) -> bool {
+    matches!(u32::from(c),
+        0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2
+        | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F
+        | 0xFEFF | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F
+        | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
 }
 
 pub fn region(field: &str, value: &str) -> Result<String> {
@@ -786,6 +817,21 @@ mod tests {
             err(name("name", "a\u{7}b", MAX_NAME)),
             "name: must not contain control characters"
         );
+        // Bidi overrides and zero-width characters make spoofable names.
+        for spoof in [
+            "QC \u{202E}txt.exe",
+            "a\u{200B}b",
+            "\u{2066}x\u{2069}",
+            "x\u{FEFF}",
+        ] {
+            assert!(
+                err(name("name", spoof, MAX_NAME)).contains("invisible formatting"),
+                "{spoof:?}"
+            );
+        }
+        assert!(name("name", "Gänse ä ß 日本 👍", MAX_NAME).is_ok());
+        assert!(err(description("description", Some("a\u{202E}b\nrest"))).contains("first line"));
+        assert!(description("description", Some("fine\nsecond \u{200B} line")).is_ok());
     }
 
     #[test]

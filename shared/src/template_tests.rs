@@ -1,0 +1,116 @@
+//! Assertions on `template.yaml` that tie the stack to the code: what the Batch event
+//! rule matches is what the code names its jobs.
+
+use crate::domain::ids::{new_id, IdKind};
+use crate::domain::lifecycle::JobName;
+
+const TEMPLATE: &str = include_str!("../../template.yaml");
+
+/// The values of every `key:` line in `block`, as written.
+fn value_of<'a>(block: &'a str, key: &str) -> Vec<&'a str> {
+    block
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(key))
+        .map(str::trim)
+        .collect()
+}
+
+/// The text of a resource of the template (from its name to the next resource).
+fn resource(name: &str) -> &'static str {
+    let start = TEMPLATE
+        .find(&format!("\n  {name}:\n"))
+        .unwrap_or_else(|| panic!("no resource {name}"));
+    let rest = &TEMPLATE[start + 1..];
+    let next = rest.match_indices('\n').map(|(i, _)| i).find(|&i| {
+        let line = &rest.as_bytes()[i + 1..];
+        line.len() > 2 && line[..2] == *b"  " && !matches!(line[2], b' ' | b'#')
+    });
+    &rest[..next.unwrap_or(rest.len())]
+}
+
+/// The per-stack job-name prefix, as the stack computes it: "studios-" and the first
+/// group of the stack id's UUID.
+const PREFIX_EXPR: &str = r#"!Sub ["studios-${Id}", {Id: !Select [0, !Split ["-", !Select [2, !Split ["/", !Ref "AWS::StackId"]]]]}]"#;
+
+/// What `PREFIX_EXPR` gives for a stack id.
+fn evaluate_prefix(stack_id: &str) -> String {
+    let uuid = stack_id.split('/').nth(2).expect("stack/<name>/<uuid>");
+    format!("studios-{}", uuid.split('-').next().unwrap())
+}
+
+#[test]
+fn the_batch_event_rule_matches_job_names_not_tags() {
+    let rule = resource("BatchEventsFunction");
+    let pattern = &rule[rule.find("Pattern:").expect("the rule has a pattern")..];
+    let pattern = &pattern[..pattern.find("RetryPolicy:").unwrap_or(pattern.len())];
+    let pattern: String = pattern
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let pattern = pattern.as_str();
+    assert!(
+        !pattern.contains("tags"),
+        "the rule must not filter on job tags:\n{pattern}"
+    );
+    assert_eq!(value_of(pattern, "jobQueue:"), ["!Ref JobQueueArns"]);
+    // The rule's prefix is the functions' JOB_NAME_PREFIX followed by "-".
+    let env = value_of(TEMPLATE, "JOB_NAME_PREFIX:");
+    assert_eq!(env, [PREFIX_EXPR], "the functions' JOB_NAME_PREFIX");
+    let rule_prefix = PREFIX_EXPR.replacen("studios-${Id}", "studios-${Id}-", 1);
+    assert_eq!(
+        value_of(pattern, "jobName:"),
+        [format!("[{{prefix: {rule_prefix}}}]").as_str()]
+    );
+
+    // And the code names every job so that the rule matches it, and reads it back.
+    let stack_id =
+        "arn:aws:cloudformation:eu-west-1:123456789012:stack/studios/3f2a1b4c-5d6e-11ef-8a7b-0a1b2c3d4e5f";
+    let prefix = evaluate_prefix(stack_id);
+    assert_eq!(prefix, "studios-3f2a1b4c");
+    let config = crate::config::Config::from_lookup(|k| match k {
+        "JOB_NAME_PREFIX" => Some(prefix.clone()),
+        "TABLE_NAME" | "EVENT_BUS_NAME" => Some("x".into()),
+        "CONNECT_URL_PATTERN" => Some("https://x/{studioId}".into()),
+        k if k.starts_with("TEMPLATE_IMAGE_") => Some("img".into()),
+        _ => None,
+    })
+    .expect("a stack's prefix is a valid JOB_NAME_PREFIX");
+    let (ws, st) = (new_id(IdKind::Workspace), new_id(IdKind::Studio));
+    let attempt = uuid::Uuid::now_v7().simple().to_string();
+    let name = JobName::format(&config.job_name_prefix, &ws, &st, &attempt);
+    assert!(name.starts_with(&format!("{prefix}-")), "{name}");
+    assert!(name.len() <= 128);
+    assert_eq!(JobName::parse(&name).unwrap().prefix, prefix);
+}
+
+#[test]
+fn the_alerts_topic_is_encrypted_with_a_key_eventbridge_may_use() {
+    let alerts = include_str!("../../infra/alerts.yaml");
+    // EventBridge cannot publish to a topic under the AWS-managed SNS key.
+    assert_eq!(value_of(alerts, "KmsMasterKeyId:"), ["!Ref AlertKey"]);
+    let key = &alerts[alerts.find("  AlertKey:").expect("a key of the stack")..];
+    let grant = &key[key.find("Sid: EventBridgePublishes").expect("a grant")..];
+    let grant = &grant[..grant.find("  AlertTopic:").unwrap_or(grant.len())];
+    assert!(grant.contains("Service: events.amazonaws.com"));
+    assert!(grant.contains("kms:GenerateDataKey") && grant.contains("kms:Decrypt"));
+}
+
+#[test]
+fn the_dead_letter_queue_takes_the_rule_by_arn_and_alarms() {
+    let policy = resource("DeadLetterQueuePolicy");
+    assert_eq!(
+        value_of(policy, "aws:SourceArn:"),
+        ["!GetAtt BatchEventsFunctionJobStateChange.Arn"],
+        "a rule name prefix can miss SAM's generated rule name"
+    );
+    // SAM names the rule <function><event>: the event must be called JobStateChange.
+    assert!(resource("BatchEventsFunction").contains("        JobStateChange:\n"));
+    let alarm = resource("DeadLetterQueueAlarm");
+    assert!(alarm.contains("Type: AWS::CloudWatch::Alarm"));
+    assert_eq!(
+        value_of(alarm, "Value:"),
+        ["!GetAtt DeadLetterQueue.QueueName"]
+    );
+    assert_eq!(value_of(alarm, "Threshold:"), ["0"]);
+}
