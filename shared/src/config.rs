@@ -17,6 +17,13 @@ pub struct Config {
     /// How long the reconciler waits before judging a session whose job Batch does not
     /// list — never submitted, or vanished (`SUBMIT_GRACE_SECONDS`, default 600).
     pub submit_grace_seconds: u64,
+    /// How long a session may stay `starting` (its job SUBMITTED, RUNNABLE or STARTING:
+    /// no capacity, a GPU job on a CPU queue) before the reconciler cancels it
+    /// (`START_DEADLINE_SECONDS`, default 3600).
+    pub start_deadline_seconds: u64,
+    /// How long a studio must have been `stopping` before a stop may force it
+    /// (`FORCE_STOP_AFTER_SECONDS`, default 900).
+    pub force_stop_after_seconds: u64,
     /// Where users connect to a running studio (`CONNECT_URL_PATTERN`): a URL with
     /// `{studioId}` (and optionally `{workspaceId}`) in it, e.g.
     /// `https://studios.example.org/connect/{studioId}/`.
@@ -73,13 +80,16 @@ impl Config {
             let name = format!("TEMPLATE_IMAGE_{}", kind.as_str().to_uppercase());
             template_images.insert(kind, required(&name)?);
         }
-        let submit_grace_seconds = match get("SUBMIT_GRACE_SECONDS") {
-            None => 600,
+        let seconds = |name: &str, default: u64| match get(name) {
+            None => Ok(default),
             Some(v) => v.trim().parse().map_err(|_| ConfigError {
-                name: "SUBMIT_GRACE_SECONDS".into(),
+                name: name.into(),
                 problem: "must be a whole number of seconds",
-            })?,
+            }),
         };
+        let submit_grace_seconds = seconds("SUBMIT_GRACE_SECONDS", 600)?;
+        let start_deadline_seconds = seconds("START_DEADLINE_SECONDS", 3600)?;
+        let force_stop_after_seconds = seconds("FORCE_STOP_AFTER_SECONDS", 900)?;
         let table_name = required("TABLE_NAME")?;
         let event_bus = required("EVENT_BUS_NAME")?;
         let connect_url_pattern = required("CONNECT_URL_PATTERN")?;
@@ -133,6 +143,8 @@ impl Config {
             template_images,
             event_bus,
             submit_grace_seconds,
+            start_deadline_seconds,
+            force_stop_after_seconds,
         })
     }
 }

@@ -250,7 +250,13 @@ async fn dispatch(app: &App, action: Action, req: &Request) -> Result<Response<B
             json_response(StatusCode::ACCEPTED, &studio_json(app, &studio, &[]))
         }
         StopStudio => {
-            let studio = sessions::stop_studio(app, c, ws()?, path_param(req, "id")?).await?;
+            let force = match query_param(req, "force") {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(_) => return Err(Error::invalid("force", "must be true or false")),
+            };
+            let id = path_param(req, "id")?;
+            let studio = sessions::stop_studio(app, c, ws()?, id, force).await?;
             json_response(StatusCode::ACCEPTED, &studio_json(app, &studio, &[]))
         }
         ListCheckpoints => {
@@ -332,8 +338,9 @@ fn member_json(m: &crate::domain::Member) -> Value {
     })
 }
 
-/// The caller from API Gateway's JWT authorizer: `sub`, with a display name from
-/// `name`, `email` or `cognito:username`.
+/// The caller from API Gateway's JWT authorizer: `sub`, with a display name from the
+/// first non-empty of `name`, `email`, `cognito:username` (Cognito ID tokens) and
+/// `username` (Cognito access tokens), else the subject itself.
 pub fn caller(req: &Request) -> Result<Caller> {
     let claims = req
         .request_context_ref()
@@ -345,7 +352,7 @@ pub fn caller(req: &Request) -> Result<Caller> {
         .get("sub")
         .filter(|s| !s.is_empty())
         .ok_or(Error::Unauthenticated)?;
-    let name = ["name", "email", "cognito:username"]
+    let name = ["name", "email", "cognito:username", "username"]
         .iter()
         .find_map(|k| claims.get(*k).filter(|v| !v.is_empty()))
         .unwrap_or(id);

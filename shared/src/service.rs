@@ -176,14 +176,24 @@ fn user_id(value: &str) -> Result<&str> {
 }
 
 /// Owner-only: granting owner, and changing or removing an owner.
-fn check_owner_rules(caller_role: Role, target: Option<Role>, new: Option<Role>) -> Result<()> {
+/// The permission a member change needs: changing an owner, or making one, is for
+/// owners. Returned so that the write re-checks that same permission (a concurrently
+/// demoted owner must not change an owner on the strength of its earlier read).
+fn check_owner_rules(
+    caller_role: Role,
+    target: Option<Role>,
+    new: Option<Role>,
+) -> Result<Permission> {
     let touches_owner = target == Some(Role::Owner) || new == Some(Role::Owner);
-    if touches_owner && !caller_role.allows(Permission::GrantOwner) {
+    if !touches_owner {
+        return Ok(Permission::Administer);
+    }
+    if !caller_role.allows(Permission::GrantOwner) {
         return Err(Error::Forbidden(
             "only owners can grant the owner role or change an owner".into(),
         ));
     }
-    Ok(())
+    Ok(Permission::GrantOwner)
 }
 
 pub async fn set_member(
@@ -221,7 +231,7 @@ pub async fn set_member(
         None => None,
     };
     let existing = fetched.members.get(target);
-    check_owner_rules(me.role, existing.map(|m| m.role), Some(role))?;
+    let needed = check_owner_rules(me.role, existing.map(|m| m.role), Some(role))?;
     let workspace = fetched
         .workspace
         .ok_or(Error::NotFound(Missing::Workspace))?;
@@ -256,7 +266,7 @@ pub async fn set_member(
         previous_role: existing.map(|m| m.role),
     };
     app.store
-        .put_member(&guard(ws, caller, Permission::Administer), &change)
+        .put_member(&guard(ws, caller, needed), &change)
         .await?;
     Ok(change.member)
 }
@@ -280,7 +290,7 @@ pub async fn remove_member(app: &App, caller: &Caller, ws: &str, target: &str) -
         .members
         .get(target)
         .ok_or(Error::NotFound(Missing::Member))?;
-    check_owner_rules(me.role, Some(existing.role), None)?;
+    let needed = check_owner_rules(me.role, Some(existing.role), None)?;
     let owners = fetched.workspace.map(|w| w.owner_count).unwrap_or(0);
     if existing.role == Role::Owner && owners <= 1 {
         return Err(Error::conflict(
@@ -289,7 +299,7 @@ pub async fn remove_member(app: &App, caller: &Caller, ws: &str, target: &str) -
         ));
     }
     app.store
-        .remove_member(&guard(ws, caller, Permission::Administer), existing)
+        .remove_member(&guard(ws, caller, needed), existing)
         .await
 }
 

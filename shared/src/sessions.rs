@@ -242,16 +242,49 @@ pub async fn start_studio(
     submit(app, next, current.status).await
 }
 
-pub async fn stop_studio(app: &App, caller: &Caller, ws: &str, id: &str) -> Result<Studio> {
-    let current = &authorized_studio(app, caller, ws, id, Permission::OperateStudios).await?;
+/// `POST …/stop`. From `running` or `starting` (cancelling the start: the job is
+/// terminated or, not yet running, cancelled; no checkpoint then) the studio becomes
+/// `stopping` and Batch is asked to end the job; the job's end makes it `stopped`.
+/// Stopping again is fine (Batch is asked again). `force` ends a studio stuck in
+/// `stopping` for longer than `FORCE_STOP_AFTER_SECONDS` at once: locks released, the
+/// checkpoint recorded as its manifest says.
+pub async fn stop_studio(
+    app: &App,
+    caller: &Caller,
+    ws: &str,
+    id: &str,
+    force: bool,
+) -> Result<Studio> {
+    let mut current = authorized_studio(app, caller, ws, id, Permission::OperateStudios).await?;
+    for _ in 0..APPLY_ATTEMPTS {
+        match stop_once(app, caller, &current, force).await {
+            // A concurrent change (another stop, an event): decide again on a fresh read.
+            Err(Error::Conflict {
+                code: "concurrent_update",
+                ..
+            }) => {
+                current =
+                    authorized_studio(app, caller, ws, id, Permission::OperateStudios).await?;
+            }
+            other => return other,
+        }
+    }
+    Err(Error::Throttled)
+}
+
+async fn stop_once(app: &App, caller: &Caller, current: &Studio, force: bool) -> Result<Studio> {
     let ws = current.workspace_id.as_str();
     let name = &current.config.name;
-    let next = match current.status {
-        StudioStatus::Running => {
+    match current.status {
+        StudioStatus::Running | StudioStatus::Starting => {
             let mut next = current.clone();
             let now = now();
             next.status = StudioStatus::Stopping;
-            next.status_reason = Some(format!("stop requested by {}", caller.name));
+            next.status_reason = Some(if current.status == StudioStatus::Starting {
+                format!("start cancelled by {}", caller.name)
+            } else {
+                format!("stop requested by {}", caller.name)
+            });
             next.status_updated_at = now.clone();
             next.updated_at = now;
             next.status_actor = Some(Actor::from(&caller.user_ref()));
@@ -264,38 +297,79 @@ pub async fn stop_studio(app: &App, caller: &Caller, ws: &str, id: &str) -> Resu
                     guard: Some(&guard(ws, caller, Permission::OperateStudios)),
                     old: current,
                     new: &next,
-                    expect: &[StudioStatus::Running],
+                    expect: &[current.status],
                     checkpoint: None,
                 })
                 .await?;
-            next
+            terminate(app, &next, &caller.id).await;
+            Ok(next)
         }
+        StudioStatus::Stopping if force => force_stop(app, caller, current).await,
         // Already stopping: ask Batch again (harmless), answer as before.
-        StudioStatus::Stopping => current.clone(),
-        StudioStatus::Starting => {
-            return Err(Error::conflict(
-                "studio_starting",
-                format!("studio '{name}' is starting; it can be stopped once it is running"),
-            ))
+        StudioStatus::Stopping => {
+            terminate(app, current, &caller.id).await;
+            Ok(current.clone())
         }
-        StudioStatus::Stopped | StudioStatus::Errored => {
-            return Err(Error::conflict(
-                "studio_not_running",
-                format!("studio '{name}' is {}", current.status.as_str()),
-            ))
-        }
+        StudioStatus::Stopped | StudioStatus::Errored => Err(Error::conflict(
+            "studio_not_running",
+            format!("studio '{name}' is {}", current.status.as_str()),
+        )),
+    }
+}
+
+/// Ends a studio stuck in `stopping` (its job does not end, or Batch lost it) once it has
+/// been stopping for `FORCE_STOP_AFTER_SECONDS`; recorded in the status reason.
+async fn force_stop(app: &App, caller: &Caller, current: &Studio) -> Result<Studio> {
+    let since = chrono::DateTime::parse_from_rfc3339(&current.status_updated_at)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(|_| chrono::Utc::now());
+    let stuck = chrono::Utc::now() - since;
+    let after = app.config.force_stop_after_seconds;
+    if stuck < chrono::Duration::seconds(after as i64) {
+        return Err(Error::conflict(
+            "stop_in_progress",
+            format!(
+                "studio '{}' has been stopping since {}; a forced stop is possible {} minutes after that",
+                current.config.name,
+                current.status_updated_at,
+                after.div_ceil(60)
+            ),
+        ));
+    }
+    terminate(app, current, &caller.id).await;
+    let finish = Finish {
+        status: StudioStatus::Stopped,
+        reason: Some(format!(
+            "force-stopped by {} after {} minutes in stopping",
+            caller.name,
+            stuck.num_minutes()
+        )),
+        batch_status: None,
+        record_checkpoint: current.session.as_ref().is_some_and(|s| s.reached_running),
     };
-    terminate(app, &next, &caller.name, &caller.id).await;
+    let guard = guard(&current.workspace_id, caller, Permission::OperateStudios);
+    let next = finish_as(
+        app,
+        current,
+        &finish,
+        Actor::from(&caller.user_ref()),
+        Some(&guard),
+    )
+    .await?;
     Ok(next)
 }
 
-/// Asks Batch to end the session's job. A failure leaves the studio `stopping`; the
-/// reconciler asks again.
-async fn terminate(app: &App, studio: &Studio, by_name: &str, by_id: &str) {
+/// Asks Batch to end the session's job (it cancels a job that is not running yet). A
+/// failure leaves the studio `stopping`; the reconciler asks again. The reason holds
+/// ids only, bounded (Batch takes at most 1,024 characters).
+async fn terminate(app: &App, studio: &Studio, by_id: &str) {
     let Some(job_id) = studio.session.as_ref().and_then(|s| s.job_id.clone()) else {
         return;
     };
-    let reason = format!("Stopped by {by_name} ({by_id}) from Studios");
+    let reason: String = format!("Stopped from Studios by user {by_id}")
+        .chars()
+        .take(500)
+        .collect();
     if let Err(e) = app.compute.terminate(&job_id, &reason).await {
         tracing::warn!(studio = studio.id, job_id, error = %e, "TerminateJob failed; the reconciler retries");
     }
@@ -309,8 +383,21 @@ pub async fn finish_session(
     finish: &Finish,
     actor: Actor,
 ) -> Result<()> {
+    finish_as(app, studio, finish, actor, None)
+        .await
+        .map(|_| ())
+}
+
+/// `finish_session`, with the caller's role re-checked in the write when a user ends it.
+async fn finish_as(
+    app: &App,
+    studio: &Studio,
+    finish: &Finish,
+    actor: Actor,
+    guard: Option<&RoleGuard>,
+) -> Result<Studio> {
     let Some(session) = &studio.session else {
-        return Ok(());
+        return Ok(studio.clone());
     };
     let now = now();
     let checkpoint = if finish.record_checkpoint {
@@ -356,7 +443,16 @@ pub async fn finish_session(
         next.recorded_checkpoint = Some(reference);
     }
     next.version += 1;
-    write_as_system(app, studio, &next, checkpoint.as_ref()).await
+    app.store
+        .write_studio(&StudioWrite {
+            guard,
+            old: studio,
+            new: &next,
+            expect: &[studio.status],
+            checkpoint: checkpoint.as_ref(),
+        })
+        .await?;
+    Ok(next)
 }
 
 /// A change the system makes (no caller role to check), if the studio is as read.
@@ -532,13 +628,7 @@ pub async fn reconcile(app: &App) -> Result<ReconcileReport> {
                 None => None,
                 Some(jobs) => match jobs.iter().find(|j| &j.job_id == job_id) {
                     Some(job) => {
-                        if studio.status == StudioStatus::Stopping && !job.status.is_terminal() {
-                            let by = session.stop_requested_by.clone().unwrap_or(UserRef {
-                                id: "reconciler".into(),
-                                name: "Studios".into(),
-                            });
-                            terminate(app, studio, &by.name, &by.id).await;
-                        }
+                        settle_job(app, studio, session, job).await;
                         Some(apply_report(app, &studio.workspace_id, &studio.id, job).await)
                     }
                     None => match on_missing_job(session, grace_elapsed) {
@@ -558,6 +648,7 @@ pub async fn reconcile(app: &App) -> Result<ReconcileReport> {
                     .await
                 {
                     Ok(Some(job)) => {
+                        settle_job(app, studio, session, &job).await;
                         Some(apply_report(app, &studio.workspace_id, &studio.id, &job).await)
                     }
                     Ok(None) => match on_missing_job(session, grace_elapsed) {
@@ -588,6 +679,45 @@ pub async fn reconcile(app: &App) -> Result<ReconcileReport> {
     }
     tracing::info!(?report, "reconciled");
     Ok(report)
+}
+
+/// The reconciler's nudges to a live job: a stop that Batch has not carried out yet is
+/// asked again, and a start that has not reached RUNNING within
+/// `START_DEADLINE_SECONDS` is cancelled (its FAILED event then errors the studio with
+/// this reason, and releases its locks).
+async fn settle_job(app: &App, studio: &Studio, session: &Session, job: &JobReport) {
+    if job.status.is_terminal() {
+        return;
+    }
+    if studio.status == StudioStatus::Stopping {
+        let by = session
+            .stop_requested_by
+            .as_ref()
+            .map_or("reconciler", |u| u.id.as_str());
+        terminate(app, studio, by).await;
+        return;
+    }
+    let started = chrono::DateTime::parse_from_rfc3339(&session.started_at)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(|_| chrono::Utc::now());
+    let deadline = app.config.start_deadline_seconds;
+    let overdue = chrono::Utc::now() - started >= chrono::Duration::seconds(deadline as i64);
+    if studio.status == StudioStatus::Starting && job.status != BatchStatus::Running && overdue {
+        let reason = format!(
+            "the session did not start within {} minutes (AWS Batch status {}); check the compute environment's capacity and the studio's resources",
+            deadline.div_ceil(60),
+            job.status.as_str()
+        );
+        tracing::warn!(
+            studio = studio.id,
+            job = job.job_id,
+            reason,
+            "start overdue; cancelled"
+        );
+        if let Err(e) = app.compute.terminate(&job.job_id, &reason).await {
+            tracing::warn!(studio = studio.id, error = %e, "TerminateJob failed; retried next round");
+        }
+    }
 }
 
 /// What the table-stream consumer did with a batch of changes.

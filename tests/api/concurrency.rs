@@ -9,13 +9,42 @@ use studios_shared::domain::search::StudioFilter;
 use studios_shared::domain::*;
 use studios_shared::store::*;
 use studios_shared::{App, Result};
-use tokio::sync::Barrier;
+use tokio::sync::{Barrier, Notify};
 
 /// Delegates to the real store, holding studio creations, deletions and session starts
 /// until all contenders arrive.
 pub struct BarrierStore {
     pub inner: Arc<dyn Store>,
     pub barrier: Barrier,
+    /// Member writes by this user wait until another user's member write is done.
+    pub hold_member_writes_of: Option<(String, Arc<Notify>)>,
+}
+
+impl BarrierStore {
+    fn new(inner: Arc<dyn Store>, contenders: usize) -> BarrierStore {
+        BarrierStore {
+            inner,
+            barrier: Barrier::new(contenders),
+            hold_member_writes_of: None,
+        }
+    }
+
+    async fn member_write<F: std::future::Future<Output = Result<()>>>(
+        &self,
+        by: &str,
+        write: F,
+    ) -> Result<()> {
+        let Some((held, gate)) = &self.hold_member_writes_of else {
+            return write.await;
+        };
+        if held == by {
+            gate.notified().await;
+            return write.await;
+        }
+        let result = write.await;
+        gate.notify_one();
+        result
+    }
 }
 
 #[async_trait]
@@ -48,10 +77,12 @@ impl Store for BarrierStore {
         self.inner.create_workspace(w, o).await
     }
     async fn put_member(&self, g: &RoleGuard, c: &MemberChange) -> Result<()> {
-        self.inner.put_member(g, c).await
+        self.member_write(&g.user_id, self.inner.put_member(g, c))
+            .await
     }
     async fn remove_member(&self, g: &RoleGuard, m: &Member) -> Result<()> {
-        self.inner.remove_member(g, m).await
+        self.member_write(&g.user_id, self.inner.remove_member(g, m))
+            .await
     }
     async fn create_compute_env(&self, g: &RoleGuard, ce: &ComputeEnv) -> Result<()> {
         self.inner.create_compute_env(g, ce).await
@@ -135,10 +166,7 @@ async fn eight_concurrent_adds_of_one_name_have_exactly_one_winner() {
     let real = t.app.store.clone();
     for round in 0..5 {
         t.app = App {
-            store: Arc::new(BarrierStore {
-                inner: real.clone(),
-                barrier: Barrier::new(CONTENDERS),
-            }),
+            store: Arc::new(BarrierStore::new(real.clone(), CONTENDERS)),
             ..t.app.clone()
         };
         let name = format!("contested-{round}");
@@ -195,10 +223,7 @@ async fn contested_starts(paths: [&str; 8]) {
     let real = t.app.store.clone();
     for round in 0..50 {
         t.app = App {
-            store: Arc::new(BarrierStore {
-                inner: real.clone(),
-                barrier: Barrier::new(ids.len()),
-            }),
+            store: Arc::new(BarrierStore::new(real.clone(), ids.len())),
             ..t.app.clone()
         };
         let results = futures::future::join_all(ids.iter().map(|id| start(&t, &s.ws, id))).await;
@@ -278,10 +303,7 @@ async fn a_clone_racing_the_deletion_of_its_source_never_loses_its_data() {
         t.deliver(&t.job_event(&job, "FAILED", true, None, Some(143)))
             .await;
         t.app = App {
-            store: Arc::new(BarrierStore {
-                inner: real.clone(),
-                barrier: Barrier::new(2),
-            }),
+            store: Arc::new(BarrierStore::new(real.clone(), 2)),
             ..t.app.clone()
         };
         let clone = t
@@ -326,4 +348,72 @@ async fn a_clone_racing_the_deletion_of_its_source_never_loses_its_data() {
         }
     }
     println!("outcomes seen: {outcomes:?}");
+}
+
+/// An owner demoted while changing another owner: its write re-checks that it is still
+/// an owner (not just an admin), so the other owner keeps the role.
+#[tokio::test]
+async fn an_owner_demoted_meanwhile_cannot_change_another_owner() {
+    let mut t = TestApp::new().await;
+    let ws = t.workspace_with_roles().await;
+    for user in ["owner-b", "owner-c"] {
+        t.req(A::SetMember)
+            .user("owner")
+            .param("ws", &ws)
+            .param("userId", user)
+            .body(json!({"role": "owner"}))
+            .send()
+            .await
+            .ok(200);
+    }
+    let gate = Arc::new(Notify::new());
+    let real = t.app.store.clone();
+    t.app = App {
+        store: Arc::new(BarrierStore {
+            hold_member_writes_of: Some(("owner-b".into(), gate)),
+            ..BarrierStore::new(real.clone(), 1)
+        }),
+        ..t.app.clone()
+    };
+    // owner-b reads (still an owner) and wants owner-c demoted; its write waits until
+    // owner has made owner-b an admin.
+    let demote_c = t
+        .req(A::SetMember)
+        .user("owner-b")
+        .param("ws", &ws)
+        .param("userId", "owner-c")
+        .body(json!({"role": "maintain"}))
+        .send();
+    let demote_b = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        t.req(A::SetMember)
+            .user("owner")
+            .param("ws", &ws)
+            .param("userId", "owner-b")
+            .body(json!({"role": "admin"}))
+            .send()
+            .await
+    };
+    let (demote_c, demote_b) = tokio::join!(demote_c, demote_b);
+    demote_b.ok(200);
+    let (code, message) = demote_c.err(403);
+    assert_eq!(code, "forbidden", "{message}");
+    t.app.store = real;
+    let members = t
+        .req(A::ListMembers)
+        .user("owner")
+        .param("ws", &ws)
+        .send()
+        .await
+        .ok(200);
+    let role_of = |u: &str| {
+        members["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["userId"] == u)
+            .map(|m| m["role"].clone())
+    };
+    assert_eq!(role_of("owner-c"), Some(json!("owner")));
+    assert_eq!(role_of("owner-b"), Some(json!("admin")));
 }

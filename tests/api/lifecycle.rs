@@ -455,13 +455,13 @@ async fn faults_leave_nothing_locked_or_stuck() {
         .starts_with("AWS Batch refused the job"));
     assert!(t.live_locks(&s.ws).await.is_empty());
 
-    // Stop while starting is refused (product docs); delete while running too.
+    // Delete and start are refused while it starts and runs.
     let id = studio_with_mount(&t, &s, "busy", "s3://data-bucket/b/").await;
     let job = started(&t, &s.ws, &id).await.1;
-    let (code, _) = on_studio(&t, A::StopStudio, "maintain", &s.ws, &id)
+    let (code, _) = on_studio(&t, A::DeleteStudio, "maintain", &s.ws, &id)
         .await
         .err(409);
-    assert_eq!(code, "studio_starting");
+    assert_eq!(code, "studio_not_stopped");
     t.deliver(&t.job_event(&job, "RUNNING", true, None, None))
         .await;
     let (code, _) = on_studio(&t, A::DeleteStudio, "maintain", &s.ws, &id)
@@ -571,4 +571,65 @@ async fn the_most_mount_lock_items_start_run_and_end_in_one_transaction_each() {
     assert_eq!(stopped["status"], "stopped");
     assert!(stopped["restoreFrom"]["checkpointId"].is_string());
     assert!(t.live_locks(&s.ws).await.is_empty());
+}
+
+/// A start that waits (no capacity, say) can be cancelled: stop during `starting`
+/// terminates (cancels) the job; its FAILED event ends the studio `stopped`, with no
+/// checkpoint and nothing locked.
+#[tokio::test]
+async fn stop_while_starting_cancels_the_start() {
+    let t = TestApp::new().await;
+    let s = setup(&t).await;
+    let id = studio_with_mount(&t, &s, "waiting", "s3://data-bucket/wait/").await;
+    let (_, job) = started(&t, &s.ws, &id).await;
+    t.deliver(&t.job_event(&job, "RUNNABLE", false, None, None))
+        .await;
+    let stopping = on_studio(&t, A::StopStudio, "maintain", &s.ws, &id)
+        .await
+        .ok(202);
+    assert_eq!(stopping["status"], "stopping");
+    assert_eq!(stopping["statusReason"], "start cancelled by maintain user");
+    // Batch was asked to end it: the emulated job is FAILED with our reason.
+    let ended = t.job(job.job_id().unwrap()).await;
+    assert_eq!(ended.status().map(|s| s.as_str()), Some("FAILED"));
+    let reason = ended.status_reason().unwrap_or_default().to_string();
+    assert!(
+        reason.starts_with("Stopped from Studios by user maintain"),
+        "{reason}"
+    );
+    // A late RUNNABLE changes nothing; the FAILED event ends it.
+    t.deliver(&t.job_event(&job, "STARTING", false, None, None))
+        .await;
+    assert_eq!(get(&t, &s.ws, &id).await["status"], "stopping");
+    t.deliver(&t.job_event(&job, "FAILED", false, Some(&reason), None))
+        .await;
+    let st = get(&t, &s.ws, &id).await;
+    assert_eq!(st["status"], "stopped");
+    assert_eq!(st["statusReason"], "stopped by maintain user");
+    assert!(t.live_locks(&s.ws).await.is_empty());
+    let cps = t
+        .req(A::ListCheckpoints)
+        .user("view")
+        .param("ws", &s.ws)
+        .param("id", &id)
+        .send()
+        .await
+        .ok(200);
+    assert_eq!(cps["checkpoints"], json!([]), "nothing ran, nothing saved");
+}
+
+/// Simultaneous stops of one running studio all succeed (stopping again is fine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_stops_all_answer_202() {
+    let t = TestApp::new().await;
+    let s = setup(&t).await;
+    let id = studio_with_mount(&t, &s, "popular", "s3://data-bucket/pop/").await;
+    running(&t, &s.ws, &id).await;
+    let stops = futures::future::join_all(
+        (0..8).map(|_| on_studio(&t, A::StopStudio, "maintain", &s.ws, &id)),
+    )
+    .await;
+    for r in stops {
+        assert_eq!(r.ok(202)["status"], "stopping");
+    }
 }

@@ -217,6 +217,87 @@ async fn aws_errors_change_nothing_and_stops_are_retried() {
     assert_eq!(get(&t, &s.ws, &id).await["status"], "stopped");
 }
 
+/// A job that never gets capacity is cancelled by the reconciler after the start
+/// deadline, with a reason; its FAILED event then errors the studio and frees its locks.
+#[tokio::test]
+async fn a_start_stuck_past_its_deadline_is_cancelled_with_a_reason() {
+    let mut t = TestApp::new().await;
+    let s = setup(&t).await;
+    let batch = scripted(&mut t, 600);
+    let id = studio_with_mount(&t, &s, "no capacity", "s3://data-bucket/nc/").await;
+    let (_, job) = crate::lifecycle::started(&t, &s.ws, &id).await;
+    let job_id = job.job_id().unwrap().to_string();
+    batch.set(&job_id, BatchStatus::Runnable, false, None);
+    // Within the deadline (an hour by default): left alone.
+    reconcile(&t.app).await.unwrap();
+    assert!(batch.terminated.lock().unwrap().is_empty());
+    assert_eq!(get(&t, &s.ws, &id).await["status"], "starting");
+    // Past it: cancelled with a reason a user can act on.
+    t.app.config = Arc::new(Config {
+        start_deadline_seconds: 0,
+        ..(*t.app.config).clone()
+    });
+    reconcile(&t.app).await.unwrap();
+    assert_eq!(*batch.terminated.lock().unwrap(), vec![job_id.clone()]);
+    let reason = t.job(&job_id).await.status_reason().unwrap().to_string();
+    assert!(
+        reason
+            .starts_with("the session did not start within 0 minutes (AWS Batch status RUNNABLE)"),
+        "{reason}"
+    );
+    batch.set(&job_id, BatchStatus::Failed, false, Some(&reason));
+    reconcile(&t.app).await.unwrap();
+    let st = get(&t, &s.ws, &id).await;
+    assert_eq!(st["status"], "errored");
+    assert_eq!(st["statusReason"], reason);
+    assert!(t.live_locks(&s.ws).await.is_empty());
+}
+
+/// A studio stuck in `stopping` (its job never ends) can be force-stopped once it has
+/// been stopping for FORCE_STOP_AFTER_SECONDS: stopped, locks released, recorded.
+#[tokio::test]
+async fn a_stuck_stop_can_be_forced_after_the_deadline() {
+    let mut t = TestApp::new().await;
+    let s = setup(&t).await;
+    scripted(&mut t, 600);
+    let id = studio_with_mount(&t, &s, "stuck", "s3://data-bucket/stuck/").await;
+    running(&t, &s.ws, &id).await;
+    on_studio(&t, A::StopStudio, "maintain", &s.ws, &id)
+        .await
+        .ok(202);
+    async fn force(t: &TestApp, ws: &str, id: &str, user: &str) -> studios_integration_tests::Resp {
+        t.req(A::StopStudio)
+            .user(user)
+            .param("ws", ws)
+            .param("id", id)
+            .query("force", "true")
+            .send()
+            .await
+    }
+    let (code, message) = force(&t, &s.ws, &id, "maintain").await.err(409);
+    assert_eq!(code, "stop_in_progress");
+    assert!(message.contains("15 minutes"), "{message}");
+    t.app.config = Arc::new(Config {
+        force_stop_after_seconds: 0,
+        ..(*t.app.config).clone()
+    });
+    force(&t, &s.ws, &id, "view").await.err(403);
+    let forced = force(&t, &s.ws, &id, "maintain").await.ok(202);
+    assert_eq!(forced["status"], "stopped");
+    assert!(forced["statusReason"]
+        .as_str()
+        .unwrap()
+        .starts_with("force-stopped by maintain user after 0 minutes in stopping"));
+    assert!(t.live_locks(&s.ws).await.is_empty());
+    // It ran, so its checkpoint is recorded (invalid: the session wrote no manifest).
+    let cps = checkpoints(&t, &s, &id).await;
+    assert_eq!(cps.len(), 1);
+    assert_eq!(cps[0]["status"], "invalid");
+    // The job's late end changes nothing.
+    let r = reconcile(&t.app).await.unwrap();
+    assert_eq!(r.checked, 0);
+}
+
 // ---- property: random deliveries, repaired by the reconciler, end as the model says ----
 
 fn job_path() -> impl Strategy<Value = Vec<&'static str>> {

@@ -96,6 +96,15 @@ async fn display_name_falls_back_to_email_then_subject() {
         .await
         .ok(201);
     assert_eq!(ws["createdBy"]["name"], "admin@example.org");
+    // A Cognito access token has `username` (and no name or email).
+    let ws = t
+        .req(A::CreateWorkspace)
+        .claims(&[("sub", PLATFORM_ADMIN), ("username", "admin-user")])
+        .body(json!({"name": "Access token"}))
+        .send()
+        .await
+        .ok(201);
+    assert_eq!(ws["createdBy"]["name"], "admin-user");
     let ws = t
         .req(A::CreateWorkspace)
         .claims(&[("sub", PLATFORM_ADMIN)])

@@ -144,6 +144,8 @@ pub fn test_config(table: &str) -> Config {
             .collect(),
         event_bus: format!("{table}-bus"),
         submit_grace_seconds: 600,
+        start_deadline_seconds: 3600,
+        force_stop_after_seconds: 900,
         connect_url_pattern: CONNECT_URL_PATTERN.into(),
         job_name_prefix: "studios-test".into(),
         job_definitions: studios_shared::compute::JobDefinitions {

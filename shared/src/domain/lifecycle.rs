@@ -256,6 +256,13 @@ pub fn on_missing_job(session: &Session, grace_elapsed: bool) -> Option<Finish> 
             batch_status: None,
             record_checkpoint: session.reached_running,
         },
+        // Stopped before AWS Batch ever listed a job: nothing ran.
+        None if session.stop_requested_by.is_some() => Finish {
+            status: StudioStatus::Stopped,
+            reason: Some("stopped before AWS Batch ran the session".into()),
+            batch_status: None,
+            record_checkpoint: false,
+        },
         None => Finish {
             status: StudioStatus::Errored,
             reason: Some("the session was never submitted to AWS Batch".into()),
