@@ -10,7 +10,6 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{json, Map, Value};
 use std::convert::Infallible;
 use std::sync::Arc;
-use studios_shared::error::{Error, Missing};
 use studios_shared::http::{error_response, handle, Action, ApiGatewayEvent};
 use studios_shared::App;
 use tokio::net::TcpListener;
@@ -152,11 +151,12 @@ impl Local {
         }
         let query: Vec<(String, String)> = req.uri().query().map(parse_query).unwrap_or_default();
         let Some((action, params)) = Action::route(&method, &path) else {
-            return reply(error_response(
-                &Error::NotFound(Missing::Route),
-                &request_id,
-            ));
+            return reply(studios_shared::http::unrouted(&method, &path, &request_id));
         };
+        let content_type = req
+            .headers()
+            .get("content-type")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let token = req
             .headers()
             .get("authorization")
@@ -168,6 +168,8 @@ impl Local {
         };
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&["studios-local"]);
+        // As API Gateway's JWT authorizer: not before `nbf` either.
+        validation.validate_nbf = true;
         let claims = match jsonwebtoken::decode::<Map<String, Value>>(
             &token,
             &DecodingKey::from_secret(self.secret.as_bytes()),
@@ -188,6 +190,7 @@ impl Local {
             query: &query,
             claims: Some(&claims),
             body: (!body.is_empty()).then_some(body.as_str()),
+            content_type: content_type.as_deref(),
             request_id: &request_id,
         };
         match event.to_request() {

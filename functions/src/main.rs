@@ -61,6 +61,16 @@ async fn main() -> Result<(), Error> {
             }))
             .await
         }
+        studios_shared::http::UNROUTED_HANDLER => {
+            lambda_http::run(service_fn(move |req: Request| async move {
+                let id = studios_shared::http::request_id(&req);
+                let (method, path) = (req.method().to_string(), req.uri().path().to_string());
+                Ok::<_, std::convert::Infallible>(studios_shared::http::unrouted(
+                    &method, &path, &id,
+                ))
+            }))
+            .await
+        }
         name => {
             let action = Action::from_handler(name).ok_or_else(|| {
                 format!("unknown handler '{name}' (set by the function's Handler)")

@@ -48,6 +48,12 @@ pub enum Error {
     /// The current state forbids the change (409): `code` is machine-readable.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// The body is not JSON by its Content-Type (415).
+    #[error("the request body must be JSON (Content-Type: application/json), not {0}")]
+    UnsupportedMediaType(String),
+    /// A known path with another method (405 + Allow).
+    #[error("{method} is not allowed here; use {allow}")]
+    MethodNotAllowed { method: String, allow: String },
     /// DynamoDB throttled us or transactions kept colliding: retry later (503 + Retry-After).
     #[error("the service is busy; retry shortly")]
     Throttled,

@@ -123,15 +123,85 @@ impl Action {
     }
 }
 
+impl Action {
+    /// The methods the route table serves at a concrete path (for 405 + `Allow`).
+    pub fn allowed_methods(path: &str) -> Vec<&'static str> {
+        let mut methods: Vec<&'static str> = Vec::new();
+        for (action, _, method, _) in ROUTES {
+            let here = Action::route(method, path).is_some_and(|(a, _)| a == *action);
+            if here && !methods.contains(method) {
+                methods.push(method);
+            }
+        }
+        methods
+    }
+}
+
+/// Handler name of the stack's catch-all (`$default`) route's function.
+pub const UNROUTED_HANDLER: &str = "unrouted";
+
+/// What the stack's catch-all route (`$default`) and the local run answer for a
+/// request no route takes: 405 with `Allow` for a known path, else 404.
+pub fn unrouted(method: &str, path: &str, request_id: &str) -> Response<Body> {
+    let allow = Action::allowed_methods(path);
+    let err = if allow.is_empty() {
+        Error::NotFound(Missing::Route)
+    } else {
+        Error::MethodNotAllowed {
+            method: method.to_string(),
+            allow: allow.join(", "),
+        }
+    };
+    error_response(&err, request_id)
+}
+
 /// Serves one request of `action`. Never fails: errors become JSON error responses.
 pub async fn handle(app: &App, action: Action, req: Request) -> Response<Body> {
-    let request_id = req
-        .lambda_context_ref()
-        .map(|c| c.request_id.clone())
-        .unwrap_or_default();
-    match dispatch(app, action, &req).await {
+    let request_id = request_id(&req);
+    let result = match json_content_type(&req) {
+        Ok(()) => dispatch(app, action, &req).await,
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(response) => response,
         Err(err) => error_response(&err, &request_id),
+    }
+}
+
+/// The id a 500 quotes: Lambda's request id, else API Gateway's (`requestContext.requestId`).
+pub fn request_id(req: &Request) -> String {
+    req.lambda_context_ref()
+        .map(|c| c.request_id.clone())
+        .filter(|id| !id.is_empty())
+        .or_else(|| match req.request_context_ref() {
+            Some(lambda_http::request::RequestContext::ApiGatewayV2(c)) => c.request_id.clone(),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// A request with a body must say it is JSON (`application/json`, any `+json` type, with
+/// parameters such as `charset` or not); one without a Content-Type is read as JSON.
+fn json_content_type(req: &Request) -> Result<()> {
+    let bytes: &[u8] = req.body().as_ref();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = value.to_str().unwrap_or_default();
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json" || essence.ends_with("+json") {
+        Ok(())
+    } else {
+        let shown: String = text.chars().take(100).collect();
+        Err(Error::UnsupportedMediaType(format!("'{shown}'")))
     }
 }
 
@@ -388,12 +458,14 @@ pub fn body<T: DeserializeOwned>(req: &Request) -> Result<T> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::invalid("body", "a JSON object is required"));
     }
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-        Error::invalid(
-            "body",
-            format!("is not valid JSON: {}", strip_position(&e.to_string())),
-        )
-    })?;
+    let value: Value = serde_json::from_slice::<StrictJson>(bytes)
+        .map(|v| v.0)
+        .map_err(|e| {
+            Error::invalid(
+                "body",
+                format!("is not valid JSON: {}", strip_position(&e.to_string())),
+            )
+        })?;
     if !value.is_object() {
         return Err(Error::invalid("body", "must be a JSON object"));
     }
@@ -419,6 +491,74 @@ pub fn body<T: DeserializeOwned>(req: &Request) -> Result<T> {
         };
         Error::invalid(field, message)
     })
+}
+
+/// JSON whose objects have no key twice (serde_json keeps the last one silently; a
+/// client sending `{"role": "view", "role": "owner"}` should hear about it).
+struct StrictJson(Value);
+
+impl<'de> serde::Deserialize<'de> for StrictJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(StrictJson)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> std::result::Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> std::result::Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(StrictJson(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                let shown: String = key.chars().take(64).collect();
+                return Err(serde::de::Error::custom(format!(
+                    "the key \"{shown}\" appears twice in one object"
+                )));
+            }
+            let StrictJson(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 fn strip_position(message: &str) -> String {
@@ -478,6 +618,18 @@ pub fn error_response(err: &Error, request_id: &str) -> Response<Body> {
             None,
         ),
         Error::Conflict { code, message } => (StatusCode::CONFLICT, *code, message.clone(), None),
+        Error::UnsupportedMediaType(_) => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            err.to_string(),
+            None,
+        ),
+        Error::MethodNotAllowed { .. } => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            err.to_string(),
+            None,
+        ),
         Error::Throttled => (
             StatusCode::SERVICE_UNAVAILABLE,
             "throttled",
@@ -512,6 +664,9 @@ pub fn error_response(err: &Error, request_id: &str) -> Response<Body> {
     if matches!(err, Error::Throttled) {
         builder = builder.header(header::RETRY_AFTER, "1");
     }
+    if let Error::MethodNotAllowed { allow, .. } = err {
+        builder = builder.header(header::ALLOW, allow.as_str());
+    }
     builder
         .body(Body::from(json!({ "error": error }).to_string()))
         .unwrap_or_else(|_| Response::new(Body::Empty))
@@ -540,6 +695,8 @@ pub struct ApiGatewayEvent<'a> {
     /// JWT claims as API Gateway passes them (a string map); `None`: no authorizer result.
     pub claims: Option<&'a [(String, String)]>,
     pub body: Option<&'a str>,
+    /// The request's Content-Type header, if it had one.
+    pub content_type: Option<&'a str>,
     pub request_id: &'a str,
 }
 
@@ -585,7 +742,7 @@ impl ApiGatewayEvent<'_> {
             "routeKey": route_key,
             "rawPath": self.path,
             "rawQueryString": raw_query,
-            "headers": { "content-type": "application/json" },
+            "headers": self.content_type.map_or(json!({}), |ct| json!({ "content-type": ct })),
             "requestContext": context,
             "isBase64Encoded": false,
         });
@@ -657,6 +814,7 @@ mod tests {
             .collect();
         others.sort();
         let mut expected = crate::sessions::EVENT_HANDLERS.to_vec();
+        expected.push(UNROUTED_HANDLER);
         expected.sort();
         assert_eq!(others, expected);
         assert_eq!(handlers.len(), ROUTES.len() + expected.len());
@@ -697,6 +855,36 @@ mod tests {
         for (action, handler, ..) in ROUTES {
             assert_eq!(Action::from_handler(handler), Some(*action));
         }
+    }
+
+    #[test]
+    fn known_paths_with_other_methods_are_405_with_allow() {
+        let r = unrouted("DELETE", "/workspaces", "req-9");
+        assert_eq!(r.status().as_u16(), 405);
+        assert_eq!(r.headers()["allow"], "GET, POST");
+        let body: Value = serde_json::from_slice(r.body().as_ref()).unwrap();
+        assert_eq!(body["error"]["code"], "method_not_allowed");
+        let r = unrouted("PUT", "/workspaces/ws-1/studios/st-1", "req-9");
+        assert_eq!(r.headers()["allow"], "GET, PATCH, DELETE");
+        let r = unrouted("GET", "/nowhere", "req-9");
+        assert_eq!(r.status().as_u16(), 404);
+        assert!(!r.headers().contains_key("allow"));
+    }
+
+    #[test]
+    fn the_request_id_comes_from_api_gateway_without_a_lambda_context() {
+        let event = ApiGatewayEvent {
+            action: Action::ListWorkspaces,
+            path: "/workspaces",
+            path_params: &[],
+            query: &[],
+            claims: None,
+            body: None,
+            content_type: None,
+            request_id: "Jq3xQhb1IAMEb2g=",
+        };
+        let req = event.to_request().unwrap();
+        assert_eq!(request_id(&req), "Jq3xQhb1IAMEb2g=");
     }
 
     #[test]

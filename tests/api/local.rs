@@ -46,6 +46,25 @@ async fn the_local_api_serves_signed_requests_over_http() {
     let server = tokio::spawn(local.run(listener));
 
     let admin = mint_token(SECRET, PLATFORM_ADMIN, Some("Ada Admin"));
+    // As API Gateway's JWT authorizer: a token not valid yet (nbf ahead) is refused.
+    let future = {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &json!({"sub": PLATFORM_ADMIN, "iss": "studios-local", "exp": now + 7200, "nbf": now + 3600}),
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    let (status, _) = http(addr, "GET", "/workspaces", Some(&future), "").await;
+    assert_eq!(status, 401);
+    // A known path with another method: 405 naming the allowed ones.
+    let (status, body) = http(addr, "DELETE", "/workspaces", Some(&admin), "").await;
+    assert_eq!(status, 405, "{body}");
+    assert_eq!(body["error"]["code"], "method_not_allowed");
     let (status, ws) = http(
         addr,
         "POST",

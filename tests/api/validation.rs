@@ -158,6 +158,79 @@ async fn malformed_bodies_and_missing_fields() {
         m.starts_with("template.kind: invalid type: integer `3`"),
         "{m}"
     );
+    // A key twice is refused, not silently "last one wins".
+    let (_, m) = send("{\"name\": \"a\", \"name\": \"b\", \"computeEnvId\": \"c\"}")
+        .await
+        .err(400);
+    assert!(m.contains("the key \"name\" appears twice"), "{m}");
+    let (_, m) = send("{\"name\": \"a\", \"template\": {\"kind\": \"x\", \"kind\": \"y\"}}")
+        .await
+        .err(400);
+    assert!(m.contains("the key \"kind\" appears twice"), "{m}");
+    // A body that is not JSON by its Content-Type: 415.
+    let r = t
+        .req(A::AddStudio)
+        .user("maintain")
+        .param("ws", &ws)
+        .raw_body("name=x")
+        .content_type("application/x-www-form-urlencoded")
+        .send()
+        .await;
+    let (code, m) = r.err(415);
+    assert_eq!(code, "unsupported_media_type");
+    assert!(m.contains("application/json"), "{m}");
+    // JSON with parameters, a +json type, or no Content-Type at all are read as JSON.
+    for ct in [
+        "application/json; charset=utf-8",
+        "application/merge-patch+json",
+        "",
+    ] {
+        let (_, m) = t
+            .req(A::AddStudio)
+            .user("maintain")
+            .param("ws", &ws)
+            .raw_body("{}")
+            .content_type(ct)
+            .send()
+            .await
+            .err(400);
+        assert_eq!(m, "name: is required", "{ct}");
+    }
+}
+
+#[tokio::test]
+async fn explicit_null_for_a_fixed_field_is_setting_it() {
+    let t = TestApp::new().await;
+    let ws = t.workspace_with_roles().await;
+    let ce = t.compute_env(&ws, json!({})).await;
+    let id = t.studio(&ws, &ce, "source").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for field in ["parent", "template", "computeEnvId", "condaPackages"] {
+        let mut body = json!({"name": "copy"});
+        body[field] = Value::Null;
+        let (_, m) = t
+            .req(A::CloneStudio)
+            .user("maintain")
+            .param("ws", &ws)
+            .param("id", &id)
+            .body(body)
+            .send()
+            .await
+            .err(400);
+        assert!(m.starts_with(&format!("{field}: ")), "{field}: {m}");
+    }
+    let (_, m) = t
+        .req(A::UpdateStudio)
+        .user("maintain")
+        .param("ws", &ws)
+        .param("id", &id)
+        .body(json!({"computeEnvId": null}))
+        .send()
+        .await
+        .err(400);
+    assert!(m.starts_with("computeEnvId: "), "{m}");
 }
 
 #[tokio::test]

@@ -214,6 +214,7 @@ impl TestApp {
             query: Vec::new(),
             claims: None,
             body: None,
+            content_type: None,
         }
     }
 
@@ -309,6 +310,7 @@ pub struct Req<'a> {
     query: Vec<(String, String)>,
     claims: Option<Vec<(String, String)>>,
     body: Option<String>,
+    content_type: Option<String>,
 }
 
 impl Req<'_> {
@@ -351,6 +353,12 @@ impl Req<'_> {
         self
     }
 
+    /// The request's Content-Type (default `application/json`; `""`: none).
+    pub fn content_type(mut self, value: &str) -> Self {
+        self.content_type = Some(value.to_string());
+        self
+    }
+
     pub async fn send(self) -> Resp {
         let mut path = self.action.path().to_string();
         for (k, v) in &self.params {
@@ -363,6 +371,11 @@ impl Req<'_> {
             query: &self.query,
             claims: self.claims.as_deref(),
             body: self.body.as_deref(),
+            content_type: match self.content_type.as_deref() {
+                None => Some("application/json"),
+                Some("") => None,
+                other => other,
+            },
             request_id: "test-request",
         };
         let request = event.to_request().expect("valid API Gateway event");

@@ -102,7 +102,8 @@ pub struct StudioInput {
 pub struct StudioPatch {
     pub name: Option<String>,
     pub description: Option<String>,
-    /// Accepted only to explain that it cannot change.
+    /// Accepted only to explain that it cannot change (`null` included).
+    #[serde(default, deserialize_with = "present")]
     pub compute_env_id: Option<serde_json::Value>,
     pub template: Option<TemplateInput>,
     pub conda_packages: Option<Vec<String>>,
@@ -208,6 +209,13 @@ pub struct CheckpointPatch {
     pub name: String,
 }
 
+/// A field that is there, whatever its value (`null` too); absent is `None`.
+fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<serde_json::Value>, D::Error> {
+    <serde_json::Value as Deserialize>::deserialize(d).map(Some)
+}
+
 /// `POST …/studios/{id}/clone` ("start as new").
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -218,10 +226,15 @@ pub struct CloneInput {
     pub resources: Option<ResourcesInput>,
     pub mounts: Option<Vec<MountInput>>,
     pub auto_start: Option<bool>,
-    /// Accepted only to explain that a clone keeps them.
+    /// Accepted only to explain that a clone keeps them; an explicit `null` is setting
+    /// them too.
+    #[serde(default, deserialize_with = "present")]
     pub template: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
     pub compute_env_id: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
     pub conda_packages: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
     pub parent: Option<serde_json::Value>,
 }
 
