@@ -40,12 +40,10 @@ pub fn begin(app: &App, studio: &Studio, caller: &Caller) -> Studio {
     let now = now();
     let attempt_id = uuid::Uuid::now_v7().simple().to_string();
     let checkpoint_id = new_id(IdKind::Checkpoint);
-    let save_uri = S3Prefix::parse(&format!(
-        "{}checkpoints/{}/",
-        studio.data_prefix(),
-        checkpoint_id
-    ))
-    .expect("a prefix under a valid work directory is valid");
+    let save_uri = studio
+        .data_prefix()
+        .child("checkpoints")
+        .child(&checkpoint_id);
     let session = Session {
         job_name: JobName::format(
             &app.config.job_name_prefix,

@@ -22,6 +22,20 @@ async fn studio_add_rejects_bad_input_naming_the_field() {
     let ce = t.compute_env(&ws, json!({})).await;
     let cases: Vec<(Value, &str)> = vec![
         (json!({"name": ""}), "name: must be 1 to 80 characters"),
+        // Every derived key must fit: a 1,020-character mount URI would make a lock key
+        // over DynamoDB's 1,024 bytes at start; a long spec list an item over 400 KB.
+        (
+            json!({"mounts": [{"uri": format!("s3://data-bucket/{}", "a".repeat(1003))}]}),
+            "mounts[0].uri: must be at most 1000 characters",
+        ),
+        (
+            json!({"condaPackages": [format!("numpy>=1.{}", "0".repeat(300))]}),
+            "condaPackages[0]: must be at most 200 characters",
+        ),
+        (
+            json!({"name": "QC \u{202E}cod.exe"}),
+            "name: must not contain invisible formatting characters",
+        ),
         (
             json!({"name": "x".repeat(81)}),
             "name: must be 1 to 80 characters",
@@ -251,6 +265,11 @@ async fn compute_env_and_data_link_rules() {
         (json!({"maxMemoryMiB": 100}), "maxMemoryMiB: must be between 512"),
         (json!({"allowedWriteBuckets": ["Bad_Bucket"]}), "allowedWriteBuckets[0]: 'Bad_Bucket' is not a valid S3 bucket name"),
         (json!({"workDir": "/tmp/x"}), "workDir: must be an S3 URI"),
+        // Checkpoint keys below the work directory must fit S3's 1,024 bytes.
+        (json!({"workDir": format!("s3://work-bucket/{}", "w".repeat(701))}),
+            "workDir: the part after the bucket must be at most 700 characters (got 702)"),
+        (json!({"workDir": format!("s3://work-bucket/{}", "w".repeat(1007))}),
+            "workDir: must be at most 1024 characters"),
         (json!({"gpuEnabled": "yes"}), "gpuEnabled: invalid type: string"),
     ];
     for (extra, expected) in cases {

@@ -337,11 +337,7 @@ impl Studio {
 
     /// Where this studio's sessions save their checkpoints: `<workDir>.studios/<id>/`.
     pub fn data_prefix(&self) -> S3Prefix {
-        S3Prefix::parse(&format!(
-            "{}.studios/{}/",
-            self.compute_env.work_dir, self.id
-        ))
-        .expect("a prefix under a valid work directory is valid")
+        self.compute_env.work_dir.child(".studios").child(&self.id)
     }
 
     /// The studio as the API returns it (DESIGN §4); `url` is its share link while it runs.

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// Longest URI accepted, after normalisation (S3 keys are at most 1,024 bytes).
 const MAX_LEN: usize = 1024;
 
 /// `s3://bucket/seg/.../` — lower-case scheme, valid bucket, no empty or `.` segments,
@@ -39,7 +40,25 @@ impl S3Prefix {
                 }
             }
         }
+        // Normalising adds the trailing '/': check the result, not the input.
+        if out.len() > MAX_LEN {
+            return Err(format!("must be at most {MAX_LEN} characters"));
+        }
         Ok(S3Prefix(out))
+    }
+
+    /// The prefix one level down, named `segment` (an id of ours: letters, digits, '-',
+    /// '.'). Never fails: callers bound what they derive (see `validate::MAX_WORK_DIR_KEY`).
+    pub fn child(&self, segment: &str) -> S3Prefix {
+        debug_assert!(
+            !segment.is_empty() && !segment.contains('/') && segment != "." && segment != ".."
+        );
+        S3Prefix(format!("{}{segment}/", self.0))
+    }
+
+    /// Bytes of the key part (after `s3://bucket/`).
+    pub fn key_len(&self) -> usize {
+        self.0.len() - 5 - self.bucket().len() - 1
     }
 
     pub fn as_str(&self) -> &str {

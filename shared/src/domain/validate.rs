@@ -11,6 +11,15 @@ use std::collections::HashMap;
 pub const MAX_NAME: usize = 80;
 pub const MAX_DESCRIPTION: usize = 2048;
 pub const MAX_CONDA_PACKAGES: usize = 100;
+/// Longest conda match spec (a name, channel, version and build fit easily).
+pub const MAX_CONDA_SPEC: usize = 200;
+/// Longest mount URI (and data link URI), in bytes: its lock item's sort key
+/// (`LOCK#<uri>`) must fit DynamoDB's 1,024-byte limit.
+pub const MAX_MOUNT_URI: usize = 1000;
+/// Longest key part of a compute environment's `workDir`, in bytes: checkpoint objects go
+/// under `<workDir>.studios/<studio>/checkpoints/<checkpoint>/`, and the session's own
+/// object names below that need room, within S3's 1,024-byte key limit.
+pub const MAX_WORK_DIR_KEY: usize = 700;
 pub const MAX_GPUS: u32 = 16;
 pub const MIN_MEMORY_MIB: u32 = 512;
 /// A start writes the studio, a role check and one lock item per mounted path and per
@@ -389,6 +398,15 @@ pub fn compute_env(
         }
     }
     let work_dir = s3_prefix("workDir", &input.work_dir)?;
+    if work_dir.key_len() > MAX_WORK_DIR_KEY {
+        return Err(Error::invalid(
+            "workDir",
+            format!(
+                "the part after the bucket must be at most {MAX_WORK_DIR_KEY} characters (got {}), so that checkpoint object keys below it fit S3's 1,024",
+                work_dir.key_len()
+            ),
+        ));
+    }
     Ok(ComputeEnv {
         id,
         workspace_id,
@@ -432,7 +450,7 @@ pub fn data_link(
         id,
         workspace_id,
         name: mount_name("name", &input.name)?,
-        uri: s3_prefix("uri", &input.uri)?,
+        uri: mount_uri("uri", &input.uri)?,
         region: region("region", &input.region)?,
         created_at: now(),
         created_by: by,
@@ -489,6 +507,21 @@ pub fn image_ref(field: &str, value: &str) -> Result<String> {
     }
 }
 
+/// An S3 location that can be mounted (and so locked): at most `MAX_MOUNT_URI` bytes.
+pub fn mount_uri(field: &str, value: &str) -> Result<S3Prefix> {
+    let uri = s3_prefix(field, value)?;
+    if uri.as_str().len() > MAX_MOUNT_URI {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "must be at most {MAX_MOUNT_URI} characters (got {}), so that its mount lock fits",
+                uri.as_str().len()
+            ),
+        ));
+    }
+    Ok(uri)
+}
+
 pub fn conda_packages(field: &str, specs: &[String]) -> Result<Vec<String>> {
     if specs.len() > MAX_CONDA_PACKAGES {
         return Err(Error::invalid(
@@ -499,6 +532,12 @@ pub fn conda_packages(field: &str, specs: &[String]) -> Result<Vec<String>> {
     for (i, spec) in specs.iter().enumerate() {
         if spec.trim().is_empty() {
             return Err(Error::invalid(format!("{field}[{i}]"), "must not be empty"));
+        }
+        if spec.len() > MAX_CONDA_SPEC {
+            return Err(Error::invalid(
+                format!("{field}[{i}]"),
+                format!("must be at most {MAX_CONDA_SPEC} characters"),
+            ));
         }
         MatchSpec::from_str(spec, ParseStrictness::Strict).map_err(|e| {
             Error::invalid(
@@ -582,7 +621,7 @@ pub fn mounts(
                 (link.uri.clone(), link.name.clone(), Some(id.clone()))
             }
             (None, Some(uri)) => {
-                let uri = s3_prefix(&format!("{at}.uri"), uri)?;
+                let uri = mount_uri(&format!("{at}.uri"), uri)?;
                 let name = sanitise_dir_name(uri.last_segment());
                 (uri, name, None)
             }
@@ -1155,6 +1194,56 @@ mod tests {
             )),
             "maxCpus: must be between 1 and 10000"
         );
+    }
+
+    proptest::proptest! {
+        /// Whatever `workDir` is accepted, every key derived from it fits: the
+        /// checkpoint prefix of any studio, with room for the session's object names
+        /// (S3: 1,024 bytes); whatever mount URI is accepted, its lock key fits
+        /// (DynamoDB sort key: 1,024 bytes). What does not fit is a 400, never a panic.
+        #[test]
+        fn derived_keys_fit_their_limits(
+            segments in proptest::collection::vec("[a-z0-9._-]{1,60}", 1..30),
+        ) {
+            use crate::domain::ids::{new_id, IdKind};
+            let uri = format!("s3://work-bucket/{}", segments.join("/"));
+            let input = ComputeEnvInput {
+                name: "q".into(),
+                region: "us-east-1".into(),
+                job_queue: "arn:aws:batch:us-east-1:123456789012:job-queue/q".into(),
+                gpu_enabled: false,
+                max_cpus: 4,
+                max_memory_mib: 8192,
+                allowed_write_buckets: vec![],
+                work_dir: uri.clone(),
+            };
+            let by = UserRef { id: "u".into(), name: "u".into() };
+            match compute_env(input, "ce".into(), "ws".into(), by) {
+                Ok(ce) => {
+                    let save = ce.work_dir
+                        .child(".studios")
+                        .child(&new_id(IdKind::Studio))
+                        .child("checkpoints")
+                        .child(&new_id(IdKind::Checkpoint));
+                    proptest::prop_assert!(save.key_len() + 200 <= 1024, "{}", save);
+                    let reparsed = S3Prefix::parse(save.as_str()); proptest::prop_assert_eq!(reparsed, Ok(save.clone()));
+                }
+                Err(e) => {
+                    let text = e.to_string();
+                    proptest::prop_assert!(text.starts_with("workDir: "), "{}", text);
+                    if text.contains("at most") {
+                        proptest::prop_assert!(uri.len() > MAX_WORK_DIR_KEY, "{}", text);
+                    }
+                }
+            }
+            match mount_uri("uri", &uri) {
+                Ok(m) => { let key = format!("LOCK#{}", m); proptest::prop_assert!(key.len() <= 1024) }
+                Err(e) if e.to_string().contains("at most") => {
+                    proptest::prop_assert!(uri.len() >= MAX_MOUNT_URI - 1, "{}", e)
+                }
+                Err(_) => {}
+            }
+        }
     }
 
     #[test]
