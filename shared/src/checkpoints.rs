@@ -266,6 +266,7 @@ mod tests {
             author: None,
             created_at: String::new(),
             saved_at: String::new(),
+            status_reason: None,
         }
     }
 

@@ -476,53 +476,13 @@ mod tests {
     /// job): a server that answers 500 sees exactly one request.
     #[tokio::test]
     async fn submit_is_never_retried() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let seen = requests.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut sock, _)) = listener.accept().await else {
-                    return;
-                };
-                let seen = seen.clone();
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 65536];
-                    let mut got = Vec::new();
-                    // Read one request (headers and the declared body), answer 500.
-                    loop {
-                        let n = sock.read(&mut buf).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        got.extend_from_slice(&buf[..n]);
-                        let text = String::from_utf8_lossy(&got).to_string();
-                        let Some(end) = text.find("\r\n\r\n") else {
-                            continue;
-                        };
-                        let len = text[..end]
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
-                        if got.len() < end + 4 + len {
-                            continue;
-                        }
-                        got.drain(..end + 4 + len);
-                        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        let body = r#"{"__type":"ServerException","message":"boom"}"#;
-                        let reply = format!("HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
-                        if sock.write_all(reply.as_bytes()).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
+        let server = crate::test_server::answering(
+            500,
+            "Internal Server Error",
+            r#"{"__type":"ServerException","message":"boom"}"#,
+        )
+        .await;
+        let endpoint = server.endpoint.clone();
         let config = aws_sdk_batch::Config::builder()
             .behavior_version(aws_sdk_batch::config::BehaviorVersion::latest())
             .region(aws_sdk_batch::config::Region::new("us-east-1"))
@@ -549,7 +509,7 @@ mod tests {
         };
         let out = compute.submit(&job).await;
         assert!(matches!(out, Err(SubmitError::Throttled)), "{out:?}");
-        assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(server.requests(), 1);
     }
 
     #[test]

@@ -25,3 +25,5 @@ pub use service::App;
 
 #[cfg(test)]
 mod template_tests;
+#[cfg(test)]
+mod test_server;

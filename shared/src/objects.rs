@@ -4,10 +4,21 @@ use crate::domain::S3Prefix;
 use crate::error::{Error, Result};
 use async_trait::async_trait;
 
+/// What a look for an object found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Presence {
+    Found,
+    Missing,
+    /// S3 will not say, and asking again will not change that (access denied, the bucket
+    /// in another region): the reason, for people.
+    Unreadable(String),
+}
+
 #[async_trait]
 pub trait Objects: Send + Sync {
-    /// Whether the object `name` exists under `prefix`.
-    async fn exists(&self, prefix: &S3Prefix, name: &str) -> Result<bool>;
+    /// Whether the object `name` exists under `prefix`. AWS failing (5xx, no answer) is
+    /// an error: the caller retries.
+    async fn exists(&self, prefix: &S3Prefix, name: &str) -> Result<Presence>;
     /// Deletes every object under `prefix`; returns how many.
     async fn delete_prefix(&self, prefix: &S3Prefix) -> Result<usize>;
 }
@@ -38,7 +49,7 @@ pub fn object_key(prefix: &S3Prefix, name: &str) -> String {
 
 #[async_trait]
 impl Objects for S3Objects {
-    async fn exists(&self, prefix: &S3Prefix, name: &str) -> Result<bool> {
+    async fn exists(&self, prefix: &S3Prefix, name: &str) -> Result<Presence> {
         let result = self
             .client
             .head_object()
@@ -46,10 +57,26 @@ impl Objects for S3Objects {
             .key(object_key(prefix, name))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_not_found()) => Ok(false),
-            Err(e) => Err(s3_error(e)),
+        let e = match result {
+            Ok(_) => return Ok(Presence::Found),
+            Err(e) => e,
+        };
+        if e.as_service_error().is_some_and(|se| se.is_not_found()) {
+            return Ok(Presence::Missing);
+        }
+        let status = e.raw_response().map(|r| r.status().as_u16());
+        match status {
+            Some(403) => Ok(Presence::Unreadable(format!(
+                "S3 denied reading s3://{}/{} (403): the stack may read checkpoints only in its CheckpointBuckets, and the bucket's policy or encryption key must allow it",
+                prefix.bucket(),
+                object_key(prefix, name)
+            ))),
+            Some(301) | Some(400) => Ok(Presence::Unreadable(format!(
+                "S3 refused reading bucket {} ({}): it is in another region than the stack, or its name is wrong",
+                prefix.bucket(),
+                status.unwrap_or_default()
+            ))),
+            _ => Err(s3_error(e)),
         }
     }
 
@@ -123,5 +150,52 @@ mod tests {
         );
         let root = S3Prefix::parse("s3://work-bucket").unwrap();
         assert_eq!(object_key(&root, "x"), "x");
+    }
+
+    async fn objects_at(endpoint: &str) -> S3Objects {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .force_path_style(true)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "a", "b", None, None, "test",
+            ))
+            .build();
+        S3Objects::new(aws_sdk_s3::Client::from_conf(config))
+    }
+
+    /// A manifest S3 will not show (403, another region) is a checkpoint to record as
+    /// invalid with the reason, not an error retried forever; a 5xx stays an error.
+    #[tokio::test]
+    async fn refusals_are_unreadable_and_failures_are_errors() {
+        let prefix = S3Prefix::parse("s3://work-bucket/w/.studios/st-1/checkpoints/cp-1/").unwrap();
+        for (status, reason, words) in [
+            (403, "Forbidden", "denied"),
+            (301, "Moved Permanently", "another region"),
+        ] {
+            let server = crate::test_server::answering(status, reason, "").await;
+            let presence = objects_at(&server.endpoint)
+                .await
+                .exists(&prefix, "manifest.json")
+                .await
+                .unwrap();
+            match presence {
+                Presence::Unreadable(why) => assert!(why.contains(words), "{why}"),
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+        let server = crate::test_server::answering(404, "Not Found", "").await;
+        let presence = objects_at(&server.endpoint)
+            .await
+            .exists(&prefix, "m")
+            .await;
+        assert_eq!(presence.unwrap(), Presence::Missing);
+        let server = crate::test_server::answering(503, "Slow Down", "").await;
+        let presence = objects_at(&server.endpoint)
+            .await
+            .exists(&prefix, "m")
+            .await;
+        assert!(presence.is_err());
     }
 }

@@ -12,6 +12,7 @@ use crate::domain::validate::{default_checkpoint_name, StartInput};
 use crate::domain::*;
 use crate::error::{Error, Missing, Result};
 use crate::events::{events_for, Change};
+use crate::objects::Presence;
 use crate::service::{
     authorize, authorized_studio, changed_config, guard, readable, workspace_id, App, Caller,
     ConfigChanges,
@@ -399,7 +400,18 @@ async fn finish_as(
     };
     let now = now();
     let checkpoint = if finish.record_checkpoint {
-        let finalized = app.objects.exists(&session.save_uri, MANIFEST).await?;
+        let (finalized, status_reason) =
+            match app.objects.exists(&session.save_uri, MANIFEST).await? {
+                Presence::Found => (true, None),
+                Presence::Missing => (
+                    false,
+                    Some("the session wrote no manifest (its save did not finish)".to_string()),
+                ),
+                Presence::Unreadable(why) => {
+                    tracing::warn!(studio = studio.id, why, "checkpoint manifest unreadable");
+                    (false, Some(why))
+                }
+            };
         Some(Checkpoint {
             id: session.checkpoint_id.clone(),
             workspace_id: studio.workspace_id.clone(),
@@ -416,6 +428,7 @@ async fn finish_as(
             author: session.started_by.clone(),
             created_at: session.started_at.clone(),
             saved_at: now.clone(),
+            status_reason,
         })
     } else {
         None

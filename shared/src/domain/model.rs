@@ -286,6 +286,10 @@ pub struct Checkpoint {
     pub created_at: String,
     /// When the session ended and the checkpoint was recorded.
     pub saved_at: String,
+    /// Why an `invalid` checkpoint is invalid (no manifest, or the manifest could not
+    /// be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
 }
 
 impl Checkpoint {
