@@ -118,6 +118,12 @@ pub struct LocalBatch {
 
 #[async_trait::async_trait]
 impl Compute for LocalBatch {
+    async fn queue_platform(
+        &self,
+        queue: &str,
+    ) -> studios_shared::Result<studios_shared::compute::QueuePlatform> {
+        self.inner.queue_platform(queue).await
+    }
     async fn submit(&self, job: &JobSpec) -> Result<String, SubmitError> {
         let id = self.inner.submit(job).await?;
         let _ = self.tx.send(Simulate::Submitted(id.clone()));

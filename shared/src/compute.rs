@@ -44,8 +44,23 @@ pub enum SubmitError {
     Unknown(String),
 }
 
+/// What runs a job queue's jobs (its compute environments).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueuePlatform {
+    /// ECS on EC2 instances (on-demand or Spot, managed or not): what sessions need.
+    Ec2,
+    /// Fargate: no GPUs, no FUSE (S3 mounts), not supported.
+    Fargate,
+    /// Amazon EKS: not supported (sessions are ECS container jobs).
+    Eks,
+    /// AWS Batch has no such queue.
+    Missing,
+}
+
 #[async_trait]
 pub trait Compute: Send + Sync {
+    /// What runs `queue`'s jobs (checked when a compute environment is created).
+    async fn queue_platform(&self, queue: &str) -> Result<QueuePlatform>;
     /// Submits a job; returns its id.
     async fn submit(&self, job: &JobSpec) -> Result<String, SubmitError>;
     async fn terminate(&self, job_id: &str, reason: &str) -> Result<()>;
@@ -258,6 +273,46 @@ fn report_from(
 
 #[async_trait]
 impl Compute for BatchCompute {
+    async fn queue_platform(&self, queue: &str) -> Result<QueuePlatform> {
+        use aws_sdk_batch::types::{CrType, OrchestrationType};
+        let out = self
+            .client
+            .describe_job_queues()
+            .job_queues(queue)
+            .send()
+            .await
+            .map_err(batch_error)?;
+        let Some(q) = out.job_queues().first() else {
+            return Ok(QueuePlatform::Missing);
+        };
+        let envs: Vec<String> = q
+            .compute_environment_order()
+            .iter()
+            .filter_map(|o| o.compute_environment().map(String::from))
+            .collect();
+        if envs.is_empty() {
+            return Ok(QueuePlatform::Ec2);
+        }
+        let out = self
+            .client
+            .describe_compute_environments()
+            .set_compute_environments(Some(envs))
+            .send()
+            .await
+            .map_err(batch_error)?;
+        let mut platform = QueuePlatform::Ec2;
+        for env in out.compute_environments() {
+            if env.container_orchestration_type() == Some(&OrchestrationType::Eks) {
+                return Ok(QueuePlatform::Eks);
+            }
+            let kind = env.compute_resources().and_then(|r| r.r#type());
+            if matches!(kind, Some(CrType::Fargate) | Some(CrType::FargateSpot)) {
+                platform = QueuePlatform::Fargate;
+            }
+        }
+        Ok(platform)
+    }
+
     async fn submit(&self, job: &JobSpec) -> Result<String, SubmitError> {
         let definition = self.ensure_definition(&job.image).await?;
         let mut resources = vec![
@@ -482,16 +537,7 @@ mod tests {
             r#"{"__type":"ServerException","message":"boom"}"#,
         )
         .await;
-        let endpoint = server.endpoint.clone();
-        let config = aws_sdk_batch::Config::builder()
-            .behavior_version(aws_sdk_batch::config::BehaviorVersion::latest())
-            .region(aws_sdk_batch::config::Region::new("us-east-1"))
-            .endpoint_url(endpoint)
-            .credentials_provider(aws_sdk_batch::config::Credentials::new(
-                "a", "b", None, None, "test",
-            ))
-            .build();
-        let compute = BatchCompute::new(Client::from_conf(config), JobDefinitions::default());
+        let compute = compute_at(&server.endpoint);
         compute
             .definitions
             .lock()
@@ -510,6 +556,64 @@ mod tests {
         let out = compute.submit(&job).await;
         assert!(matches!(out, Err(SubmitError::Throttled)), "{out:?}");
         assert_eq!(server.requests(), 1);
+    }
+
+    /// The platform of a queue comes from its compute environments: Fargate and EKS
+    /// ones are told apart from EC2 (the server answers both Describe calls with one body
+    /// holding both lists).
+    #[tokio::test]
+    async fn queue_platforms_are_read_from_batch() {
+        for (resources, orchestration, want) in [
+            (
+                r#"{"type":"FARGATE","maxvCpus":16,"subnets":[]}"#,
+                "ECS",
+                QueuePlatform::Fargate,
+            ),
+            (
+                r#"{"type":"FARGATE_SPOT","maxvCpus":16,"subnets":[]}"#,
+                "ECS",
+                QueuePlatform::Fargate,
+            ),
+            (
+                r#"{"type":"EC2","maxvCpus":16,"subnets":[]}"#,
+                "ECS",
+                QueuePlatform::Ec2,
+            ),
+            (
+                r#"{"type":"SPOT","maxvCpus":16,"subnets":[]}"#,
+                "EKS",
+                QueuePlatform::Eks,
+            ),
+        ] {
+            let body = format!(
+                r#"{{"jobQueues":[{{"jobQueueName":"q","jobQueueArn":"arn:aws:batch:us-east-1:1:job-queue/q","state":"ENABLED","priority":1,"computeEnvironmentOrder":[{{"order":1,"computeEnvironment":"arn:aws:batch:us-east-1:1:compute-environment/c"}}]}}],"computeEnvironments":[{{"computeEnvironmentName":"c","computeEnvironmentArn":"arn:aws:batch:us-east-1:1:compute-environment/c","type":"MANAGED","containerOrchestrationType":"{orchestration}","computeResources":{resources}}}]}}"#
+            );
+            let server =
+                crate::test_server::answering(200, "OK", Box::leak(body.into_boxed_str())).await;
+            let platform = compute_at(&server.endpoint)
+                .queue_platform("arn:aws:batch:us-east-1:1:job-queue/q")
+                .await
+                .unwrap();
+            assert_eq!(platform, want, "{resources} {orchestration}");
+        }
+        let server = crate::test_server::answering(200, "OK", r#"{"jobQueues":[]}"#).await;
+        let platform = compute_at(&server.endpoint)
+            .queue_platform("q")
+            .await
+            .unwrap();
+        assert_eq!(platform, QueuePlatform::Missing);
+    }
+
+    fn compute_at(endpoint: &str) -> BatchCompute {
+        let config = aws_sdk_batch::Config::builder()
+            .behavior_version(aws_sdk_batch::config::BehaviorVersion::latest())
+            .region(aws_sdk_batch::config::Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(aws_sdk_batch::config::Credentials::new(
+                "a", "b", None, None, "test",
+            ))
+            .build();
+        BatchCompute::new(Client::from_conf(config), JobDefinitions::default())
     }
 
     #[test]

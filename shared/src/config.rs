@@ -32,6 +32,10 @@ pub struct Config {
     /// `studios`; the stack derives it from its id): the stack's EventBridge rule
     /// matches Batch events by it, and the consumer ignores jobs without it.
     pub job_name_prefix: String,
+    /// What the stack may use (`JOB_QUEUE_ARNS`, `CHECKPOINT_BUCKETS`, `WRITE_BUCKETS`,
+    /// comma-separated; the stack's parameters): a compute environment must stay within
+    /// them. Unset (`None`): anything (the local run and tests).
+    pub stack_limits: StackLimits,
     /// Job definitions: name prefix (`JOB_DEFINITION_PREFIX`, default `studios`) and
     /// the session containers' role (`JOB_ROLE_ARN`, optional).
     pub job_definitions: crate::compute::JobDefinitions,
@@ -44,6 +48,14 @@ impl Config {
             .replace("{workspaceId}", workspace_id)
             .replace("{studioId}", studio_id)
     }
+}
+
+/// The queues and buckets the stack's IAM policies allow (see `Config::stack_limits`).
+#[derive(Clone, Debug, Default)]
+pub struct StackLimits {
+    pub job_queues: Option<Vec<String>>,
+    pub checkpoint_buckets: Option<Vec<String>>,
+    pub write_buckets: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +143,22 @@ impl Config {
                 problem: "must be up to 23 letters, digits, '-' or '_', starting with a letter or digit (job names are at most 128)",
             });
         }
+        let list = |name: &str| {
+            get(name).map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
+        };
+        let stack_limits = StackLimits {
+            job_queues: list("JOB_QUEUE_ARNS"),
+            checkpoint_buckets: list("CHECKPOINT_BUCKETS"),
+            write_buckets: list("WRITE_BUCKETS"),
+        };
         Ok(Config {
+            stack_limits,
             job_name_prefix,
             job_definitions: crate::compute::JobDefinitions {
                 prefix,

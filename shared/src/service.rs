@@ -2,6 +2,7 @@
 //! requests), decides with the domain rules, and writes at most once (one transaction
 //! whose first item re-checks the caller's role).
 
+use crate::compute::QueuePlatform;
 use crate::compute::{BatchCompute, Compute};
 use crate::config::Config;
 use crate::domain::ids::{is_well_formed, new_id, IdKind};
@@ -323,7 +324,31 @@ pub async fn create_compute_env(
         ws.to_string(),
         caller.user_ref(),
     )?;
-    // No read: the role check rides in the write.
+    validate::within_stack(&ce, &app.config.stack_limits)?;
+    // Authorized before asking AWS Batch anything (a stranger's request costs no call).
+    let fetched = app
+        .store
+        .fetch(ws, &[Key::Member(caller.id.clone())])
+        .await?;
+    authorize(&fetched.members, caller, Permission::Administer)?;
+    let unsupported = |what: &str| {
+        Error::invalid(
+            "jobQueue",
+            format!("the queue runs on {what}, which Studios does not support: sessions need GPUs and FUSE for S3 mounts (EC2 only); use a queue of EC2 compute environments"),
+        )
+    };
+    match app.compute.queue_platform(&ce.job_queue).await? {
+        QueuePlatform::Ec2 => {}
+        QueuePlatform::Fargate => return Err(unsupported("AWS Fargate")),
+        QueuePlatform::Eks => return Err(unsupported("Amazon EKS")),
+        QueuePlatform::Missing => {
+            return Err(Error::invalid(
+                "jobQueue",
+                format!("AWS Batch has no job queue {}", ce.job_queue),
+            ))
+        }
+    }
+    // The role is checked again in the write.
     app.store
         .create_compute_env(&guard(ws, caller, Permission::Administer), &ce)
         .await?;

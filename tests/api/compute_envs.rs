@@ -112,3 +112,78 @@ async fn ids_from_another_workspace_are_not_found() {
         .await
         .ok(200);
 }
+
+async fn create(
+    t: &TestApp,
+    ws: &str,
+    queue: &str,
+    work_dir: &str,
+    write: &[&str],
+) -> studios_integration_tests::Resp {
+    t.req(A::CreateComputeEnv)
+        .user("admin")
+        .param("ws", ws)
+        .body(
+            json!({"name": "q", "region": "us-east-1", "jobQueue": queue, "maxCpus": 4,
+                     "maxMemoryMiB": 8192, "workDir": work_dir, "allowedWriteBuckets": write}),
+        )
+        .send()
+        .await
+}
+
+/// A compute environment may use only what the stack allows (its parameters): otherwise
+/// the first start (IAM) or the first save would fail.
+#[tokio::test]
+async fn compute_environments_stay_within_the_stack() {
+    let mut t = TestApp::new().await;
+    let ws = t.workspace_with_roles().await;
+    let ours = t.ensure_queue("stack-queue").await;
+    let other = t.ensure_queue("other-queue").await;
+    t.app.config = std::sync::Arc::new(studios_shared::Config {
+        stack_limits: studios_shared::config::StackLimits {
+            job_queues: Some(vec![ours.clone()]),
+            checkpoint_buckets: Some(vec!["work-bucket".into()]),
+            write_buckets: Some(vec![]),
+        },
+        ..(*t.app.config).clone()
+    });
+    let (_, m) = create(&t, &ws, &other, "s3://work-bucket/w", &[])
+        .await
+        .err(400);
+    assert_eq!(
+        m,
+        format!("jobQueue: this Studios stack may submit only to its JobQueueArns: {ours}")
+    );
+    let (_, m) = create(&t, &ws, &ours, "s3://elsewhere/w", &[])
+        .await
+        .err(400);
+    assert_eq!(
+        m,
+        "workDir: the bucket must be one of the stack's CheckpointBuckets: work-bucket"
+    );
+    let (_, m) = create(&t, &ws, &ours, "s3://work-bucket/w", &["scratch-bucket"])
+        .await
+        .err(400);
+    assert_eq!(
+        m,
+        "allowedWriteBuckets[0]: sessions of this stack may write only to its WriteBuckets: none"
+    );
+    create(&t, &ws, &ours, "s3://work-bucket/w", &[])
+        .await
+        .ok(201);
+}
+
+/// Queues AWS Batch does not have are refused when the compute environment is made.
+#[tokio::test]
+async fn missing_queues_are_refused() {
+    let t = TestApp::new().await;
+    let ws = t.workspace_with_roles().await;
+    let missing = "arn:aws:batch:us-east-1:123456789012:job-queue/no-such-queue-anywhere";
+    let (_, m) = create(&t, &ws, missing, "s3://work-bucket/w", &[])
+        .await
+        .err(400);
+    assert_eq!(m, format!("jobQueue: AWS Batch has no job queue {missing}"));
+
+    // Fargate and EKS queues: see compute::tests::queue_platforms_are_read_from_batch
+    // (moto's Fargate environments need a VPC, subnets and security groups).
+}

@@ -27,6 +27,7 @@ async fn every_action_stays_within_its_round_trip_budget() {
     let t = TestApp::new().await;
     let ws = t.workspace_with_roles().await;
     let ce = t.compute_env(&ws, json!({})).await;
+    t.ensure_queue("q").await;
     let spare_ce = t.compute_env(&ws, json!({})).await;
     let link = t
         .data_link(&ws, "d", "s3://data-bucket/x", "us-east-1")

@@ -420,13 +420,27 @@ async fn start_conflicts_name_the_holder_and_add_flags_held_paths() {
 async fn faults_leave_nothing_locked_or_stuck() {
     let t = TestApp::new().await;
     let s = setup(&t).await;
-    // SubmitJob refused: the queue does not exist.
+    // SubmitJob refused: the queue was deleted after the compute environment was made.
+    let doomed = format!("doomed-{}", uuid::Uuid::now_v7().simple());
     let bad_ce = t
         .compute_env(
             &s.ws,
-            json!({"jobQueue": "arn:aws:batch:us-east-1:123456789012:job-queue/missing"}),
+            json!({"jobQueue": format!("arn:aws:batch:us-east-1:123456789012:job-queue/{doomed}")}),
         )
         .await;
+    t.batch
+        .update_job_queue()
+        .job_queue(&doomed)
+        .state(aws_sdk_batch::types::JqState::Disabled)
+        .send()
+        .await
+        .unwrap();
+    t.batch
+        .delete_job_queue()
+        .job_queue(&doomed)
+        .send()
+        .await
+        .unwrap();
     let id = t
         .req(A::AddStudio)
         .user("maintain")

@@ -46,6 +46,9 @@ impl ScriptedBatch {
 
 #[async_trait]
 impl Compute for ScriptedBatch {
+    async fn queue_platform(&self, queue: &str) -> Result<studios_shared::compute::QueuePlatform> {
+        self.real.as_ref().unwrap().queue_platform(queue).await
+    }
     async fn submit(&self, job: &JobSpec) -> std::result::Result<String, SubmitError> {
         if self.submit_unanswered.load(Ordering::SeqCst) {
             return Err(SubmitError::Unknown("timed out".into()));

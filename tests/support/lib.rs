@@ -148,6 +148,7 @@ pub fn test_config(table: &str) -> Config {
         force_stop_after_seconds: 900,
         connect_url_pattern: CONNECT_URL_PATTERN.into(),
         job_name_prefix: "studios-test".into(),
+        stack_limits: Default::default(),
         job_definitions: studios_shared::compute::JobDefinitions {
             prefix: "studios-test".into(),
             job_role_arn: Some("arn:aws:iam::123456789012:role/studios-test-job".into()),
@@ -252,6 +253,13 @@ impl TestApp {
             "workDir": "s3://work-bucket/studios/",
         });
         merge(&mut body, extra);
+        // The queue must exist in AWS Batch (it is checked at creation).
+        if let Some(name) = body["jobQueue"]
+            .as_str()
+            .and_then(|q| q.strip_prefix("arn:aws:batch:us-east-1:123456789012:job-queue/"))
+        {
+            self.ensure_queue(name).await;
+        }
         self.req(A::CreateComputeEnv)
             .user("admin")
             .param("ws", ws)
@@ -447,22 +455,44 @@ impl TestApp {
 
     /// An emulated AWS Batch job queue, the work bucket, and the event bus delivering
     /// every status event to an SQS queue the test reads.
-    pub async fn fixtures(&self) -> Fixtures {
-        let iam = aws_sdk_iam_role(&self.sdk, self.suffix()).await;
+    /// A role in the emulated IAM (a service role for Batch compute environments).
+    pub async fn iam_role(&self, name: &str) -> String {
+        aws_sdk_iam_role(&self.sdk, &format!("{name}-{}", self.suffix())).await
+    }
+
+    /// An emulated AWS Batch job queue named `name` (with an EC2-style unmanaged compute
+    /// environment), created unless it exists; its ARN.
+    pub async fn ensure_queue(&self, name: &str) -> String {
+        let known = self
+            .batch
+            .describe_job_queues()
+            .job_queues(name)
+            .send()
+            .await
+            .ok()
+            .and_then(|o| {
+                o.job_queues()
+                    .first()
+                    .and_then(|q| q.job_queue_arn().map(String::from))
+            });
+        if let Some(arn) = known {
+            return arn;
+        }
+        let iam = aws_sdk_iam_role(&self.sdk, &format!("{name}-{}", self.suffix())).await;
         let ce = self
             .batch
             .create_compute_environment()
-            .compute_environment_name(format!("ce-{}", self.suffix()))
+            .compute_environment_name(format!("ce-{name}-{}", self.suffix()))
             .r#type(aws_sdk_batch::types::CeType::Unmanaged)
             .state(aws_sdk_batch::types::CeState::Enabled)
             .service_role(iam)
             .send()
             .await
             .expect("create compute environment");
-        let queue = self
+        let created = self
             .batch
             .create_job_queue()
-            .job_queue_name(format!("q-{}", self.suffix()))
+            .job_queue_name(name)
             .state(aws_sdk_batch::types::JqState::Enabled)
             .priority(1)
             .compute_environment_order(
@@ -472,8 +502,16 @@ impl TestApp {
                     .build(),
             )
             .send()
-            .await
-            .expect("create job queue");
+            .await;
+        match created {
+            Ok(q) => q.job_queue_arn().unwrap().to_string(),
+            // Another test made it meanwhile.
+            Err(_) => format!("arn:aws:batch:us-east-1:123456789012:job-queue/{name}"),
+        }
+    }
+
+    pub async fn fixtures(&self) -> Fixtures {
+        let queue_arn = self.ensure_queue(&format!("q-{}", self.suffix())).await;
         let _ = self.s3.create_bucket().bucket(WORK_BUCKET).send().await;
         let events = aws_sdk_eventbridge::Client::new(&self.sdk);
         events
@@ -525,9 +563,7 @@ impl TestApp {
             .await
             .unwrap();
         *self.events_queue.lock().unwrap() = Some(url);
-        Fixtures {
-            queue_arn: queue.job_queue_arn().unwrap().to_string(),
-        }
+        Fixtures { queue_arn }
     }
 
     /// The job as AWS Batch describes it.

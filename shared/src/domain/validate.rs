@@ -507,6 +507,51 @@ pub fn image_ref(field: &str, value: &str) -> Result<String> {
     }
 }
 
+/// A compute environment may use only what the stack's IAM policies allow: its queue
+/// among `JobQueueArns`, its `workDir` in `CheckpointBuckets`, its write buckets among
+/// `WriteBuckets`. Otherwise sessions would fail at the first start or save.
+pub fn within_stack(ce: &ComputeEnv, limits: &crate::config::StackLimits) -> Result<()> {
+    let listed = |allowed: &Option<Vec<String>>, value: &str| {
+        allowed
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|a| a == value))
+    };
+    let shown = |allowed: &Option<Vec<String>>| match allowed.as_deref() {
+        Some([]) | None => "none".to_string(),
+        Some(list) => list.join(", "),
+    };
+    if !listed(&limits.job_queues, &ce.job_queue) {
+        return Err(Error::invalid(
+            "jobQueue",
+            format!(
+                "this Studios stack may submit only to its JobQueueArns: {}",
+                shown(&limits.job_queues)
+            ),
+        ));
+    }
+    if !listed(&limits.checkpoint_buckets, ce.work_dir.bucket()) {
+        return Err(Error::invalid(
+            "workDir",
+            format!(
+                "the bucket must be one of the stack's CheckpointBuckets: {}",
+                shown(&limits.checkpoint_buckets)
+            ),
+        ));
+    }
+    for (i, bucket) in ce.allowed_write_buckets.iter().enumerate() {
+        if !listed(&limits.write_buckets, bucket) {
+            return Err(Error::invalid(
+                format!("allowedWriteBuckets[{i}]"),
+                format!(
+                    "sessions of this stack may write only to its WriteBuckets: {}",
+                    shown(&limits.write_buckets)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// An S3 location that can be mounted (and so locked): at most `MAX_MOUNT_URI` bytes.
 pub fn mount_uri(field: &str, value: &str) -> Result<S3Prefix> {
     let uri = s3_prefix(field, value)?;
