@@ -58,6 +58,7 @@ pub async fn bootstrap(app: &App, job_queue: &str) -> Result<String> {
         max_memory_mib: 65536,
         allowed_write_buckets: vec![WORK_BUCKET.into()],
         work_dir: format!("s3://{WORK_BUCKET}/"),
+        job_role_arn: None,
     };
     service::create_compute_env(app, &alice, &ws.id, ce).await?;
     for (name, prefix) in [("reads", "reads/"), ("reference", "reference/grch38/")] {

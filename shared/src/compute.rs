@@ -29,6 +29,8 @@ pub struct JobSpec {
     pub gpus: u32,
     pub environment: Vec<(String, String)>,
     pub tags: Vec<(String, String)>,
+    /// The session's IAM role (its compute environment's); `None`: the stack's default.
+    pub job_role_arn: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +88,8 @@ pub struct JobDefinitions {
 pub struct BatchCompute {
     client: Client,
     settings: JobDefinitions,
-    definitions: Mutex<HashMap<String, String>>,
+    /// Definitions known to exist (registered or found), by name.
+    definitions: Mutex<std::collections::HashSet<String>>,
 }
 
 impl BatchCompute {
@@ -94,15 +97,20 @@ impl BatchCompute {
         BatchCompute {
             client,
             settings,
-            definitions: Mutex::new(HashMap::new()),
+            definitions: Mutex::new(Default::default()),
         }
     }
 
-    pub fn definition_name(&self, image: &str) -> String {
+    /// The role a job runs with: its own, else the stack's default.
+    fn role<'a>(&'a self, job_role: Option<&'a str>) -> Option<&'a str> {
+        job_role.or(self.settings.job_role_arn.as_deref())
+    }
+
+    pub fn definition_name(&self, image: &str, job_role: Option<&str>) -> String {
         let mut digest = Sha256::new();
         digest.update(image.as_bytes());
         digest.update(b"\0");
-        digest.update(self.settings.job_role_arn.as_deref().unwrap_or_default());
+        digest.update(self.role(job_role).unwrap_or_default());
         let hex: String = digest.finalize()[..8]
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -110,11 +118,15 @@ impl BatchCompute {
         format!("{}-{hex}", self.settings.prefix)
     }
 
-    async fn ensure_definition(&self, image: &str) -> Result<String, SubmitError> {
-        if let Some(name) = self.cached(image) {
+    async fn ensure_definition(
+        &self,
+        image: &str,
+        job_role: Option<&str>,
+    ) -> Result<String, SubmitError> {
+        let name = self.definition_name(image, job_role);
+        if self.cached(&name) {
             return Ok(name);
         }
-        let name = self.definition_name(image);
         let existing = self
             .client
             .describe_job_definitions()
@@ -135,7 +147,7 @@ impl BatchCompute {
                 .container_properties(
                     ContainerProperties::builder()
                         .image(image)
-                        .set_job_role_arn(self.settings.job_role_arn.clone())
+                        .set_job_role_arn(self.role(job_role).map(String::from))
                         .set_resource_requirements(Some(resources))
                         .build(),
                 )
@@ -147,13 +159,15 @@ impl BatchCompute {
                 .map_err(submit_error)?;
         }
         if let Ok(mut cache) = self.definitions.lock() {
-            cache.insert(image.to_string(), name.clone());
+            cache.insert(name.clone());
         }
         Ok(name)
     }
 
-    fn cached(&self, image: &str) -> Option<String> {
-        self.definitions.lock().ok()?.get(image).cloned()
+    fn cached(&self, name: &str) -> bool {
+        self.definitions
+            .lock()
+            .is_ok_and(|cache| cache.contains(name))
     }
 }
 
@@ -314,7 +328,9 @@ impl Compute for BatchCompute {
     }
 
     async fn submit(&self, job: &JobSpec) -> Result<String, SubmitError> {
-        let definition = self.ensure_definition(&job.image).await?;
+        let definition = self
+            .ensure_definition(&job.image, job.job_role_arn.as_deref())
+            .await?;
         let mut resources = vec![
             resource(ResourceType::Vcpu, job.vcpus),
             resource(ResourceType::Memory, job.memory_mib),
@@ -538,11 +554,8 @@ mod tests {
         )
         .await;
         let compute = compute_at(&server.endpoint);
-        compute
-            .definitions
-            .lock()
-            .unwrap()
-            .insert("img".into(), "def".into());
+        let name = compute.definition_name("img", None);
+        compute.definitions.lock().unwrap().insert(name);
         let job = JobSpec {
             name: "j".into(),
             queue: "q".into(),
@@ -552,6 +565,7 @@ mod tests {
             gpus: 0,
             environment: vec![],
             tags: vec![],
+            job_role_arn: None,
         };
         let out = compute.submit(&job).await;
         assert!(matches!(out, Err(SubmitError::Throttled)), "{out:?}");
@@ -651,14 +665,21 @@ mod tests {
     #[test]
     fn definition_names_are_per_stack_image_and_role() {
         let a = compute("stack-a-studio", Some("arn:aws:iam::1:role/a"));
-        let name = a.definition_name("img:1");
+        let name = a.definition_name("img:1", None);
         assert!(name.starts_with("stack-a-studio-"), "{name}");
         assert_eq!(name.len(), "stack-a-studio-".len() + 16);
-        assert_eq!(name, a.definition_name("img:1"), "stable");
-        assert_ne!(name, a.definition_name("img:2"));
+        assert_eq!(name, a.definition_name("img:1", None), "stable");
+        assert_ne!(name, a.definition_name("img:2", None));
         let other_role = compute("stack-a-studio", Some("arn:aws:iam::1:role/b"));
-        assert_ne!(name, other_role.definition_name("img:1"));
+        assert_ne!(name, other_role.definition_name("img:1", None));
         let other_stack = compute("stack-b-studio", Some("arn:aws:iam::1:role/a"));
-        assert_ne!(name, other_stack.definition_name("img:1"));
+        assert_ne!(name, other_stack.definition_name("img:1", None));
+        // A compute environment's own role: its own definition.
+        let own = a.definition_name("img:1", Some("arn:aws:iam::1:role/sessions/ws-x"));
+        assert_ne!(name, own);
+        assert_eq!(
+            own,
+            other_role.definition_name("img:1", Some("arn:aws:iam::1:role/sessions/ws-x"))
+        );
     }
 }

@@ -56,6 +56,9 @@ pub struct StackLimits {
     pub job_queues: Option<Vec<String>>,
     pub checkpoint_buckets: Option<Vec<String>>,
     pub write_buckets: Option<Vec<String>>,
+    /// Compute environments' job roles must be under this IAM path (`SESSION_ROLE_PATH`,
+    /// e.g. `/studios-sessions/`): the only roles the stack may pass.
+    pub session_role_path: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +159,7 @@ impl Config {
             job_queues: list("JOB_QUEUE_ARNS"),
             checkpoint_buckets: list("CHECKPOINT_BUCKETS"),
             write_buckets: list("WRITE_BUCKETS"),
+            session_role_path: get("SESSION_ROLE_PATH").filter(|p| !p.trim().is_empty()),
         };
         Ok(Config {
             stack_limits,

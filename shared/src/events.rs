@@ -252,6 +252,7 @@ mod tests {
                 max_memory_mib: 8192,
                 allowed_write_buckets: vec![],
                 work_dir: S3Prefix::parse("s3://work-bucket/").unwrap(),
+                job_role_arn: None,
             },
             status,
             status_reason: None,

@@ -122,6 +122,7 @@ pub fn job_spec(app: &App, studio: &Studio, session: &Session) -> Result<JobSpec
                 json!(studio.config.conda_packages).to_string(),
             ),
         ],
+        job_role_arn: studio.compute_env.job_role_arn.clone(),
         tags: vec![
             (TAG_WORKSPACE.into(), studio.workspace_id.clone()),
             (TAG_STUDIO.into(), studio.id.clone()),

@@ -114,3 +114,102 @@ fn the_dead_letter_queue_takes_the_rule_by_arn_and_alarms() {
     );
     assert_eq!(value_of(alarm, "Threshold:"), ["0"]);
 }
+
+#[test]
+fn job_definitions_are_named_as_the_policies_allow() {
+    // The functions name definitions `<JOB_DEFINITION_PREFIX>-<16 hex>`; the submitting
+    // roles may register, submit with and tag only `job-definition/studios-<id>-def-*`.
+    let id = r#"!Select [0, !Split ["-", !Select [2, !Split ["/", !Ref "AWS::StackId"]]]]"#;
+    assert_eq!(
+        value_of(TEMPLATE, "JOB_DEFINITION_PREFIX:"),
+        [format!(r#"!Sub ["studios-${{Id}}-def", {{Id: {id}}}]"#).as_str()]
+    );
+    for function in [
+        "AddStudioFunction",
+        "StartStudioFunction",
+        "CloneStudioFunction",
+    ] {
+        let block = resource(function);
+        assert_eq!(
+            block.matches("job-definition/studios-${Id}-def-*").count(),
+            3,
+            "{function}"
+        );
+        assert!(
+            !block.contains("job-definition/${AWS::StackName}"),
+            "{function}"
+        );
+    }
+    // Short whatever the stack name: "studios-" + 8 hex + "-def-" + 16 hex.
+    let name_len = "studios-".len() + 8 + "-def-".len() + 16;
+    assert!(name_len <= 128);
+}
+
+#[test]
+fn logs_are_kept_for_a_set_time_and_the_api_is_throttled() {
+    let globals =
+        &TEMPLATE[TEMPLATE.find("\nGlobals:").unwrap()..TEMPLATE.find("\nResources:").unwrap()];
+    assert_eq!(value_of(globals, "LogGroup:"), ["!Ref FunctionLogGroup"]);
+    for group in ["FunctionLogGroup", "ApiAccessLogGroup"] {
+        assert_eq!(
+            value_of(resource(group), "RetentionInDays:"),
+            ["!Ref LogRetentionDays"]
+        );
+    }
+    let api = resource("Api");
+    assert_eq!(
+        value_of(api, "ThrottlingRateLimit:"),
+        ["!Ref ApiThrottlingRateLimit"]
+    );
+    assert_eq!(
+        value_of(api, "DestinationArn:"),
+        ["!GetAtt ApiAccessLogGroup.Arn"]
+    );
+    assert!(api.contains("CorsConfiguration: !If"));
+    // No function sets its own log group (each would then keep logs forever).
+    assert_eq!(TEMPLATE.matches("LogGroup: !Ref").count(), 1);
+}
+
+#[test]
+fn parameters_refuse_what_is_not_a_queue_or_bucket() {
+    for parameter in [
+        "JobQueueArns",
+        "CheckpointBuckets",
+        "DataBuckets",
+        "WriteBuckets",
+    ] {
+        assert!(
+            !value_of(resource(parameter), "AllowedPattern:").is_empty(),
+            "{parameter}"
+        );
+    }
+}
+
+#[test]
+fn sessions_get_per_compute_environment_roles_the_stack_may_pass() {
+    let role = resource("StudioJobRole");
+    assert!(role.contains("aws:SourceAccount: !Ref AWS::AccountId"));
+    // The default role reads data buckets only: no checkpoint or write-bucket access.
+    assert!(
+        !role.contains("s3:PutObject") && !role.contains("s3:DeleteObject"),
+        "{role}"
+    );
+    for function in [
+        "AddStudioFunction",
+        "StartStudioFunction",
+        "CloneStudioFunction",
+    ] {
+        let block = resource(function);
+        let pass = &block[block.find("[iam:PassRole]").expect(function)..];
+        let pass = &pass[..pass.find("Events:").unwrap_or(pass.len())];
+        assert!(pass.contains("- !GetAtt StudioJobRole.Arn"), "{function}");
+        assert!(
+            pass.contains(r#"role${SessionRolePath}*""#),
+            "{function}: only roles under the session path"
+        );
+    }
+    assert_eq!(
+        value_of(TEMPLATE, "SESSION_ROLE_PATH:"),
+        ["!Ref SessionRolePath"]
+    );
+}

@@ -144,6 +144,7 @@ async fn compute_environments_stay_within_the_stack() {
             job_queues: Some(vec![ours.clone()]),
             checkpoint_buckets: Some(vec!["work-bucket".into()]),
             write_buckets: Some(vec![]),
+            session_role_path: Some("/studios-sessions/".into()),
         },
         ..(*t.app.config).clone()
     });

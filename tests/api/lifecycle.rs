@@ -587,6 +587,50 @@ async fn the_most_mount_lock_items_start_run_and_end_in_one_transaction_each() {
     assert!(t.live_locks(&s.ws).await.is_empty());
 }
 
+/// Sessions run with their compute environment's role (their own job definition), else
+/// with the stack's default role.
+#[tokio::test]
+async fn sessions_run_with_their_compute_environments_role() {
+    let t = TestApp::new().await;
+    let s = setup(&t).await;
+    let role = "arn:aws:iam::123456789012:role/studios-sessions/genomics";
+    let ce = t
+        .compute_env(
+            &s.ws,
+            json!({"jobQueue": s.fx.queue_arn, "workDir": "s3://work-bucket/studios", "jobRoleArn": role}),
+        )
+        .await;
+    let id = t
+        .req(A::AddStudio)
+        .user("maintain")
+        .param("ws", &s.ws)
+        .body(json!({"name": "own role", "computeEnvId": ce, "template": {"kind": "jupyter"}}))
+        .send()
+        .await
+        .id(201);
+    let (_, job) = started(&t, &s.ws, &id).await;
+    let definition = job.job_definition().unwrap().to_string();
+    let described = t
+        .batch
+        .describe_job_definitions()
+        .job_definitions(&definition)
+        .send()
+        .await
+        .unwrap();
+    let def = described
+        .job_definitions()
+        .first()
+        .expect("the job's definition");
+    assert_eq!(
+        def.container_properties().and_then(|c| c.job_role_arn()),
+        Some(role)
+    );
+    // The default compute environment's studios keep the stack's role.
+    let other = studio_with_mount(&t, &s, "default role", "s3://data-bucket/dr/").await;
+    let (_, job) = started(&t, &s.ws, &other).await;
+    assert_ne!(job.job_definition().unwrap(), definition);
+}
+
 /// A start that waits (no capacity, say) can be cancelled: stop during `starting`
 /// terminates (cancels) the job; its FAILED event ends the studio `stopped`, with no
 /// checkpoint and nothing locked.

@@ -53,6 +53,10 @@ pub struct ComputeEnv {
     pub max_memory_mib: u32,
     pub allowed_write_buckets: Vec<String>,
     pub work_dir: S3Prefix,
+    /// The IAM role its sessions run with (their AWS credentials); none: the stack's
+    /// default role, which may only read the stack's data buckets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_role_arn: Option<String>,
     pub created_at: String,
     pub created_by: UserRef,
 }
@@ -73,6 +77,8 @@ pub struct ComputeEnvSnapshot {
     pub max_memory_mib: u32,
     pub allowed_write_buckets: Vec<String>,
     pub work_dir: S3Prefix,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_role_arn: Option<String>,
 }
 
 impl From<&ComputeEnv> for ComputeEnvSnapshot {
@@ -87,6 +93,7 @@ impl From<&ComputeEnv> for ComputeEnvSnapshot {
             max_memory_mib: ce.max_memory_mib,
             allowed_write_buckets: ce.allowed_write_buckets.clone(),
             work_dir: ce.work_dir.clone(),
+            job_role_arn: ce.job_role_arn.clone(),
         }
     }
 }

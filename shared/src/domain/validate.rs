@@ -60,6 +60,7 @@ pub struct ComputeEnvInput {
     #[serde(default)]
     pub allowed_write_buckets: Vec<String>,
     pub work_dir: String,
+    pub job_role_arn: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -407,7 +408,13 @@ pub fn compute_env(
             ),
         ));
     }
+    let job_role_arn = input
+        .job_role_arn
+        .as_deref()
+        .map(|arn| role_arn("jobRoleArn", arn))
+        .transpose()?;
     Ok(ComputeEnv {
+        job_role_arn,
         id,
         workspace_id,
         name,
@@ -507,6 +514,44 @@ pub fn image_ref(field: &str, value: &str) -> Result<String> {
     }
 }
 
+/// An IAM role ARN, `arn:<partition>:iam::<account>:role/<path/>name`.
+pub fn role_arn(field: &str, value: &str) -> Result<String> {
+    let parts: Vec<&str> = value.splitn(6, ':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "iam"
+        && parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && parts[5].strip_prefix("role/").is_some_and(|rest| {
+            !rest.is_empty()
+                && rest.len() <= 512
+                && !rest.ends_with('/')
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c))
+        });
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(Error::invalid(
+            field,
+            "must be an IAM role ARN: arn:aws:iam::<account-id>:role/<path/>name",
+        ))
+    }
+}
+
+/// The path of a role ARN (`/` for `role/name`, `/a/b/` for `role/a/b/name`).
+fn role_path(arn: &str) -> String {
+    let resource = arn.splitn(6, ':').nth(5).unwrap_or_default();
+    let name_path = resource.strip_prefix("role").unwrap_or_default();
+    match name_path.rfind('/') {
+        Some(i) => name_path[..=i].to_string(),
+        None => "/".to_string(),
+    }
+}
+
 /// A compute environment may use only what the stack's IAM policies allow: its queue
 /// among `JobQueueArns`, its `workDir` in `CheckpointBuckets`, its write buckets among
 /// `WriteBuckets`. Otherwise sessions would fail at the first start or save.
@@ -537,6 +582,14 @@ pub fn within_stack(ce: &ComputeEnv, limits: &crate::config::StackLimits) -> Res
                 shown(&limits.checkpoint_buckets)
             ),
         ));
+    }
+    if let (Some(arn), Some(path)) = (&ce.job_role_arn, &limits.session_role_path) {
+        if !role_path(arn).starts_with(path.as_str()) {
+            return Err(Error::invalid(
+                "jobRoleArn",
+                format!("this Studios stack may pass only roles under the path {path} to sessions (its SessionRolePath)"),
+            ));
+        }
     }
     for (i, bucket) in ce.allowed_write_buckets.iter().enumerate() {
         if !listed(&limits.write_buckets, bucket) {
@@ -838,6 +891,7 @@ mod tests {
             max_memory_mib: 16384,
             allowed_write_buckets: vec!["rw-bucket".into()],
             work_dir: S3Prefix::parse("s3://work-bucket/w").unwrap(),
+            job_role_arn: None,
         }
     }
 
@@ -1211,6 +1265,7 @@ mod tests {
             max_memory_mib: 8192,
             allowed_write_buckets: vec!["b1b".into(), "b1b".into()],
             work_dir: "s3://work-bucket/w".into(),
+            job_role_arn: None,
         };
         let arn = "arn:aws:batch:us-east-1:123456789012:job-queue/q";
         let ok = compute_env(
@@ -1261,6 +1316,7 @@ mod tests {
                 max_memory_mib: 8192,
                 allowed_write_buckets: vec![],
                 work_dir: uri.clone(),
+                job_role_arn: None,
             };
             let by = UserRef { id: "u".into(), name: "u".into() };
             match compute_env(input, "ce".into(), "ws".into(), by) {

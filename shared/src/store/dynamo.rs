@@ -1673,6 +1673,7 @@ mod tests {
                 max_memory_mib: 16384,
                 allowed_write_buckets: vec!["rw-bucket".into()],
                 work_dir: S3Prefix::parse("s3://work-bucket/w").unwrap(),
+                job_role_arn: None,
             },
             status: StudioStatus::Stopped,
             status_reason: None,
