@@ -79,6 +79,18 @@ fn reply(response: lambda_http::Response<lambda_http::Body>) -> Reply {
     Response::from_parts(parts, Full::new(Bytes::copy_from_slice(body.as_ref())))
 }
 
+/// Whether a Host header names this machine (any port).
+fn loopback_host(host: Option<&str>) -> bool {
+    let Some(host) = host else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    matches!(name, "127.0.0.1" | "localhost" | "::1")
+}
+
 /// API Gateway answers these itself, before any function runs.
 fn gateway_error(status: u16, message: &str) -> Reply {
     let body = json!({ "message": message }).to_string();
@@ -90,7 +102,7 @@ fn gateway_error(status: u16, message: &str) -> Reply {
 }
 
 impl Local {
-    /// What EventBridge and `sam local invoke --event` do, by hand (no token needed):
+    /// What EventBridge and `sam local invoke --event` do, by hand (any user's token):
     /// `POST /_local/batch-events` delivers any `Batch Job State Change` event JSON to
     /// the real consumer; `GET /_local/jobs/{jobId}/event?status=RUNNING` builds one for
     /// a submitted job (from DescribeJobs), ready to edit, replay, duplicate or reorder.
@@ -142,11 +154,48 @@ impl Local {
         json_reply(404, json!({"message": "unknown local endpoint"}))
     }
 
+    /// The JWT authorizer's check: the claims of a valid bearer token.
+    fn verified_claims(&self, req: &Request<Incoming>) -> Option<Vec<(String, String)>> {
+        let token = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))?;
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&["studios-local"]);
+        // As API Gateway's JWT authorizer: not before `nbf` either.
+        validation.validate_nbf = true;
+        jsonwebtoken::decode::<Map<String, Value>>(
+            token,
+            &DecodingKey::from_secret(self.secret.as_bytes()),
+            &validation,
+        )
+        .ok()
+        .map(|data| claims_as_strings(data.claims))
+    }
+
     async fn serve(&self, req: Request<Incoming>) -> Reply {
         let request_id = uuid::Uuid::now_v7().to_string();
         let method = req.method().as_str().to_string();
         let path = req.uri().path().to_string();
+        // Only this machine's names: a web page that points its own domain at 127.0.0.1
+        // (DNS rebinding) gets nothing back.
+        if !loopback_host(req.headers().get("host").and_then(|h| h.to_str().ok())) {
+            return gateway_error(421, "Misdirected Request: use 127.0.0.1 or localhost");
+        }
         if path.starts_with("/_local/") {
+            // A developer's tool, not a web form: a token, and JSON for bodies.
+            if self.verified_claims(&req).is_none() {
+                return gateway_error(401, "Unauthorized");
+            }
+            let json = req
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim().starts_with("application/json"));
+            if method == "POST" && !json {
+                return gateway_error(415, "Unsupported Media Type: send application/json");
+            }
             return self.local_endpoint(req, &path).await;
         }
         let query: Vec<(String, String)> = req.uri().query().map(parse_query).unwrap_or_default();
@@ -157,26 +206,8 @@ impl Local {
             .headers()
             .get("content-type")
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-        let token = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::to_string);
-        let Some(token) = token else {
+        let Some(claims) = self.verified_claims(&req) else {
             return gateway_error(401, "Unauthorized");
-        };
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&["studios-local"]);
-        // As API Gateway's JWT authorizer: not before `nbf` either.
-        validation.validate_nbf = true;
-        let claims = match jsonwebtoken::decode::<Map<String, Value>>(
-            &token,
-            &DecodingKey::from_secret(self.secret.as_bytes()),
-            &validation,
-        ) {
-            Ok(data) => claims_as_strings(data.claims),
-            Err(_) => return gateway_error(401, "Unauthorized"),
         };
         let body = match req.into_body().collect().await {
             Ok(b) => b.to_bytes(),

@@ -16,12 +16,24 @@ async fn http(
     token: Option<&str>,
     body: &str,
 ) -> (u16, Value) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    let headers = format!("Host: localhost\r\n{auth}Content-Type: application/json\r\n");
+    http_with(addr, method, path, &headers, body).await
+}
+
+/// A request with exactly these header lines (each ending in CRLF).
+async fn http_with(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, Value) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap();
@@ -123,28 +135,36 @@ async fn batch_events_can_be_built_and_replayed_by_hand() {
         "/_local/jobs/{}/event?status=RUNNING",
         job.job_id().unwrap()
     );
-    let (status, event) = http(addr, "GET", &path, None, "").await;
+    // A web page open in the developer's browser cannot use these: no token, a form's
+    // content type, or a rebound DNS name are refused.
+    let bob = mint_token(SECRET, "bob", None);
+    assert_eq!(http(addr, "GET", &path, None, "").await.0, 401);
+    let form = format!("Host: localhost\r\nAuthorization: Bearer {bob}\r\nContent-Type: text/plain\r\n");
+    assert_eq!(http_with(addr, "POST", "/_local/batch-events", &form, "{}").await.0, 415);
+    let rebound = format!("Host: evil.example.com\r\nAuthorization: Bearer {bob}\r\n");
+    assert_eq!(http_with(addr, "GET", &path, &rebound, "").await.0, 421);
+    let (status, event) = http(addr, "GET", &path, Some(&bob), "").await;
     assert_eq!(status, 200, "{event}");
     assert_eq!(event["detail-type"], "Batch Job State Change");
     assert_eq!(event["detail"]["status"], "RUNNING");
     let body = event.to_string();
-    let (status, applied) = http(addr, "POST", "/_local/batch-events", None, &body).await;
+    let (status, applied) = http(addr, "POST", "/_local/batch-events", Some(&bob), &body).await;
     assert_eq!((status, &applied), (200, &json!({"applied": "Changed"})));
     assert_eq!(get(&t, &s.ws, &id).await["status"], "running");
     // A duplicate is acknowledged and changes nothing.
-    let (_, again) = http(addr, "POST", "/_local/batch-events", None, &body).await;
+    let (_, again) = http(addr, "POST", "/_local/batch-events", Some(&bob), &body).await;
     assert!(
         again["applied"].as_str().unwrap().starts_with("Ignored"),
         "{again}"
     );
     assert_eq!(
-        http(addr, "POST", "/_local/batch-events", None, "{nope")
+        http(addr, "POST", "/_local/batch-events", Some(&bob), "{nope")
             .await
             .0,
         400
     );
     assert_eq!(
-        http(addr, "GET", "/_local/jobs/nope/event", None, "")
+        http(addr, "GET", "/_local/jobs/nope/event", Some(&bob), "")
             .await
             .0,
         404

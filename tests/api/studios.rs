@@ -371,4 +371,28 @@ async fn search_by_author_and_status() {
         .await
         .err(400);
     assert!(message.starts_with("cursor:"), "{message}");
+    // A tampered cursor that decodes to a key over DynamoDB's limit: 400, not 500.
+    let huge: String = {
+        let key = format!("STUDIO#{}", "a".repeat(1100));
+        // URL-safe base64 without padding, by hand (3 bytes → 4 characters).
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        key.as_bytes()
+            .chunks(3)
+            .flat_map(|c| {
+                let n = c.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - c.len()));
+                (0..=c.len()).map(move |i| ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char)
+            })
+            .collect()
+    };
+    for cursor in [huge.as_str(), &"A".repeat(3000)] {
+        let (_, message) = t
+            .req(A::ListStudios)
+            .user("view")
+            .param("ws", &ws)
+            .query("cursor", cursor)
+            .send()
+            .await
+            .err(400);
+        assert!(message.starts_with("cursor:"), "{message}");
+    }
 }

@@ -382,13 +382,25 @@ fn encode_cursor(last: &Item) -> Option<String> {
     Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sk))
 }
 
-/// The sort key a cursor continues after; it must belong to the list (`prefix`).
+/// Longest cursor accepted: the sort keys of lists are a prefix and our ids (< 100
+/// bytes); anything longer was not made here (and could exceed DynamoDB's key limit).
+const MAX_CURSOR: usize = 256;
+
+/// The sort key a cursor continues after; it must belong to the list (`prefix`) and look
+/// like one of its keys (a prefix and id characters), whatever a client sends.
 fn decode_cursor(cursor: &str, prefix: &str) -> Result<String> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
+    Some(cursor)
+        .filter(|c| c.len() <= MAX_CURSOR)
+        .and_then(|c| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).ok())
         .and_then(|b| String::from_utf8(b).ok())
-        .filter(|sk| sk.starts_with(prefix))
+        .filter(|sk| {
+            sk.strip_prefix(prefix).is_some_and(|rest| {
+                !rest.is_empty()
+                    && rest
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'#')
+            })
+        })
         .ok_or_else(|| {
             Error::invalid(
                 "cursor",
@@ -1717,5 +1729,11 @@ mod tests {
         assert!(decode_cursor("not base64!", "STUDIO#").is_err());
         let member = encode_cursor(&key("ws-1", "MEMBER#x".into())).unwrap();
         assert!(decode_cursor(&member, "STUDIO#").is_err());
+        // Tampered: a huge key (DynamoDB refuses keys over 1,024 bytes) or odd characters.
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let huge = b64(&format!("STUDIO#{}", "a".repeat(1500)));
+        assert!(decode_cursor(&huge, "STUDIO#").is_err());
+        assert!(decode_cursor(&b64("STUDIO#a b\u{0}"), "STUDIO#").is_err());
+        assert!(decode_cursor(&b64("STUDIO#"), "STUDIO#").is_err());
     }
 }
