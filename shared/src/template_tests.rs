@@ -213,3 +213,14 @@ fn sessions_get_per_compute_environment_roles_the_stack_may_pass() {
         ["!Ref SessionRolePath"]
     );
 }
+
+#[test]
+fn event_consumers_have_reserved_concurrency() {
+    for function in ["BatchEventsFunction", "TableStreamFunction"] {
+        assert_eq!(
+            value_of(resource(function), "ReservedConcurrentExecutions:"),
+            ["!If [ReservesConcurrency, !Ref EventConsumerReservedConcurrency, !Ref AWS::NoValue]"],
+            "{function}"
+        );
+    }
+}

@@ -341,3 +341,55 @@ async fn update_rejects_bad_input_and_compute_env_changes() {
         assert!(m.starts_with(expected), "{body}: got {m:?}");
     }
 }
+
+/// Every list in a body is capped while parsing: an oversized list costs no read, and a
+/// stranger's largest allowed one costs one bounded read before the 404.
+#[tokio::test]
+async fn request_lists_are_capped_before_anything_is_read() {
+    let t = TestApp::new().await;
+    let ws = t.workspace_with_roles().await;
+    let ce = t.compute_env(&ws, json!({})).await;
+    let links = |n: usize| -> Vec<Value> {
+        (0..n)
+            .map(|i| json!({"dataLinkId": format!("dl-{i:032x}")}))
+            .collect()
+    };
+    let body = |mounts: Vec<Value>| {
+        json!({"name": "big", "computeEnvId": ce, "template": {"kind": "jupyter"}, "mounts": mounts})
+    };
+    t.log.take();
+    let (_, m) = t
+        .req(A::AddStudio)
+        .user("maintain")
+        .param("ws", &ws)
+        .body(body(links(97)))
+        .send()
+        .await
+        .err(400);
+    assert_eq!(m, "mounts: must have at most 96 items");
+    assert!(t.log.take().is_empty(), "nothing read for an oversized list");
+    let (_, m) = t
+        .req(A::AddStudio)
+        .user("maintain")
+        .param("ws", &ws)
+        .body(json!({"name": "x", "computeEnvId": ce, "template": {"kind": "jupyter"},
+                     "condaPackages": vec!["numpy"; 101]}))
+        .send()
+        .await
+        .err(400);
+    assert_eq!(m, "condaPackages: must have at most 100 items");
+    // A stranger (no member of the workspace) with 96 data links: one round trip of
+    // bounded reads (one BatchGetItem beside the held-mounts Query), nothing written.
+    t.log.take();
+    t.req(A::AddStudio)
+        .user("stranger")
+        .param("ws", &ws)
+        .body(body(links(96)))
+        .send()
+        .await
+        .err(404);
+    let c = studios_integration_tests::cost(t.log.take());
+    assert_eq!(c.round_trips, 1, "{c:?}");
+    assert!(c.operations.len() <= 2, "{c:?}");
+    assert!(c.operations.iter().all(|o| o == "BatchGetItem" || o == "Query"), "{c:?}");
+}

@@ -57,7 +57,7 @@ pub struct ComputeEnvInput {
     pub max_cpus: u32,
     #[serde(rename = "maxMemoryMiB")]
     pub max_memory_mib: u32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "at_most_buckets")]
     pub allowed_write_buckets: Vec<String>,
     pub work_dir: String,
     pub job_role_arn: Option<String>,
@@ -101,8 +101,10 @@ pub struct StudioInput {
     pub description: Option<String>,
     pub compute_env_id: String,
     pub template: TemplateInput,
+    #[serde(default, deserialize_with = "at_most_conda")]
     pub conda_packages: Option<Vec<String>>,
     pub resources: Option<ResourcesInput>,
+    #[serde(default, deserialize_with = "at_most_mounts")]
     pub mounts: Option<Vec<MountInput>>,
 }
 
@@ -116,8 +118,10 @@ pub struct StudioPatch {
     #[serde(default, deserialize_with = "present")]
     pub compute_env_id: Option<serde_json::Value>,
     pub template: Option<TemplateInput>,
+    #[serde(default, deserialize_with = "at_most_conda")]
     pub conda_packages: Option<Vec<String>>,
     pub resources: Option<ResourcesInput>,
+    #[serde(default, deserialize_with = "at_most_mounts")]
     pub mounts: Option<Vec<MountInput>>,
 }
 
@@ -127,6 +131,7 @@ pub struct StudioPatch {
 pub struct StartInput {
     pub description: Option<String>,
     pub resources: Option<ResourcesInput>,
+    #[serde(default, deserialize_with = "at_most_mounts")]
     pub mounts: Option<Vec<MountInput>>,
 }
 
@@ -219,6 +224,71 @@ pub struct CheckpointPatch {
     pub name: String,
 }
 
+/// Most items any list in a request body may have; more is a 400 while parsing, before
+/// anything is read or computed from the list (`mounts` is bounded by the lock budget,
+/// `condaPackages` by `MAX_CONDA_PACKAGES`, `allowedWriteBuckets` by this).
+pub const MAX_WRITE_BUCKETS: usize = 50;
+
+/// A list of at most `N` items (or `null`/absent: `None`), refused while parsing.
+fn at_most<'de, D, T, const N: usize>(d: D) -> std::result::Result<Option<Vec<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    use serde::de::{Error as _, SeqAccess, Visitor};
+    struct Bounded<T, const N: usize>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>, const N: usize> Visitor<'de> for Bounded<T, N> {
+        type Value = Option<Vec<T>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "a list of at most {N} items")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: serde::Deserializer<'de>>(
+            self,
+            d: D2,
+        ) -> std::result::Result<Self::Value, D2::Error> {
+            d.deserialize_seq(self)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element()? {
+                if out.len() == N {
+                    return Err(A::Error::custom(format!("must have at most {N} items")));
+                }
+                out.push(item);
+            }
+            Ok(Some(out))
+        }
+    }
+    d.deserialize_option(Bounded::<T, N>(std::marker::PhantomData))
+}
+
+fn at_most_mounts<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Vec<MountInput>>, D::Error> {
+    at_most::<D, MountInput, MAX_LOCK_ITEMS>(d)
+}
+
+fn at_most_conda<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Vec<String>>, D::Error> {
+    at_most::<D, String, MAX_CONDA_PACKAGES>(d)
+}
+
+fn at_most_buckets<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<String>, D::Error> {
+    at_most::<D, String, MAX_WRITE_BUCKETS>(d).map(Option::unwrap_or_default)
+}
+
 /// A field that is there, whatever its value (`null` too); absent is `None`.
 fn present<'de, D: serde::Deserializer<'de>>(
     d: D,
@@ -234,6 +304,7 @@ pub struct CloneInput {
     pub checkpoint_id: Option<String>,
     pub description: Option<String>,
     pub resources: Option<ResourcesInput>,
+    #[serde(default, deserialize_with = "at_most_mounts")]
     pub mounts: Option<Vec<MountInput>>,
     pub auto_start: Option<bool>,
     /// Accepted only to explain that a clone keeps them; an explicit `null` is setting
