@@ -261,7 +261,7 @@ fn resource(t: ResourceType, v: u32) -> ResourceRequirement {
 fn report_from(
     job_id: &str,
     job_name: &str,
-    queue: Option<&str>,
+    (queue, definition): (Option<&str>, Option<&str>),
     status: Option<&str>,
     reason: Option<&str>,
     started: bool,
@@ -277,6 +277,7 @@ fn report_from(
         job_name: job_name.to_string(),
         attempt_id: attempt,
         queue: queue.map(String::from),
+        definition: definition.map(String::from),
         status,
         status_reason: reason.map(String::from),
         container_reason: container.and_then(|c| c.0).map(String::from),
@@ -400,7 +401,7 @@ impl Compute for BatchCompute {
                 reports.extend(report_from(
                     job.job_id().unwrap_or_default(),
                     job.job_name().unwrap_or_default(),
-                    job.job_queue(),
+                    (job.job_queue(), job.job_definition()),
                     job.status().map(|s| s.as_str()),
                     job.status_reason(),
                     job.started_at().is_some(),
@@ -437,7 +438,7 @@ impl Compute for BatchCompute {
         Ok(report_from(
             job.job_id().unwrap_or_default(),
             job.job_name().unwrap_or_default(),
-            Some(queue),
+            (Some(queue), job.job_definition()),
             job.status().map(|s| s.as_str()),
             job.status_reason(),
             job.started_at().is_some(),

@@ -305,8 +305,12 @@ async fn stop_once(app: &App, caller: &Caller, current: &Studio, force: bool) ->
             Ok(next)
         }
         StudioStatus::Stopping if force => force_stop(app, caller, current).await,
-        // Already stopping: ask Batch again (harmless), answer as before.
+        // Already stopping: ask Batch again (harmless), answer as before; the role is
+        // checked as a write would, since TerminateJob is an effect of its own.
         StudioStatus::Stopping => {
+            app.store
+                .check_role(&guard(ws, caller, Permission::OperateStudios))
+                .await?;
             terminate(app, current, &caller.id).await;
             Ok(current.clone())
         }
@@ -517,6 +521,15 @@ pub async fn apply_report(
         {
             return Ok(Applied::Ignored("the job ran on another queue"));
         }
+        // Nor one that does not run one of this stack's job definitions.
+        let ours = format!(":job-definition/{}-", app.config.job_definitions.prefix);
+        if report
+            .definition
+            .as_ref()
+            .is_some_and(|d| !d.contains(&ours))
+        {
+            return Ok(Applied::Ignored("the job does not use this stack's job definitions"));
+        }
         let written = match on_job_report(studio.status, studio.session.as_ref(), report) {
             Outcome::Ignore(why) => return Ok(Applied::Ignored(why)),
             Outcome::Progress {
@@ -582,6 +595,7 @@ pub async fn on_batch_event(app: &App, event: &Value) -> Result<Applied> {
         attempt_id: Some(name.attempt_id.to_string()),
         job_name: job_name.to_string(),
         queue: text(&detail["jobQueue"]),
+        definition: text(&detail["jobDefinition"]),
         status,
         status_reason: text(&detail["statusReason"]),
         container_reason: text(&detail["container"]["reason"]),

@@ -39,6 +39,7 @@ async fn the_documented_example_with_our_job_name_moves_the_studio() {
         e["detail"]["jobName"] = json!(job.job_name());
         e["detail"]["jobId"] = json!(job.job_id());
         e["detail"]["jobQueue"] = json!(s.fx.queue_arn);
+        e["detail"]["jobDefinition"] = json!(job.job_definition());
         e["detail"]["status"] = json!(status);
         e
     };
@@ -54,6 +55,14 @@ async fn the_documented_example_with_our_job_name_moves_the_studio() {
     other_queue["detail"]["jobQueue"] =
         json!("arn:aws:batch:us-east-1:123456789012:job-queue/someone-elses");
     assert!(matches!(t.deliver(&other_queue).await, Applied::Ignored(_)));
+    // A look-alike job (our name and queue copied) that runs another job definition.
+    let mut look_alike = ours("RUNNING");
+    look_alike["detail"]["jobDefinition"] =
+        json!("arn:aws:batch:us-east-1:123456789012:job-definition/first-run-job-definition:1");
+    assert_eq!(
+        t.deliver(&look_alike).await,
+        Applied::Ignored("the job does not use this stack's job definitions")
+    );
     assert_eq!(get(&t, &s.ws, &id).await["status"], "starting");
 
     assert_eq!(t.deliver(&ours("RUNNABLE")).await, Applied::Changed);

@@ -84,6 +84,9 @@ impl Store for BarrierStore {
         self.member_write(&g.user_id, self.inner.remove_member(g, m))
             .await
     }
+    async fn check_role(&self, g: &RoleGuard) -> Result<()> {
+        self.inner.check_role(g).await
+    }
     async fn create_compute_env(&self, g: &RoleGuard, ce: &ComputeEnv) -> Result<()> {
         self.inner.create_compute_env(g, ce).await
     }

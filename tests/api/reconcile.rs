@@ -34,6 +34,7 @@ impl ScriptedBatch {
                 job_name: String::new(),
                 attempt_id: None,
                 queue: None,
+                definition: None,
                 status,
                 status_reason: reason.map(String::from),
                 container_reason: None,

@@ -122,6 +122,8 @@ pub struct JobReport {
     pub attempt_id: Option<String>,
     /// The job queue's ARN, when the report says (events and DescribeJobs do).
     pub queue: Option<String>,
+    /// The job definition's ARN, when the report says.
+    pub definition: Option<String>,
     pub status: BatchStatus,
     pub status_reason: Option<String>,
     pub container_reason: Option<String>,
@@ -361,6 +363,7 @@ mod tests {
             job_name: format!("studio-st-1-{attempt}"),
             attempt_id: Some(attempt.into()),
             queue: None,
+            definition: None,
             status,
             status_reason: None,
             container_reason: None,

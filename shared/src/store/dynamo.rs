@@ -721,6 +721,12 @@ impl Store for DynamoStore {
         self.transact(tx).await
     }
 
+    async fn check_role(&self, guard: &RoleGuard) -> Result<()> {
+        let mut tx = Tx::default();
+        self.push_guard(&mut tx, guard)?;
+        self.transact(tx).await
+    }
+
     async fn create_compute_env(&self, guard: &RoleGuard, ce: &ComputeEnv) -> Result<()> {
         let mut item = to_item(&ce.workspace_id, sk(&Key::ComputeEnv(ce.id.clone())), ce)?;
         item.insert("studioCount".into(), n(0));
@@ -878,6 +884,11 @@ impl Store for DynamoStore {
             early_keys.push(key(ws, item_str(&record, "SK").unwrap_or_default().into()));
             early_keys.push(key(ws, item_str(&claim, "SK").unwrap_or_default().into()));
             puts.extend([record, claim]);
+        }
+        if !puts.is_empty() {
+            // These records are written outside the guarded transaction: check the
+            // caller's role first, so that a caller without it leaves nothing behind.
+            self.check_role(guard).await?;
         }
         self.batch_put(puts).await?;
         let result = self.transact(tx).await;

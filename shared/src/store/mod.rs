@@ -142,6 +142,9 @@ pub trait Store: Send + Sync {
     /// Fails with `Conflict("last_owner")` if it would leave the workspace without an owner.
     async fn put_member(&self, guard: &RoleGuard, change: &MemberChange) -> Result<()>;
     async fn remove_member(&self, guard: &RoleGuard, member: &Member) -> Result<()>;
+    /// The caller's role, checked as a write would (one `ConditionCheck`): for effects
+    /// outside the table (a TerminateJob) that must still follow the role.
+    async fn check_role(&self, guard: &RoleGuard) -> Result<()>;
     async fn create_compute_env(&self, guard: &RoleGuard, ce: &ComputeEnv) -> Result<()>;
     /// Fails with `Conflict("compute_env_in_use")` while a studio uses it.
     async fn delete_compute_env(&self, guard: &RoleGuard, ce_id: &str) -> Result<()>;
