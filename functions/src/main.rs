@@ -45,6 +45,7 @@ async fn main() -> Result<(), Error> {
                         "published": report.published,
                         "purged": report.purged,
                         "dataDeleted": report.data_deleted,
+                        "locksDeleted": report.locks_deleted,
                     }))
                 },
             ))

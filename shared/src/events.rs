@@ -27,6 +27,11 @@ pub enum Change {
         new: Option<Box<Studio>>,
     },
     CheckpointAdded(Box<Checkpoint>),
+    /// A mount-lock item lost its last holder and intent (released): it can go.
+    LockEmptied {
+        workspace_id: String,
+        sort_key: String,
+    },
     /// No studio depends on the checkpoint data saved by `studio_id` any more.
     DataReleased {
         workspace_id: String,
@@ -193,6 +198,17 @@ pub fn change_from_record(
         return Ok(Some(Change::Studio {
             old: parse(old)?,
             new: parse(new)?,
+        }));
+    }
+    if keys.sk.starts_with("LOCK#") {
+        // Releasing removes the intent from the set (DynamoDB drops an empty set); an
+        // item left with neither holder nor intents is deleted by the stream consumer.
+        let empty = new
+            .as_ref()
+            .is_some_and(|i| !i.contains_key("holderAttempt") && !i.contains_key("intents"));
+        return Ok(empty.then(|| Change::LockEmptied {
+            workspace_id: keys.pk.trim_start_matches("WS#").to_string(),
+            sort_key: keys.sk.clone(),
         }));
     }
     if let Some(studio_id) = keys.sk.strip_prefix("DATA#") {

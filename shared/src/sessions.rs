@@ -528,7 +528,9 @@ pub async fn apply_report(
             .as_ref()
             .is_some_and(|d| !d.contains(&ours))
         {
-            return Ok(Applied::Ignored("the job does not use this stack's job definitions"));
+            return Ok(Applied::Ignored(
+                "the job does not use this stack's job definitions",
+            ));
         }
         let written = match on_job_report(studio.status, studio.session.as_ref(), report) {
             Outcome::Ignore(why) => return Ok(Applied::Ignored(why)),
@@ -754,6 +756,8 @@ pub struct StreamReport {
     pub purged: usize,
     /// Checkpoint-data prefixes deleted from S3 (nothing depended on them any more).
     pub data_deleted: usize,
+    /// Mount-lock items deleted once released (neither holder nor intents left).
+    pub locks_deleted: usize,
 }
 
 /// The table-stream consumer: publishes the status events of the changes, then cleans
@@ -778,6 +782,13 @@ pub async fn on_table_changes(app: &App, changes: &[Change]) -> Result<StreamRep
                     .store
                     .purge_checkpoints(&old.workspace_id, &old.id)
                     .await?;
+            }
+            Change::LockEmptied {
+                workspace_id,
+                sort_key,
+            } => {
+                report.locks_deleted +=
+                    usize::from(app.store.delete_empty_lock(workspace_id, sort_key).await?);
             }
             Change::DataReleased {
                 workspace_id,

@@ -84,6 +84,9 @@ impl Store for BarrierStore {
         self.member_write(&g.user_id, self.inner.remove_member(g, m))
             .await
     }
+    async fn delete_empty_lock(&self, ws: &str, sk: &str) -> Result<bool> {
+        self.inner.delete_empty_lock(ws, sk).await
+    }
     async fn check_role(&self, g: &RoleGuard) -> Result<()> {
         self.inner.check_role(g).await
     }

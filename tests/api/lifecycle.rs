@@ -691,3 +691,28 @@ async fn concurrent_stops_all_answer_202() {
         assert_eq!(r.ok(202)["status"], "stopping");
     }
 }
+
+/// Released lock items do not pile up: once a session ends, the stream consumer deletes
+/// every lock item left with neither holder nor intents (deep paths leave many).
+#[tokio::test]
+async fn released_lock_items_are_deleted() {
+    let t = TestApp::new().await;
+    let s = setup(&t).await;
+    let id = studio_with_mount(&t, &s, "deep", "s3://data-bucket/a/b/c/d/e/f/").await;
+    let job = running(&t, &s.ws, &id).await;
+    t.process_stream().await;
+    assert_eq!(
+        t.lock_items(&s.ws).await,
+        7,
+        "the path and its six ancestors"
+    );
+    t.deliver(&t.job_event(&job, "SUCCEEDED", true, None, Some(0)))
+        .await;
+    assert!(t.live_locks(&s.ws).await.is_empty());
+    let report = t.process_stream().await;
+    assert_eq!(report.locks_deleted, 6, "{report:?}");
+    assert_eq!(t.lock_items(&s.ws).await, 0);
+    // A redelivered stream batch changes nothing; the next start locks afresh.
+    running(&t, &s.ws, &id).await;
+    assert_eq!(t.live_locks(&s.ws).await.len(), 7);
+}

@@ -139,8 +139,14 @@ async fn batch_events_can_be_built_and_replayed_by_hand() {
     // content type, or a rebound DNS name are refused.
     let bob = mint_token(SECRET, "bob", None);
     assert_eq!(http(addr, "GET", &path, None, "").await.0, 401);
-    let form = format!("Host: localhost\r\nAuthorization: Bearer {bob}\r\nContent-Type: text/plain\r\n");
-    assert_eq!(http_with(addr, "POST", "/_local/batch-events", &form, "{}").await.0, 415);
+    let form =
+        format!("Host: localhost\r\nAuthorization: Bearer {bob}\r\nContent-Type: text/plain\r\n");
+    assert_eq!(
+        http_with(addr, "POST", "/_local/batch-events", &form, "{}")
+            .await
+            .0,
+        415
+    );
     let rebound = format!("Host: evil.example.com\r\nAuthorization: Bearer {bob}\r\n");
     assert_eq!(http_with(addr, "GET", &path, &rebound, "").await.0, 421);
     let (status, event) = http(addr, "GET", &path, Some(&bob), "").await;

@@ -379,7 +379,8 @@ async fn search_by_author_and_status() {
         key.as_bytes()
             .chunks(3)
             .flat_map(|c| {
-                let n = c.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - c.len()));
+                let n =
+                    c.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - c.len()));
                 (0..=c.len()).map(move |i| ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char)
             })
             .collect()

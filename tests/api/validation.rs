@@ -354,9 +354,7 @@ async fn request_lists_are_capped_before_anything_is_read() {
             .map(|i| json!({"dataLinkId": format!("dl-{i:032x}")}))
             .collect()
     };
-    let body = |mounts: Vec<Value>| {
-        json!({"name": "big", "computeEnvId": ce, "template": {"kind": "jupyter"}, "mounts": mounts})
-    };
+    let body = |mounts: Vec<Value>| json!({"name": "big", "computeEnvId": ce, "template": {"kind": "jupyter"}, "mounts": mounts});
     t.log.take();
     let (_, m) = t
         .req(A::AddStudio)
@@ -367,13 +365,18 @@ async fn request_lists_are_capped_before_anything_is_read() {
         .await
         .err(400);
     assert_eq!(m, "mounts: must have at most 96 items");
-    assert!(t.log.take().is_empty(), "nothing read for an oversized list");
+    assert!(
+        t.log.take().is_empty(),
+        "nothing read for an oversized list"
+    );
     let (_, m) = t
         .req(A::AddStudio)
         .user("maintain")
         .param("ws", &ws)
-        .body(json!({"name": "x", "computeEnvId": ce, "template": {"kind": "jupyter"},
-                     "condaPackages": vec!["numpy"; 101]}))
+        .body(
+            json!({"name": "x", "computeEnvId": ce, "template": {"kind": "jupyter"},
+                     "condaPackages": vec!["numpy"; 101]}),
+        )
         .send()
         .await
         .err(400);
@@ -391,5 +394,10 @@ async fn request_lists_are_capped_before_anything_is_read() {
     let c = studios_integration_tests::cost(t.log.take());
     assert_eq!(c.round_trips, 1, "{c:?}");
     assert!(c.operations.len() <= 2, "{c:?}");
-    assert!(c.operations.iter().all(|o| o == "BatchGetItem" || o == "Query"), "{c:?}");
+    assert!(
+        c.operations
+            .iter()
+            .all(|o| o == "BatchGetItem" || o == "Query"),
+        "{c:?}"
+    );
 }

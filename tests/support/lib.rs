@@ -671,6 +671,22 @@ impl TestApp {
     }
 
     /// Lock items of a workspace that still hold or mark anything.
+    /// Every `LOCK#` item of the workspace, live or not.
+    pub async fn lock_items(&self, ws: &str) -> usize {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        self.client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :l)")
+            .expression_attribute_values(":pk", AttributeValue::S(format!("WS#{ws}")))
+            .expression_attribute_values(":l", AttributeValue::S("LOCK#".into()))
+            .send()
+            .await
+            .unwrap()
+            .items()
+            .len()
+    }
+
     pub async fn live_locks(&self, ws: &str) -> Vec<String> {
         use aws_sdk_dynamodb::types::AttributeValue;
         let out = self

@@ -391,7 +391,11 @@ const MAX_CURSOR: usize = 256;
 fn decode_cursor(cursor: &str, prefix: &str) -> Result<String> {
     Some(cursor)
         .filter(|c| c.len() <= MAX_CURSOR)
-        .and_then(|c| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).ok())
+        .and_then(|c| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(c)
+                .ok()
+        })
         .and_then(|b| String::from_utf8(b).ok())
         .filter(|sk| {
             sk.strip_prefix(prefix).is_some_and(|rest| {
@@ -719,6 +723,32 @@ impl Store for DynamoStore {
             self.push_owner_count(&mut tx, &m.workspace_id, -1)?;
         }
         self.transact(tx).await
+    }
+
+    async fn delete_empty_lock(&self, ws: &str, sort_key: &str) -> Result<bool> {
+        if !sort_key.starts_with("LOCK#") {
+            return Ok(false);
+        }
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(ws, sort_key.to_string())))
+            .condition_expression(
+                "attribute_exists(PK) AND attribute_not_exists(holderAttempt) AND attribute_not_exists(intents)",
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_error(e)),
+        }
     }
 
     async fn check_role(&self, guard: &RoleGuard) -> Result<()> {

@@ -142,6 +142,9 @@ pub trait Store: Send + Sync {
     /// Fails with `Conflict("last_owner")` if it would leave the workspace without an owner.
     async fn put_member(&self, guard: &RoleGuard, change: &MemberChange) -> Result<()>;
     async fn remove_member(&self, guard: &RoleGuard, member: &Member) -> Result<()>;
+    /// Deletes a mount-lock item if it still has neither holder nor intents (a start may
+    /// have taken it again meanwhile); whether it did.
+    async fn delete_empty_lock(&self, ws: &str, sort_key: &str) -> Result<bool>;
     /// The caller's role, checked as a write would (one `ConditionCheck`): for effects
     /// outside the table (a TerminateJob) that must still follow the role.
     async fn check_role(&self, guard: &RoleGuard) -> Result<()>;
