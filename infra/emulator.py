@@ -292,50 +292,6 @@ def _stats(environ, start_response):
     return [json.dumps(body).encode()]
 
 
-_COUNTS = {"requests": 0, "transactions": 0}
-
-
-def _rss_bytes():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _stats(environ, start_response):
-    """What the emulator holds, for the soak benchmark (infra/soak.py)."""
-    from moto.dynamodb.models import dynamodb_backends
-    from moto.dynamodbstreams.models import dynamodbstreams_backends
-
-    def backends(family):
-        for account in family.values():
-            yield from account.values()
-
-    stream_records = sum(
-        len(t.stream_shard.items)
-        for b in backends(dynamodb_backends)
-        for t in b.tables.values()
-        if t.stream_shard is not None
-    )
-    body = dict(
-        _COUNTS,
-        rssBytes=_rss_bytes(),
-        streamRecords=stream_records,
-        shardIterators=sum(len(b.shard_iterators) for b in backends(dynamodbstreams_backends)),
-        batchJobs=sum(len(b._jobs) for b in backends(batch_backends)),
-    )
-    if "objects" in environ.get("QUERY_STRING", ""):
-        import collections
-        import gc
-
-        gc.collect()
-        counts = collections.Counter(type(o).__name__ for o in gc.get_objects())
-        body["objects"] = dict(counts.most_common(25))
-    start_response("200 OK", [("Content-Type", "application/json")])
-    return [json.dumps(body).encode()]
-
-
 class SerialisedApp:
     def __init__(self, app):
         self._app = app

@@ -672,7 +672,10 @@ impl TestApp {
 
     /// Lock items of a workspace that still hold or mark anything.
     /// Every `LOCK#` item of the workspace, live or not.
-    pub async fn lock_items(&self, ws: &str) -> usize {
+    async fn lock_rows(
+        &self,
+        ws: &str,
+    ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
         use aws_sdk_dynamodb::types::AttributeValue;
         self.client
             .query()
@@ -684,22 +687,17 @@ impl TestApp {
             .await
             .unwrap()
             .items()
-            .len()
+            .to_vec()
     }
 
+    pub async fn lock_items(&self, ws: &str) -> usize {
+        self.lock_rows(ws).await.len()
+    }
+
+    /// The lock items that hold a path or carry an intent.
     pub async fn live_locks(&self, ws: &str) -> Vec<String> {
-        use aws_sdk_dynamodb::types::AttributeValue;
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("PK = :pk AND begins_with(SK, :l)")
-            .expression_attribute_values(":pk", AttributeValue::S(format!("WS#{ws}")))
-            .expression_attribute_values(":l", AttributeValue::S("LOCK#".into()))
-            .send()
+        self.lock_rows(ws)
             .await
-            .unwrap();
-        out.items()
             .iter()
             .filter(|i| i.contains_key("holderAttempt") || i.contains_key("intents"))
             .map(|i| i["SK"].as_s().unwrap().clone())

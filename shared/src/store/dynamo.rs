@@ -729,26 +729,11 @@ impl Store for DynamoStore {
         if !sort_key.starts_with("LOCK#") {
             return Ok(false);
         }
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(ws, sort_key.to_string())))
-            .condition_expression(
-                "attribute_exists(PK) AND attribute_not_exists(holderAttempt) AND attribute_not_exists(intents)",
-            )
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(sdk_error(e)),
-        }
+        self.delete_if(
+            key(ws, sort_key.to_string()),
+            "attribute_exists(PK) AND attribute_not_exists(holderAttempt) AND attribute_not_exists(intents)",
+        )
+        .await
     }
 
     async fn check_role(&self, guard: &RoleGuard) -> Result<()> {
@@ -1231,26 +1216,13 @@ impl Store for DynamoStore {
     }
 
     async fn release_data(&self, ws: &str, studio_id: &str) -> Result<bool> {
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(ws, data_sk(studio_id))))
-            .condition_expression("attribute_not_exists(dependents)")
-            .send()
-            .await;
-        match result {
-            // Deleted, or already gone: no studio can register as a dependent again,
-            // since that needs the item to exist with dependents.
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(sdk_error(e)),
-        }
+        // Deleted, or already gone: no studio can register as a dependent again, since
+        // that needs the item to exist with dependents.
+        self.delete_if(
+            key(ws, data_sk(studio_id)),
+            "attribute_not_exists(dependents)",
+        )
+        .await
     }
 }
 
@@ -1558,6 +1530,29 @@ impl DynamoStore {
             );
         }
         Ok(())
+    }
+
+    /// Deletes an item if `condition` holds; whether it did (a failed condition is not an
+    /// error).
+    async fn delete_if(&self, k: Item, condition: &str) -> Result<bool> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(k))
+            .condition_expression(condition)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_error(e)),
+        }
     }
 
     /// `BatchWriteItem` puts, 25 at a time, retrying what comes back unprocessed.
