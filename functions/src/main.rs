@@ -51,6 +51,33 @@ async fn main() -> Result<(), Error> {
             ))
             .await
         }
+        studios_shared::cleanup::CLEANUP_HANDLER => {
+            // SQS, one message per invocation (BatchSize 1); a failed step is reported as
+            // the batch's failure, so SQS retries it, then the clean-up dead-letter queue.
+            lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+                let mut failures = Vec::new();
+                let records = event.payload["Records"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                for record in records {
+                    let id = record["messageId"].as_str().unwrap_or_default().to_string();
+                    let task = record["body"]
+                        .as_str()
+                        .and_then(|b| serde_json::from_str(b).ok());
+                    let Some(task) = task else {
+                        tracing::error!(message = id, "not a clean-up task; dropped");
+                        continue;
+                    };
+                    if let Err(e) = studios_shared::cleanup::run(app, &task).await {
+                        tracing::warn!(message = id, error = %e, "clean-up step failed; retried");
+                        failures.push(json!({ "itemIdentifier": id }));
+                    }
+                }
+                Ok::<_, Error>(json!({ "batchItemFailures": failures }))
+            }))
+            .await
+        }
         sessions::RECONCILE_HANDLER => {
             lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
                 let report = sessions::reconcile(app).await?;

@@ -244,8 +244,16 @@ pub async fn delete_released_data(
     let Some(prefix) = prefix else {
         return Ok(false);
     };
-    let count = app.objects.delete_prefix(prefix).await?;
-    tracing::info!(studio = studio_id, %prefix, objects = count, "checkpoint data deleted");
+    // The deletion itself is the clean-up worker's (crate::cleanup): never inline here.
+    let task = crate::cleanup::CleanupTask {
+        workspace_id: workspace_id.to_string(),
+        studio_id: studio_id.to_string(),
+        prefix: prefix.clone(),
+        after: None,
+        deleted: 0,
+    };
+    app.tasks.enqueue(&task).await?;
+    tracing::info!(studio = studio_id, %prefix, "checkpoint data released; deletion queued");
     Ok(true)
 }
 

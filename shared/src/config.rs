@@ -36,6 +36,9 @@ pub struct Config {
     /// comma-separated; the stack's parameters): a compute environment must stay within
     /// them. Unset (`None`): anything (the local run and tests).
     pub stack_limits: StackLimits,
+    /// The clean-up queue (`CLEANUP_QUEUE_URL`): released checkpoint data is deleted by
+    /// its worker. Unset: deleted at once where it is released (the local run).
+    pub cleanup_queue_url: Option<String>,
     /// Job definitions: name prefix (`JOB_DEFINITION_PREFIX`, default `studios`) and
     /// the session containers' role (`JOB_ROLE_ARN`, optional).
     pub job_definitions: crate::compute::JobDefinitions,
@@ -162,6 +165,7 @@ impl Config {
             session_role_path: get("SESSION_ROLE_PATH").filter(|p| !p.trim().is_empty()),
         };
         Ok(Config {
+            cleanup_queue_url: get("CLEANUP_QUEUE_URL").filter(|u| !u.trim().is_empty()),
             stack_limits,
             job_name_prefix,
             job_definitions: crate::compute::JobDefinitions {

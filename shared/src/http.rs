@@ -815,6 +815,7 @@ mod tests {
         others.sort();
         let mut expected = crate::sessions::EVENT_HANDLERS.to_vec();
         expected.push(UNROUTED_HANDLER);
+        expected.push(crate::cleanup::CLEANUP_HANDLER);
         expected.sort();
         assert_eq!(others, expected);
         assert_eq!(handlers.len(), ROUTES.len() + expected.len());

@@ -7,6 +7,7 @@
 //!   status codes.
 
 pub mod checkpoints;
+pub mod cleanup;
 pub mod compute;
 pub mod config;
 pub mod domain;

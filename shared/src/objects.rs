@@ -19,8 +19,13 @@ pub trait Objects: Send + Sync {
     /// Whether the object `name` exists under `prefix`. AWS failing (5xx, no answer) is
     /// an error: the caller retries.
     async fn exists(&self, prefix: &S3Prefix, name: &str) -> Result<Presence>;
-    /// Deletes every object under `prefix`; returns how many.
-    async fn delete_prefix(&self, prefix: &S3Prefix) -> Result<usize>;
+    /// Deletes one page (at most 1,000) of the objects under `prefix` whose keys come
+    /// after `after`; returns how many, and the key to continue after if there are more.
+    async fn delete_page(
+        &self,
+        prefix: &S3Prefix,
+        after: Option<&str>,
+    ) -> Result<(usize, Option<String>)>;
 }
 
 fn s3_error<E>(e: aws_sdk_s3::error::SdkError<E>) -> Error
@@ -80,60 +85,55 @@ impl Objects for S3Objects {
         }
     }
 
-    async fn delete_prefix(&self, prefix: &S3Prefix) -> Result<usize> {
+    async fn delete_page(
+        &self,
+        prefix: &S3Prefix,
+        after: Option<&str>,
+    ) -> Result<(usize, Option<String>)> {
         use aws_sdk_s3::types::{Delete, ObjectIdentifier};
-        let key_prefix = object_key(prefix, "");
-        let mut deleted = 0;
-        let mut token = None;
-        loop {
-            // Pages hold at most 1000 keys: exactly what one DeleteObjects takes.
-            let page = self
+        // A page holds at most 1000 keys: exactly what one DeleteObjects takes.
+        let page = self
+            .client
+            .list_objects_v2()
+            .bucket(prefix.bucket())
+            .prefix(object_key(prefix, ""))
+            .set_start_after(after.map(String::from))
+            .send()
+            .await
+            .map_err(s3_error)?;
+        let keys: Vec<&str> = page.contents().iter().filter_map(|o| o.key()).collect();
+        let ids = keys
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(*k).build())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(Error::internal)?;
+        if !ids.is_empty() {
+            let out = self
                 .client
-                .list_objects_v2()
+                .delete_objects()
                 .bucket(prefix.bucket())
-                .prefix(&key_prefix)
-                .set_continuation_token(token.take())
+                .delete(
+                    Delete::builder()
+                        .set_objects(Some(ids))
+                        .quiet(true)
+                        .build()
+                        .map_err(Error::internal)?,
+                )
                 .send()
                 .await
                 .map_err(s3_error)?;
-            let ids = page
-                .contents()
-                .iter()
-                .filter_map(|o| o.key())
-                .map(|k| ObjectIdentifier::builder().key(k).build())
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(Error::internal)?;
-            if !ids.is_empty() {
-                let count = ids.len();
-                let out = self
-                    .client
-                    .delete_objects()
-                    .bucket(prefix.bucket())
-                    .delete(
-                        Delete::builder()
-                            .set_objects(Some(ids))
-                            .quiet(true)
-                            .build()
-                            .map_err(Error::internal)?,
-                    )
-                    .send()
-                    .await
-                    .map_err(s3_error)?;
-                if let Some(e) = out.errors().first() {
-                    return Err(Error::internal(format!(
-                        "{} objects under {prefix} not deleted (first: {:?} {:?})",
-                        out.errors().len(),
-                        e.key(),
-                        e.code()
-                    )));
-                }
-                deleted += count;
-            }
-            match page.next_continuation_token() {
-                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
-                _ => return Ok(deleted),
+            if let Some(e) = out.errors().first() {
+                return Err(Error::internal(format!(
+                    "{} objects under {prefix} not deleted (first: {:?} {:?})",
+                    out.errors().len(),
+                    e.key(),
+                    e.code()
+                )));
             }
         }
+        let more = page.is_truncated() == Some(true);
+        let last = keys.last().map(|k| k.to_string());
+        Ok((keys.len(), last.filter(|_| more)))
     }
 }
 

@@ -2,6 +2,7 @@
 //! requests), decides with the domain rules, and writes at most once (one transaction
 //! whose first item re-checks the caller's role).
 
+use crate::cleanup::{InlineTasks, SqsTasks, Tasks};
 use crate::compute::QueuePlatform;
 use crate::compute::{BatchCompute, Compute};
 use crate::config::Config;
@@ -42,6 +43,8 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub compute: Arc<dyn Compute>,
     pub objects: Arc<dyn Objects>,
+    /// Clean-up tasks (deleting released checkpoint data), off the table stream.
+    pub tasks: Arc<dyn Tasks>,
     pub events: Arc<dyn EventSink>,
     pub config: Arc<Config>,
 }
@@ -63,13 +66,19 @@ impl App {
         let s3 = aws_sdk_s3::config::Builder::from(sdk)
             .force_path_style(sdk.endpoint_url().is_some())
             .build();
+        let objects: Arc<dyn Objects> = Arc::new(S3Objects::new(aws_sdk_s3::Client::from_conf(s3)));
+        let tasks: Arc<dyn Tasks> = match &config.cleanup_queue_url {
+            Some(url) => Arc::new(SqsTasks::new(aws_sdk_sqs::Client::new(sdk), url.clone())),
+            None => Arc::new(InlineTasks::new(objects.clone())),
+        };
         App {
             store: Arc::new(store),
             compute: Arc::new(BatchCompute::new(
                 aws_sdk_batch::Client::new(sdk),
                 config.job_definitions.clone(),
             )),
-            objects: Arc::new(S3Objects::new(aws_sdk_s3::Client::from_conf(s3))),
+            objects,
+            tasks,
             events: Arc::new(EventBridgeSink::new(
                 aws_sdk_eventbridge::Client::new(sdk),
                 config.event_bus.clone(),

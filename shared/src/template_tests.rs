@@ -224,3 +224,25 @@ fn event_consumers_have_reserved_concurrency() {
         );
     }
 }
+
+#[test]
+fn released_data_is_deleted_by_its_own_worker_and_locks_reach_the_stream() {
+    let stream = resource("TableStreamFunction");
+    // The stream consumer only enqueues: it may not delete from S3 itself.
+    assert!(!stream.contains("s3:DeleteObject"), "{stream}");
+    assert!(stream.contains("!GetAtt CleanupQueue.Arn"));
+    // Lock records must pass the stream's filter, or released lock items pile up.
+    let filter = value_of(stream, "- Pattern:");
+    assert!(filter[0].contains(r#"{"prefix": "LOCK#"}"#), "{filter:?}");
+    let worker = resource("CleanupFunction");
+    assert_eq!(
+        value_of(worker, "Handler:"),
+        [crate::cleanup::CLEANUP_HANDLER]
+    );
+    assert!(worker.contains("s3:DeleteObject"));
+    assert_eq!(value_of(worker, "BatchSize:"), ["1"]);
+    assert!(resource("CleanupQueue")
+        .contains("deadLetterTargetArn: !GetAtt CleanupDeadLetterQueue.Arn"));
+    assert!(resource("CleanupDeadLetterQueueAlarm")
+        .contains("!GetAtt CleanupDeadLetterQueue.QueueName"));
+}

@@ -638,3 +638,89 @@ async fn checkpoint_lists_page_newest_first_and_long_histories_clone_whole() {
         .err(400);
     assert_eq!(code, "invalid_request");
 }
+
+/// Deleting released data happens off the table stream: the stream consumer only
+/// enqueues; the worker deletes a page (≤ 1,000 objects) per message and re-enqueues the
+/// rest, so 2,500 objects take 3 steps, and a repeated step is harmless.
+#[tokio::test]
+async fn released_data_is_deleted_by_the_worker_in_pages() {
+    use studios_shared::cleanup::{run, CleanupTask, SqsTasks};
+    let mut t = TestApp::new().await;
+    let s = setup(&t).await;
+    let id = studio_with_mount(&t, &s, "big data", "s3://data-bucket/big/").await;
+    session(&t, &s, &id, true).await;
+    let prefix = format!("studios/.studios/{id}/");
+    // The session saved many small objects.
+    for batch in (0..2500).collect::<Vec<_>>().chunks(20) {
+        let puts = batch.iter().map(|i| {
+            t.s3.put_object()
+                .bucket(WORK_BUCKET)
+                .key(format!("{prefix}chunks/{i:05}"))
+                .body(aws_sdk_s3::primitives::ByteStream::from_static(b"x"))
+                .send()
+        });
+        for put in futures::future::join_all(puts).await {
+            put.unwrap();
+        }
+    }
+    let sqs = aws_sdk_sqs::Client::new(&t.sdk);
+    let url = sqs
+        .create_queue()
+        .queue_name(format!("cleanup-{}", uuid::Uuid::now_v7().simple()))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    t.app.tasks = std::sync::Arc::new(SqsTasks::new(sqs.clone(), url.clone()));
+
+    on_studio(&t, A::DeleteStudio, "maintain", &s.ws, &id)
+        .await
+        .ok(204);
+    let report = t.process_stream().await;
+    assert_eq!(report.data_deleted, 1, "released and queued");
+    assert_eq!(
+        objects_under(&t, &prefix).await.len(),
+        1000,
+        "a full page: nothing deleted on the stream"
+    );
+
+    // The worker, as Lambda's SQS trigger runs it: one message at a time.
+    let mut steps = 0;
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(1)
+            .send()
+            .await
+            .unwrap();
+        let Some(message) = out.messages().first() else {
+            break;
+        };
+        let task: CleanupTask = serde_json::from_str(message.body().unwrap()).unwrap();
+        run(&t.app, &task).await.unwrap();
+        if steps == 0 {
+            // A redelivered first step (the worker died before deleting the message).
+            run(&t.app, &task).await.unwrap();
+        }
+        sqs.delete_message()
+            .queue_url(&url)
+            .receipt_handle(message.receipt_handle().unwrap())
+            .send()
+            .await
+            .unwrap();
+        steps += 1;
+        assert!(steps < 10, "runaway");
+    }
+    assert!(steps >= 3, "2,500 objects in pages of 1,000: {steps} steps");
+    let left =
+        t.s3.list_objects_v2()
+            .bucket(WORK_BUCKET)
+            .prefix(&prefix)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(left.key_count(), Some(0));
+}

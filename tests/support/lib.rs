@@ -149,6 +149,7 @@ pub fn test_config(table: &str) -> Config {
         connect_url_pattern: CONNECT_URL_PATTERN.into(),
         job_name_prefix: "studios-test".into(),
         stack_limits: Default::default(),
+        cleanup_queue_url: None,
         job_definitions: studios_shared::compute::JobDefinitions {
             prefix: "studios-test".into(),
             job_role_arn: Some("arn:aws:iam::123456789012:role/studios-test-job".into()),
@@ -186,6 +187,10 @@ impl TestApp {
                 config.job_definitions.clone(),
             )),
             objects: Arc::new(S3Objects::new(s3.clone())),
+            // Released data is deleted at once; tests of the queue swap in SqsTasks.
+            tasks: Arc::new(studios_shared::cleanup::InlineTasks::new(Arc::new(
+                S3Objects::new(s3.clone()),
+            ))),
             events: Arc::new(EventBridgeSink::new(
                 aws_sdk_eventbridge::Client::new(&sdk),
                 config.event_bus.clone(),
