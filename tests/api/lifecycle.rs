@@ -676,6 +676,27 @@ async fn stop_while_starting_cancels_the_start() {
     assert_eq!(cps["checkpoints"], json!([]), "nothing ran, nothing saved");
 }
 
+/// AWS-facing reasons carry ids only: a user whose token has a 1,000-character display
+/// name can still stop a studio (TerminateJob takes at most 1,024 characters).
+#[tokio::test]
+async fn a_long_display_name_does_not_block_a_stop() {
+    let t = TestApp::new().await;
+    let s = setup(&t).await;
+    let id = studio_with_mount(&t, &s, "named", "s3://data-bucket/named/").await;
+    let job = running(&t, &s.ws, &id).await;
+    let long = "N".repeat(1000);
+    t.req(A::StopStudio)
+        .claims(&[("sub", "maintain"), ("name", &long)])
+        .param("ws", &s.ws)
+        .param("id", &id)
+        .send()
+        .await
+        .ok(202);
+    let ended = t.job(job.job_id().unwrap()).await;
+    let reason = ended.status_reason().unwrap_or_default();
+    assert_eq!(reason, "Stopped from Studios by user maintain");
+}
+
 /// Simultaneous stops of one running studio all succeed (stopping again is fine).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_stops_all_answer_202() {
