@@ -246,3 +246,11 @@ fn released_data_is_deleted_by_its_own_worker_and_locks_reach_the_stream() {
     assert!(resource("CleanupDeadLetterQueueAlarm")
         .contains("!GetAtt CleanupDeadLetterQueue.QueueName"));
 }
+
+#[test]
+fn sessions_may_use_the_buckets_kms_key_when_one_is_given() {
+    let role = resource("StudioJobRole");
+    let grant = &role[role.find("HasBucketKey").expect("a conditional key grant")..];
+    assert!(grant.contains("[kms:Decrypt, kms:GenerateDataKey]"), "{grant}");
+    assert!(grant.contains("Resource: !Ref BucketKmsKeyArn"), "{grant}");
+}
