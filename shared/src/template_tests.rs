@@ -254,3 +254,14 @@ fn sessions_may_use_the_buckets_kms_key_when_one_is_given() {
     assert!(grant.contains("[kms:Decrypt, kms:GenerateDataKey]"), "{grant}");
     assert!(grant.contains("Resource: !Ref BucketKmsKeyArn"), "{grant}");
 }
+
+#[test]
+fn no_arn_names_a_partition_literally() {
+    // Everything takes ${AWS::Partition}; bucket ARNs, built from a list (CloudFormation's
+    // Fn::Join cannot take the partition as its delimiter), match any partition with
+    // `arn:*:s3:::` — bucket names are unique within a partition, and a stack only ever
+    // runs in its own.
+    for (name, text) in [("template.yaml", TEMPLATE), ("alerts.yaml", include_str!("../../infra/alerts.yaml"))] {
+        assert!(!text.contains("arn:aws:"), "{name} names the aws partition");
+    }
+}
