@@ -39,6 +39,9 @@ pub struct Config {
     /// The clean-up queue (`CLEANUP_QUEUE_URL`): released checkpoint data is deleted by
     /// its worker. Unset: deleted at once where it is released (the local run).
     pub cleanup_queue_url: Option<String>,
+    /// Registries custom images may come from (`IMAGE_REGISTRIES`, comma-separated, e.g.
+    /// `123456789012.dkr.ecr.eu-west-1.amazonaws.com,docker.io`). Unset or empty: any.
+    pub image_registries: Option<Vec<String>>,
     /// Job definitions: name prefix (`JOB_DEFINITION_PREFIX`, default `studios`) and
     /// the session containers' role (`JOB_ROLE_ARN`, optional).
     pub job_definitions: crate::compute::JobDefinitions,
@@ -164,7 +167,9 @@ impl Config {
             write_buckets: list("WRITE_BUCKETS"),
             session_role_path: get("SESSION_ROLE_PATH").filter(|p| !p.trim().is_empty()),
         };
+        let image_registries = list("IMAGE_REGISTRIES").filter(|l| !l.is_empty());
         Ok(Config {
+            image_registries,
             cleanup_queue_url: get("CLEANUP_QUEUE_URL").filter(|u| !u.trim().is_empty()),
             stack_limits,
             job_name_prefix,

@@ -564,6 +564,7 @@ pub async fn add_studio(
         mounts: input.mounts.as_deref().unwrap_or_default(),
     };
     let (config, mut warnings) = studio_config(draft, &ce, &fetched.data_links)?;
+    validate::image_allowed(&config.template, &app.config.image_registries)?;
     let id = new_id(IdKind::Studio);
     warnings.extend(held_mount_warnings(&config.mounts, &held, &id));
     let studio = Studio::new(id, ws, config, ce, caller.user_ref());
@@ -727,6 +728,7 @@ pub async fn update_studio(
         mounts: patch.mounts.as_deref(),
     };
     let (config, mut warnings) = changed_config(current, changes, &fetched.data_links)?;
+    validate::image_allowed(&config.template, &app.config.image_registries)?;
     warnings.extend(held_mount_warnings(&config.mounts, &held, &current.id));
     if config == current.config {
         return Ok((current.clone(), warnings));

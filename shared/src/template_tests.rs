@@ -251,7 +251,10 @@ fn released_data_is_deleted_by_its_own_worker_and_locks_reach_the_stream() {
 fn sessions_may_use_the_buckets_kms_key_when_one_is_given() {
     let role = resource("StudioJobRole");
     let grant = &role[role.find("HasBucketKey").expect("a conditional key grant")..];
-    assert!(grant.contains("[kms:Decrypt, kms:GenerateDataKey]"), "{grant}");
+    assert!(
+        grant.contains("[kms:Decrypt, kms:GenerateDataKey]"),
+        "{grant}"
+    );
     assert!(grant.contains("Resource: !Ref BucketKmsKeyArn"), "{grant}");
 }
 
@@ -261,7 +264,10 @@ fn no_arn_names_a_partition_literally() {
     // Fn::Join cannot take the partition as its delimiter), match any partition with
     // `arn:*:s3:::` — bucket names are unique within a partition, and a stack only ever
     // runs in its own.
-    for (name, text) in [("template.yaml", TEMPLATE), ("alerts.yaml", include_str!("../../infra/alerts.yaml"))] {
+    for (name, text) in [
+        ("template.yaml", TEMPLATE),
+        ("alerts.yaml", include_str!("../../infra/alerts.yaml")),
+    ] {
         assert!(!text.contains("arn:aws:"), "{name} names the aws partition");
     }
 }

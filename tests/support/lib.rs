@@ -150,6 +150,7 @@ pub fn test_config(table: &str) -> Config {
         job_name_prefix: "studios-test".into(),
         stack_limits: Default::default(),
         cleanup_queue_url: None,
+        image_registries: None,
         job_definitions: studios_shared::compute::JobDefinitions {
             prefix: "studios-test".into(),
             job_role_arn: Some("arn:aws:iam::123456789012:role/studios-test-job".into()),

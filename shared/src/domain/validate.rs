@@ -557,6 +557,34 @@ pub fn template(field: &str, input: &TemplateInput) -> Result<Template> {
     }
 }
 
+/// A custom image's registry must be one the stack allows (`IMAGE_REGISTRIES`; `None`:
+/// any). The registry is the reference's first component if it has a `.` or `:` or is
+/// `localhost`, else Docker Hub (`docker.io`).
+pub fn image_allowed(template: &Template, registries: &Option<Vec<String>>) -> Result<()> {
+    let (Template::Image { image }, Some(allowed)) = (template, registries) else {
+        return Ok(());
+    };
+    let first = image.split('/').next().unwrap_or_default();
+    let registry = if image.contains('/')
+        && (first.contains('.') || first.contains(':') || first == "localhost")
+    {
+        first
+    } else {
+        "docker.io"
+    };
+    if allowed.iter().any(|r| r == registry) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "template.image",
+            format!(
+                "this Studios stack runs custom images only from: {} (not {registry})",
+                allowed.join(", ")
+            ),
+        ))
+    }
+}
+
 /// A container image reference: `[registry/]repository[:tag][@sha256:<hex>]`.
 pub fn image_ref(field: &str, value: &str) -> Result<String> {
     let (name, digest) = match value.split_once('@') {
@@ -1416,6 +1444,35 @@ mod tests {
                 Err(_) => {}
             }
         }
+    }
+
+    #[test]
+    fn custom_images_come_from_allowed_registries() {
+        let image = |i: &str| Template::Image { image: i.into() };
+        let ecr = "123456789012.dkr.ecr.us-east-1.amazonaws.com".to_string();
+        let only_ecr = Some(vec![ecr.clone()]);
+        assert!(image_allowed(&image(&format!("{ecr}/lab/img:1")), &only_ecr).is_ok());
+        for other in [
+            "ghcr.io/lab/img:1",
+            "ubuntu:24.04",
+            "library/ubuntu",
+            "localhost:5000/x",
+        ] {
+            assert!(
+                err(image_allowed(&image(other), &only_ecr))
+                    .starts_with("template.image: this Studios stack runs custom images only from"),
+                "{other}"
+            );
+        }
+        assert!(image_allowed(&image("ubuntu:24.04"), &Some(vec!["docker.io".into()])).is_ok());
+        assert!(image_allowed(&image("ghcr.io/x/y"), &None).is_ok());
+        let kind = Template::Kind {
+            kind: TemplateKind::Jupyter,
+        };
+        assert!(
+            image_allowed(&kind, &only_ecr).is_ok(),
+            "templates are the stack's own"
+        );
     }
 
     #[test]
