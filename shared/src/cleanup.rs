@@ -59,11 +59,7 @@ impl Tasks for SqsTasks {
             .message_body(body)
             .send()
             .await
-            .map_err(|e| {
-                Error::internal(
-                    aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
-                )
-            })?;
+            .map_err(Error::aws)?;
         Ok(())
     }
 }

@@ -247,7 +247,7 @@ fn batch_error<E>(err: SdkError<E>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    Error::internal(aws_smithy_types::error::display::DisplayErrorContext(&err).to_string())
+    Error::aws(err)
 }
 
 fn resource(t: ResourceType, v: u32) -> ResourceRequirement {
@@ -261,7 +261,8 @@ fn resource(t: ResourceType, v: u32) -> ResourceRequirement {
 fn report_from(
     job_id: &str,
     job_name: &str,
-    (queue, definition): (Option<&str>, Option<&str>),
+    queue: Option<&str>,
+    definition: Option<&str>,
     status: Option<&str>,
     reason: Option<&str>,
     started: bool,
@@ -401,7 +402,8 @@ impl Compute for BatchCompute {
                 reports.extend(report_from(
                     job.job_id().unwrap_or_default(),
                     job.job_name().unwrap_or_default(),
-                    (job.job_queue(), job.job_definition()),
+                    job.job_queue(),
+                    job.job_definition(),
                     job.status().map(|s| s.as_str()),
                     job.status_reason(),
                     job.started_at().is_some(),
@@ -438,7 +440,8 @@ impl Compute for BatchCompute {
         Ok(report_from(
             job.job_id().unwrap_or_default(),
             job.job_name().unwrap_or_default(),
-            (Some(queue), job.job_definition()),
+            Some(queue),
+            job.job_definition(),
             job.status().map(|s| s.as_str()),
             job.status_reason(),
             job.started_at().is_some(),

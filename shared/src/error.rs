@@ -80,4 +80,10 @@ impl Error {
     pub fn internal(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Error::Internal(e.into())
     }
+
+    /// An AWS SDK error that is nobody's fault we can name: internal, with the SDK's whole
+    /// context (request id, service code) for the log.
+    pub fn aws(e: impl std::error::Error) -> Self {
+        Error::internal(aws_smithy_types::error::display::DisplayErrorContext(&e).to_string())
+    }
 }

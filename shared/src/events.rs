@@ -137,11 +137,7 @@ impl EventSink for EventBridgeSink {
                     .set_entries(Some(pending.clone()))
                     .send()
                     .await
-                    .map_err(|e| {
-                        Error::internal(
-                            aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
-                        )
-                    })?;
+                    .map_err(Error::aws)?;
                 if out.failed_entry_count() == 0 {
                     break;
                 }

@@ -324,10 +324,7 @@ async fn stop_once(app: &App, caller: &Caller, current: &Studio, force: bool) ->
 /// Ends a studio stuck in `stopping` (its job does not end, or Batch lost it) once it has
 /// been stopping for `FORCE_STOP_AFTER_SECONDS`; recorded in the status reason.
 async fn force_stop(app: &App, caller: &Caller, current: &Studio) -> Result<Studio> {
-    let since = chrono::DateTime::parse_from_rfc3339(&current.status_updated_at)
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .unwrap_or_else(|_| chrono::Utc::now());
-    let stuck = chrono::Utc::now() - since;
+    let stuck = age(&current.status_updated_at);
     let after = app.config.force_stop_after_seconds;
     if stuck < chrono::Duration::seconds(after as i64) {
         return Err(Error::conflict(
@@ -647,16 +644,14 @@ pub async fn reconcile(app: &App) -> Result<ReconcileReport> {
         let Some(session) = &studio.session else {
             continue;
         };
-        let started = chrono::DateTime::parse_from_rfc3339(&session.started_at)
-            .map(|t| t.with_timezone(&chrono::Utc))
-            .unwrap_or_else(|_| chrono::Utc::now());
-        let grace_elapsed = chrono::Utc::now() - started >= grace;
+        let session_age = age(&session.started_at);
+        let grace_elapsed = session_age >= grace;
         let outcome = match &session.job_id {
             Some(job_id) => match &described {
                 None => None,
                 Some(jobs) => match jobs.iter().find(|j| &j.job_id == job_id) {
                     Some(job) => {
-                        settle_job(app, studio, session, job).await;
+                        settle_job(app, studio, session_age, job).await;
                         Some(apply_report(app, &studio.workspace_id, &studio.id, job).await)
                     }
                     None => match on_missing_job(session, grace_elapsed) {
@@ -676,7 +671,7 @@ pub async fn reconcile(app: &App) -> Result<ReconcileReport> {
                     .await
                 {
                     Ok(Some(job)) => {
-                        settle_job(app, studio, session, &job).await;
+                        settle_job(app, studio, session_age, &job).await;
                         Some(apply_report(app, &studio.workspace_id, &studio.id, &job).await)
                     }
                     Ok(None) => match on_missing_job(session, grace_elapsed) {
@@ -713,23 +708,21 @@ pub async fn reconcile(app: &App) -> Result<ReconcileReport> {
 /// asked again, and a start that has not reached RUNNING within
 /// `START_DEADLINE_SECONDS` is cancelled (its FAILED event then errors the studio with
 /// this reason, and releases its locks).
-async fn settle_job(app: &App, studio: &Studio, session: &Session, job: &JobReport) {
+async fn settle_job(app: &App, studio: &Studio, session_age: chrono::Duration, job: &JobReport) {
     if job.status.is_terminal() {
         return;
     }
     if studio.status == StudioStatus::Stopping {
-        let by = session
-            .stop_requested_by
+        let by = studio
+            .session
             .as_ref()
+            .and_then(|s| s.stop_requested_by.as_ref())
             .map_or("reconciler", |u| u.id.as_str());
         terminate(app, studio, by).await;
         return;
     }
-    let started = chrono::DateTime::parse_from_rfc3339(&session.started_at)
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .unwrap_or_else(|_| chrono::Utc::now());
     let deadline = app.config.start_deadline_seconds;
-    let overdue = chrono::Utc::now() - started >= chrono::Duration::seconds(deadline as i64);
+    let overdue = session_age >= chrono::Duration::seconds(deadline as i64);
     if studio.status == StudioStatus::Starting && job.status != BatchStatus::Running && overdue {
         let reason = format!(
             "the session did not start within {} minutes (AWS Batch status {}); check the compute environment's capacity and the studio's resources",

@@ -10,6 +10,13 @@ pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// How long ago a timestamp of `now()` was (zero if it cannot be read: judged as new).
+pub fn age(timestamp: &str) -> chrono::Duration {
+    chrono::DateTime::parse_from_rfc3339(timestamp)
+        .map(|t| chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(|_| chrono::Duration::zero())
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRef {
     pub id: String,
