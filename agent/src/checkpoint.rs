@@ -1,0 +1,643 @@
+//! Incremental checkpoints (docs/agent.md). A snapshot walks the workspace, reads only
+//! files whose size, times or inode changed since the last snapshot, splits them into
+//! 4 MiB chunks named by their SHA-256 and uploads the chunks S3 does not hold yet
+//! (under the studio's `chunks/` prefix) while it reads. A save is a snapshot followed
+//! by the manifest, written last. Periodic snapshots keep the final delta small, so a
+//! stop fits in AWS Batch's 30 s between SIGTERM and SIGKILL.
+
+use crate::manifest::{
+    relative_path, ChunkRef, DirEntry, FileEntry, Manifest, SymlinkEntry, FORMAT, MANIFEST,
+};
+use crate::objects::{Objects, S3Uri};
+use hyper::body::Bytes;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+
+pub const CHUNK_SIZE: usize = 4 << 20;
+/// Uploads (and downloads) in flight at once.
+const PARALLEL: usize = 8;
+
+/// Where a session's checkpoint goes: `CHECKPOINT_SAVE_URI`
+/// (`<workDir>.studios/<studio>/checkpoints/<checkpoint>/`) and the studio's chunk store
+/// beside its checkpoints (`<workDir>.studios/<studio>/chunks/`), which the control
+/// plane's retention treats as the studio's data (docs/storage.md).
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub save: S3Uri,
+    pub chunks: S3Uri,
+}
+
+impl Layout {
+    pub fn from_save_uri(save: &str) -> Result<Layout, String> {
+        let save = S3Uri::parse(save)?;
+        let key = save.key.trim_end_matches('/');
+        let studio = key
+            .rsplit_once('/')
+            .and_then(|(rest, _checkpoint)| rest.strip_suffix("checkpoints"))
+            .ok_or_else(|| {
+                format!("CHECKPOINT_SAVE_URI '{save}' is not <prefix>/checkpoints/<id>/")
+            })?;
+        Ok(Layout {
+            chunks: S3Uri {
+                bucket: save.bucket.clone(),
+                key: format!("{studio}chunks/"),
+            },
+            save: S3Uri {
+                bucket: save.bucket,
+                key: format!("{key}/"),
+            },
+        })
+    }
+}
+
+/// What the agent knows about the workspace as last saved: per file, the metadata it
+/// had and its chunks; and every chunk S3 holds, by checksum.
+#[derive(Clone, Debug, Default)]
+pub struct Index {
+    files: HashMap<PathBuf, Indexed>,
+    known: HashMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Stamp {
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    ino: u64,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            size: meta.size(),
+            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
+            ino: meta.ino(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Indexed {
+    stamp: Stamp,
+    chunks: Vec<ChunkRef>,
+}
+
+impl Index {
+    pub fn known_chunks(&self) -> usize {
+        self.known.len()
+    }
+}
+
+/// What a snapshot, save or restore did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    pub files: usize,
+    pub bytes: u64,
+    /// Bytes read and hashed (changed files only).
+    pub read_bytes: u64,
+    pub transferred_bytes: u64,
+    pub transferred_chunks: usize,
+    pub elapsed: Duration,
+}
+
+/// Reads the workspace and uploads the chunks S3 does not hold; `index` is updated
+/// only if every upload succeeded. `exclude`: paths relative to the workspace that are
+/// not saved (mount points).
+pub async fn snapshot(
+    objects: Arc<dyn Objects>,
+    workspace: &Path,
+    layout: &Layout,
+    index: &mut Index,
+    exclude: &[PathBuf],
+) -> Result<(Manifest, Stats), String> {
+    let started = Instant::now();
+    let (tx, mut rx) = mpsc::channel::<(S3Uri, Bytes)>(PARALLEL);
+    let reader = {
+        let (workspace, exclude, chunks, index) = (
+            workspace.to_path_buf(),
+            exclude.to_vec(),
+            layout.chunks.clone(),
+            index.clone(),
+        );
+        tokio::task::spawn_blocking(move || read_workspace(&workspace, &exclude, &chunks, index, tx))
+    };
+    let permits = Arc::new(Semaphore::new(PARALLEL));
+    let mut uploads = JoinSet::new();
+    let (mut sent_bytes, mut sent_chunks) = (0u64, 0usize);
+    let mut failure = None;
+    while let Some((uri, body)) = rx.recv().await {
+        sent_bytes += body.len() as u64;
+        sent_chunks += 1;
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let objects = objects.clone();
+        uploads.spawn(async move {
+            let _permit = permit;
+            objects.put(&uri, body).await
+        });
+        // Surface a failed upload early: the reader stops when the channel closes.
+        while let Some(done) = uploads.try_join_next() {
+            if let Err(e) = done.map_err(|e| e.to_string()).and_then(|r| r) {
+                failure.get_or_insert(e);
+            }
+        }
+        if failure.is_some() {
+            break;
+        }
+    }
+    drop(rx);
+    while let Some(done) = uploads.join_next().await {
+        if let Err(e) = done.map_err(|e| e.to_string()).and_then(|r| r) {
+            failure.get_or_insert(e);
+        }
+    }
+    let read = reader.await.map_err(|e| e.to_string())?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let (manifest, next, read_bytes) = read?;
+    *index = next;
+    let stats = Stats {
+        files: manifest.files.len(),
+        bytes: manifest.total_bytes(),
+        read_bytes,
+        transferred_bytes: sent_bytes,
+        transferred_chunks: sent_chunks,
+        elapsed: started.elapsed(),
+    };
+    Ok((manifest, stats))
+}
+
+/// A snapshot, then its manifest: the checkpoint is finalized once this returns.
+pub async fn save(
+    objects: Arc<dyn Objects>,
+    workspace: &Path,
+    layout: &Layout,
+    index: &mut Index,
+    exclude: &[PathBuf],
+) -> Result<Stats, String> {
+    let (manifest, mut stats) = snapshot(objects.clone(), workspace, layout, index, exclude).await?;
+    let body = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
+    stats.transferred_bytes += body.len() as u64;
+    objects
+        .put(&layout.save.join(MANIFEST), Bytes::from(body))
+        .await?;
+    Ok(stats)
+}
+
+type Read_ = Result<(Manifest, Index, u64), String>;
+
+fn read_workspace(
+    workspace: &Path,
+    exclude: &[PathBuf],
+    chunks: &S3Uri,
+    previous: Index,
+    tx: mpsc::Sender<(S3Uri, Bytes)>,
+) -> Read_ {
+    let mut manifest = Manifest {
+        format: FORMAT.into(),
+        created_at: now_rfc3339(),
+        chunk_size: CHUNK_SIZE as u64,
+        files: vec![],
+        directories: vec![],
+        symlinks: vec![],
+    };
+    let mut next = Index {
+        files: HashMap::new(),
+        known: previous.known.clone(),
+    };
+    let mut read_bytes = 0u64;
+    let mut pending = vec![PathBuf::new()];
+    while let Some(dir) = pending.pop() {
+        let full = workspace.join(&dir);
+        let mut entries: Vec<_> = match std::fs::read_dir(&full) {
+            Ok(rd) => rd.filter_map(|e| e.ok()).collect(),
+            // Removed while walking: nothing to save there.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("cannot read {}: {e}", full.display())),
+        };
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let rel = dir.join(entry.file_name());
+            if exclude.iter().any(|x| rel.starts_with(x)) {
+                continue;
+            }
+            let Some(path) = rel.to_str().map(String::from) else {
+                tracing::warn!(path = ?rel, "not saved: the name is not UTF-8");
+                continue;
+            };
+            let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+                continue;
+            };
+            let kind = meta.file_type();
+            if kind.is_dir() {
+                manifest.directories.push(DirEntry {
+                    path,
+                    mode: meta.permissions().mode() & 0o7777,
+                });
+                pending.push(rel);
+            } else if kind.is_symlink() {
+                if let Ok(target) = std::fs::read_link(entry.path()) {
+                    manifest.symlinks.push(SymlinkEntry {
+                        path,
+                        target: target.to_string_lossy().into_owned(),
+                    });
+                }
+            } else if kind.is_file() {
+                let stamp = Stamp::of(&meta);
+                let chunks = match previous.files.get(&rel) {
+                    Some(old) if old.stamp == stamp => old.chunks.clone(),
+                    _ => {
+                        let (chunks, read) =
+                            read_file(&entry.path(), chunks, &mut next.known, &tx)?;
+                        read_bytes += read;
+                        chunks
+                    }
+                };
+                manifest.files.push(FileEntry {
+                    path,
+                    size: chunks.iter().map(|c| c.size).sum(),
+                    mode: meta.permissions().mode() & 0o7777,
+                    chunks: chunks.clone(),
+                });
+                next.files.insert(rel, Indexed { stamp, chunks });
+            }
+            // Sockets, FIFOs and devices are not saved.
+        }
+    }
+    Ok((manifest, next, read_bytes))
+}
+
+fn read_file(
+    path: &Path,
+    chunks: &S3Uri,
+    known: &mut HashMap<String, String>,
+    tx: &mpsc::Sender<(S3Uri, Bytes)>,
+) -> Result<(Vec<ChunkRef>, u64), String> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((vec![], 0)),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let mut refs = vec![];
+    let mut total = 0u64;
+    loop {
+        let mut buf = Vec::with_capacity(CHUNK_SIZE);
+        (&mut file)
+            .take(CHUNK_SIZE as u64)
+            .read_to_end(&mut buf)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if buf.is_empty() {
+            break;
+        }
+        let full = buf.len() == CHUNK_SIZE;
+        total += buf.len() as u64;
+        let sha = hex(&Sha256::digest(&buf));
+        let uri = match known.get(&sha) {
+            Some(uri) => uri.clone(),
+            None => {
+                let uri = chunks.join(&sha);
+                known.insert(sha.clone(), uri.to_string());
+                tx.blocking_send((uri.clone(), Bytes::from(buf.clone())))
+                    .map_err(|_| "the snapshot was abandoned (an upload failed)".to_string())?;
+                uri.to_string()
+            }
+        };
+        refs.push(ChunkRef {
+            sha256: sha,
+            size: buf.len() as u64,
+            uri,
+        });
+        if !full {
+            break;
+        }
+    }
+    Ok((refs, total))
+}
+
+/// Restores the checkpoint at `restore_uri` into `workspace`, checking every chunk's
+/// size and checksum. Returns the index the next snapshot starts from (restored files
+/// are not read again; their chunks are not uploaded again).
+pub async fn restore(
+    objects: Arc<dyn Objects>,
+    restore_uri: &str,
+    workspace: &Path,
+) -> Result<(Index, Stats), String> {
+    let started = Instant::now();
+    let prefix = S3Uri::parse(restore_uri)?;
+    let manifest_uri = prefix.join(MANIFEST);
+    let bytes = objects.get(&manifest_uri).await?.ok_or_else(|| {
+        format!("checkpoint {prefix} has no manifest.json (it was never finalized, or was deleted)")
+    })?;
+    let manifest = Manifest::parse(&bytes)
+        .map_err(|e| format!("checkpoint {prefix} cannot be restored: {e}"))?;
+    for d in &manifest.directories {
+        let path = workspace.join(relative_path(&d.path)?);
+        tokio::fs::create_dir_all(&path)
+            .await
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    }
+    let permits = Arc::new(Semaphore::new(PARALLEL));
+    let mut tasks = JoinSet::new();
+    for file in manifest.files.clone() {
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
+        let (objects, workspace, prefix) = (objects.clone(), workspace.to_path_buf(), prefix.clone());
+        tasks.spawn(async move {
+            let _permit = permit;
+            restore_file(objects.as_ref(), &workspace, &file)
+                .await
+                .map_err(|e| format!("checkpoint {prefix} is corrupt: {e}"))
+        });
+    }
+    let mut index = Index::default();
+    let mut stats = Stats::default();
+    let mut failure = None;
+    while let Some(done) = tasks.join_next().await {
+        match done.map_err(|e| e.to_string()).and_then(|r| r) {
+            Ok((rel, indexed)) => {
+                stats.files += 1;
+                stats.bytes += indexed.stamp.size;
+                stats.transferred_bytes += indexed.stamp.size;
+                stats.transferred_chunks += indexed.chunks.len();
+                index.files.insert(rel, indexed);
+            }
+            Err(e) => {
+                tasks.abort_all();
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    for link in &manifest.symlinks {
+        let path = workspace.join(relative_path(&link.path)?);
+        let _ = std::fs::remove_file(&path);
+        std::os::unix::fs::symlink(&link.target, &path)
+            .map_err(|e| format!("cannot create the link {}: {e}", path.display()))?;
+    }
+    // Directory modes last: a read-only directory would have refused its files.
+    for d in manifest.directories.iter().rev() {
+        let path = workspace.join(relative_path(&d.path)?);
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(d.mode));
+    }
+    for f in &manifest.files {
+        for c in &f.chunks {
+            index.known.insert(c.sha256.clone(), c.uri.clone());
+        }
+    }
+    stats.elapsed = started.elapsed();
+    Ok((index, stats))
+}
+
+async fn restore_file(
+    objects: &dyn Objects,
+    workspace: &Path,
+    file: &FileEntry,
+) -> Result<(PathBuf, Indexed), String> {
+    use tokio::io::AsyncWriteExt;
+    let rel = relative_path(&file.path)?;
+    let path = workspace.join(&rel);
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    let mut out = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    for (n, chunk) in file.chunks.iter().enumerate() {
+        let uri = S3Uri::parse(&chunk.uri)?;
+        let body = objects
+            .get(&uri)
+            .await?
+            .ok_or_else(|| format!("{}: chunk {n} ({uri}) is missing", file.path))?;
+        if body.len() as u64 != chunk.size {
+            return Err(format!(
+                "{}: chunk {n} has {} bytes, the manifest says {}",
+                file.path,
+                body.len(),
+                chunk.size
+            ));
+        }
+        let sha = hex(&Sha256::digest(&body));
+        if sha != chunk.sha256 {
+            return Err(format!(
+                "{}: chunk {n} has checksum {sha}, the manifest says {}",
+                file.path, chunk.sha256
+            ));
+        }
+        out.write_all(&body)
+            .await
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    out.flush().await.map_err(|e| e.to_string())?;
+    drop(out);
+    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(file.mode));
+    let meta = std::fs::symlink_metadata(&path).map_err(|e| e.to_string())?;
+    Ok((
+        rel,
+        Indexed {
+            stamp: Stamp::of(&meta),
+            chunks: file.chunks.clone(),
+        },
+    ))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// RFC 3339 UTC, seconds (no date crate in the agent).
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    rfc3339(secs)
+}
+
+pub fn rfc3339(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::MemoryObjects;
+    use std::sync::atomic::Ordering;
+
+    fn layout(cp: &str) -> Layout {
+        Layout::from_save_uri(&format!("s3://b/work/.studios/st-1/checkpoints/{cp}/")).unwrap()
+    }
+
+    fn write(dir: &Path, rel: &str, data: &[u8]) {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+
+    #[test]
+    fn the_layout_puts_chunks_beside_the_checkpoints() {
+        let l = layout("cp-1");
+        assert_eq!(l.save.to_string(), "s3://b/work/.studios/st-1/checkpoints/cp-1/");
+        assert_eq!(l.chunks.to_string(), "s3://b/work/.studios/st-1/chunks/");
+        assert!(Layout::from_save_uri("s3://b/work/cp-1/").is_err());
+    }
+
+    #[test]
+    fn dates_are_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_689_000), "2026-11-26T10:30:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[tokio::test]
+    async fn a_save_restores_byte_for_byte_and_unchanged_data_is_not_uploaded_again() {
+        let objects = Arc::new(MemoryObjects::default());
+        let one = tempfile::tempdir().unwrap();
+        let big: Vec<u8> = (0..(CHUNK_SIZE * 2 + 100)).map(|i| (i * 7 % 251) as u8).collect();
+        write(one.path(), "notebooks/a.ipynb", b"{\"cells\": []}");
+        write(one.path(), "big.bin", &big);
+        write(one.path(), "copy.bin", &big);
+        write(one.path(), "empty", b"");
+        write(one.path(), "data/mounted/x", b"not saved");
+        std::fs::create_dir_all(one.path().join("empty-dir")).unwrap();
+        std::os::unix::fs::symlink("big.bin", one.path().join("link")).unwrap();
+        let mut index = Index::default();
+        let exclude = [PathBuf::from("data/mounted")];
+        let stats = save(objects.clone(), one.path(), &layout("cp-1"), &mut index, &exclude)
+            .await
+            .unwrap();
+        // The copy and the repeated chunk content cost nothing: 3 chunks of big + 1 small.
+        assert_eq!(stats.transferred_chunks, 4);
+        assert_eq!(stats.files, 4);
+
+        let two = tempfile::tempdir().unwrap();
+        let (mut restored, rstats) = restore(
+            objects.clone(),
+            "s3://b/work/.studios/st-1/checkpoints/cp-1/",
+            two.path(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(rstats.files, 4);
+        assert_eq!(std::fs::read(two.path().join("big.bin")).unwrap(), big);
+        assert_eq!(
+            std::fs::read(two.path().join("notebooks/a.ipynb")).unwrap(),
+            b"{\"cells\": []}"
+        );
+        assert!(two.path().join("empty-dir").is_dir());
+        assert!(!two.path().join("data/mounted/x").exists());
+        assert_eq!(
+            std::fs::read_link(two.path().join("link")).unwrap(),
+            PathBuf::from("big.bin")
+        );
+
+        // The next session (a clone's, here under another studio) changes one small
+        // file: only that file is read, and only its chunk and the manifest are sent.
+        write(two.path(), "notebooks/a.ipynb", b"{\"cells\": [1]}");
+        let before = objects.put_bytes.load(Ordering::Relaxed);
+        let clone = Layout::from_save_uri("s3://b/work/.studios/st-2/checkpoints/cp-9/").unwrap();
+        let stats = save(objects.clone(), two.path(), &clone, &mut restored, &[])
+            .await
+            .unwrap();
+        assert_eq!(stats.transferred_chunks, 1);
+        assert_eq!(stats.read_bytes, 14);
+        let sent = objects.put_bytes.load(Ordering::Relaxed) - before;
+        assert!(sent < 4096, "sent {sent} bytes");
+        // Its manifest refers to the source's chunks for what did not change.
+        let m = objects
+            .get(&S3Uri::parse("s3://b/work/.studios/st-2/checkpoints/cp-9/manifest.json").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let m = Manifest::parse(&m).unwrap();
+        let big_entry = m.files.iter().find(|f| f.path == "big.bin").unwrap();
+        assert!(big_entry.chunks[0].uri.contains("/st-1/chunks/"));
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_or_missing_checkpoint_is_refused_with_its_reason() {
+        let objects = Arc::new(MemoryObjects::default());
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.txt", b"hello");
+        let mut index = Index::default();
+        save(objects.clone(), dir.path(), &layout("cp-1"), &mut index, &[])
+            .await
+            .unwrap();
+        let chunk = objects
+            .keys()
+            .into_iter()
+            .find(|k| k.contains("/chunks/"))
+            .unwrap();
+        objects
+            .objects
+            .lock()
+            .unwrap()
+            .insert(chunk, Bytes::from_static(b"jello"));
+        let out = tempfile::tempdir().unwrap();
+        let err = restore(objects.clone(), "s3://b/work/.studios/st-1/checkpoints/cp-1/", out.path())
+            .await
+            .unwrap_err();
+        assert!(err.contains("is corrupt: a.txt: chunk 0 has checksum"), "{err}");
+        let err = restore(objects.clone(), "s3://b/work/.studios/st-1/checkpoints/cp-2/", out.path())
+            .await
+            .unwrap_err();
+        assert!(err.contains("has no manifest.json"), "{err}");
+    }
+
+    struct Failing;
+    #[async_trait::async_trait]
+    impl Objects for Failing {
+        async fn get(&self, _: &S3Uri) -> Result<Option<Bytes>, String> {
+            Ok(None)
+        }
+        async fn put(&self, uri: &S3Uri, _: Bytes) -> Result<(), String> {
+            Err(format!("cannot write {uri}: AccessDenied"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_upload_fails_the_save_and_leaves_the_index_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..40 {
+            write(dir.path(), &format!("f{i}"), format!("file {i}").as_bytes());
+        }
+        let mut index = Index::default();
+        let err = save(Arc::new(Failing), dir.path(), &layout("cp-1"), &mut index, &[])
+            .await
+            .unwrap_err();
+        assert!(err.contains("AccessDenied"), "{err}");
+        assert_eq!(index.known_chunks(), 0);
+    }
+}

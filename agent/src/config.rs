@@ -1,0 +1,148 @@
+//! The agent's settings: the job contract the control plane passes (docs/api.md,
+//! "Sessions get, as job environment") and the image's own settings (docs/agent.md).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub studio_id: String,
+    pub workspace_id: String,
+    /// Empty: a first start, nothing to restore.
+    pub restore_uri: Option<String>,
+    pub save_uri: String,
+    /// Mount paths (absolute, in the container): not part of checkpoints.
+    pub mount_paths: Vec<String>,
+    pub conda_packages: Vec<String>,
+    /// `jupyter`, `rstudio`, `vscode`, `xpra` or `custom`.
+    pub template: String,
+    /// The URL path the IDE is served under (`/connect/<studio>/`).
+    pub base_path: String,
+    pub api_url: Option<String>,
+    pub agent_token: Option<String>,
+    pub workspace: PathBuf,
+    pub listen: String,
+    pub ide_command: Option<String>,
+    pub snapshot_every: Duration,
+    pub ide_start_timeout: Duration,
+}
+
+/// The workspace as the job contract names it (mount paths are under it).
+pub const CONTAINER_WORKSPACE: &str = "/workspace";
+
+impl Config {
+    pub fn from_env() -> Result<Config, String> {
+        Config::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        let required = |k: &str| {
+            get(k)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| format!("{k} must be set (the control plane sets it for every session)"))
+        };
+        let optional = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let seconds = |k: &str, default: u64| -> Result<Duration, String> {
+            match optional(k) {
+                None => Ok(Duration::from_secs(default)),
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .map(Duration::from_secs)
+                    .ok_or_else(|| format!("{k} must be a whole number of seconds, not '{v}'")),
+            }
+        };
+        let mounts: Vec<serde_json::Value> = match optional("STUDIO_MOUNTS") {
+            None => vec![],
+            Some(v) => serde_json::from_str(&v)
+                .map_err(|e| format!("STUDIO_MOUNTS is not a JSON array: {e}"))?,
+        };
+        let conda_packages: Vec<String> = match optional("CONDA_PACKAGES") {
+            None => vec![],
+            Some(v) => serde_json::from_str(&v)
+                .map_err(|e| format!("CONDA_PACKAGES is not a JSON array of strings: {e}"))?,
+        };
+        let mut base_path = optional("STUDIO_BASE_PATH").unwrap_or_else(|| "/".into());
+        if !base_path.starts_with('/') {
+            base_path.insert(0, '/');
+        }
+        if !base_path.ends_with('/') {
+            base_path.push('/');
+        }
+        Ok(Config {
+            studio_id: required("STUDIO_ID")?,
+            workspace_id: required("WORKSPACE_ID")?,
+            restore_uri: optional("CHECKPOINT_RESTORE_URI"),
+            save_uri: required("CHECKPOINT_SAVE_URI")?,
+            mount_paths: mounts
+                .iter()
+                .filter_map(|m| m["mountPath"].as_str().map(String::from))
+                .collect(),
+            conda_packages,
+            template: optional("STUDIO_TEMPLATE").unwrap_or_else(|| "custom".into()),
+            base_path,
+            api_url: optional("STUDIO_API_URL").map(|u| u.trim_end_matches('/').to_string()),
+            agent_token: optional("STUDIO_AGENT_TOKEN"),
+            workspace: PathBuf::from(
+                optional("STUDIO_WORKSPACE_DIR").unwrap_or_else(|| CONTAINER_WORKSPACE.into()),
+            ),
+            listen: optional("STUDIO_AGENT_ADDR").unwrap_or_else(|| "127.0.0.1:0".into()),
+            ide_command: optional("STUDIO_IDE_COMMAND"),
+            snapshot_every: seconds("STUDIO_SNAPSHOT_SECONDS", 300)?,
+            ide_start_timeout: seconds("STUDIO_IDE_START_SECONDS", 600)?,
+        })
+    }
+
+    /// Mount points as paths relative to the workspace (what snapshots skip).
+    pub fn excluded(&self) -> Vec<PathBuf> {
+        self.mount_paths
+            .iter()
+            .filter_map(|p| {
+                let rel = p.strip_prefix(CONTAINER_WORKSPACE)?.trim_start_matches('/');
+                (!rel.is_empty()).then(|| PathBuf::from(rel))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    const BASE: [(&str, &str); 3] = [
+        ("STUDIO_ID", "st-1"),
+        ("WORKSPACE_ID", "ws-1"),
+        ("CHECKPOINT_SAVE_URI", "s3://b/w/.studios/st-1/checkpoints/cp-1/"),
+    ];
+
+    #[test]
+    fn the_job_contract_is_read_and_checked() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("STUDIO_MOUNTS", r#"[{"uri":"s3://d/x/","mountPath":"/workspace/data/x","access":"read-only"}]"#));
+        pairs.push(("CHECKPOINT_RESTORE_URI", ""));
+        pairs.push(("STUDIO_BASE_PATH", "connect/st-1"));
+        let c = config(&pairs).unwrap();
+        assert_eq!(c.restore_uri, None);
+        assert_eq!(c.excluded(), vec![PathBuf::from("data/x")]);
+        assert_eq!(c.base_path, "/connect/st-1/");
+        assert_eq!(c.snapshot_every, Duration::from_secs(300));
+        assert!(config(&BASE[..2]).unwrap_err().contains("CHECKPOINT_SAVE_URI must be set"));
+        let mut bad = BASE.to_vec();
+        bad.push(("STUDIO_SNAPSHOT_SECONDS", "soon"));
+        assert!(config(&bad).unwrap_err().contains("STUDIO_SNAPSHOT_SECONDS"));
+        let mut bad = BASE.to_vec();
+        bad.push(("STUDIO_MOUNTS", "{"));
+        assert!(config(&bad).unwrap_err().contains("STUDIO_MOUNTS"));
+    }
+}

@@ -1,0 +1,391 @@
+//! `studio-agent`: the entrypoint of a session container (docs/agent.md).
+//!
+//! 1. restore `CHECKPOINT_RESTORE_URI` into the workspace (checked chunk by chunk);
+//! 2. start the template's IDE on loopback and serve the agent's port in front of it;
+//! 3. report `ready` once the IDE answers, then activity, over the session's channel;
+//! 4. snapshot every `STUDIO_SNAPSHOT_SECONDS`; on a stop request (channel) or SIGTERM,
+//!    stop the IDE, save the final delta and the manifest, and exit 0.
+//!
+//! Exit codes: 0 saved and stopped; 1 the IDE ended (saved first); 2 bad settings;
+//! 3 the checkpoint could not be restored; 4 the final save failed.
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Request, StatusCode};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use studios_agent::channel::{Channel, Report};
+use studios_agent::checkpoint::{self, rfc3339, Index, Layout};
+use studios_agent::config::Config;
+use studios_agent::ide;
+use studios_agent::objects::{Objects, S3Objects};
+use studios_agent::proxy::{self, full, Target};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::Mutex;
+
+struct Shared {
+    ready: AtomicBool,
+    last_activity: AtomicI64,
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let code = match Config::from_env() {
+        Ok(config) => run(config).await,
+        Err(e) => {
+            tracing::error!("{e}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+struct Session {
+    config: Config,
+    objects: Arc<dyn Objects>,
+    channel: Option<Channel>,
+    layout: Layout,
+}
+
+impl Session {
+    async fn report(&self, report: Report) -> Option<studios_agent::channel::Reply> {
+        let channel = self.channel.as_ref()?;
+        match channel.report(&report).await {
+            Ok(reply) => Some(reply),
+            Err(e) => {
+                tracing::warn!(error = %e, "report not delivered");
+                None
+            }
+        }
+    }
+
+    async fn fail(&self, code: i32, reason: String) -> i32 {
+        tracing::error!(reason, "session ends");
+        self.report(Report {
+            state: "failed",
+            reason: Some(reason),
+            last_activity_at: None,
+        })
+        .await;
+        code
+    }
+}
+
+async fn run(config: Config) -> i32 {
+    let layout = match Layout::from_save_uri(&config.save_uri) {
+        Ok(l) => l,
+        Err(e) => return fail_early(&config, 2, e).await,
+    };
+    let channel = match (&config.api_url, &config.agent_token) {
+        (Some(url), Some(token)) => match Channel::new(url, token) {
+            Ok(c) => Some(c),
+            Err(e) => return fail_early(&config, 2, e).await,
+        },
+        _ => {
+            tracing::warn!("STUDIO_API_URL or STUDIO_AGENT_TOKEN not set: no channel to the control plane (stops arrive as SIGTERM only)");
+            None
+        }
+    };
+    let sdk = aws_config::load_from_env().await;
+    let session = Session {
+        objects: Arc::new(S3Objects::new(&sdk)),
+        channel,
+        layout,
+        config,
+    };
+    let config = &session.config;
+    let mut sigterm = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => return session.fail(2, format!("cannot watch SIGTERM: {e}")).await,
+    };
+    if !config.conda_packages.is_empty() {
+        tracing::warn!(packages = ?config.conda_packages, "conda packages are not installed by this agent version");
+    }
+    if let Err(e) = std::fs::create_dir_all(&config.workspace) {
+        return session
+            .fail(2, format!("cannot create the workspace {}: {e}", config.workspace.display()))
+            .await;
+    }
+
+    // 1. Restore (a SIGTERM now ends the session without a checkpoint: nothing
+    // complete to save).
+    let index = match &config.restore_uri {
+        None => Index::default(),
+        Some(uri) => {
+            let restore = checkpoint::restore(session.objects.clone(), uri, &config.workspace);
+            tokio::select! {
+                r = restore => match r {
+                    Ok((index, stats)) => {
+                        tracing::info!(files = stats.files, bytes = stats.bytes, ms = stats.elapsed.as_millis() as u64, "checkpoint restored");
+                        index
+                    }
+                    Err(e) => return session.fail(3, e).await,
+                },
+                _ = sigterm.recv() => {
+                    tracing::warn!("SIGTERM while restoring: ending without a checkpoint");
+                    return 0;
+                }
+            }
+        }
+    };
+    let index = Arc::new(Mutex::new(index));
+
+    // 2. The IDE, and the agent's port in front of it.
+    let ide_port = match free_port() {
+        Ok(p) => p,
+        Err(e) => return session.fail(2, e).await,
+    };
+    let ide_token = checkpoint::hex(&rand_bytes());
+    let plan = match ide::plan(
+        &config.template,
+        config.ide_command.as_deref(),
+        ide_port,
+        &config.base_path,
+        &config.workspace,
+        &ide_token,
+    ) {
+        Ok(p) => p,
+        Err(e) => return session.fail(2, e).await,
+    };
+    let mut command = tokio::process::Command::new(&plan.program);
+    command
+        .args(&plan.args)
+        .current_dir(&config.workspace)
+        .env("STUDIO_IDE_TOKEN", &ide_token)
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match command.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return session
+                .fail(2, format!("cannot start the IDE ({}): {e}", plan.program))
+                .await
+        }
+    };
+    let headers: Vec<(HeaderName, HeaderValue)> = plan
+        .auth_header
+        .iter()
+        .filter_map(|(n, v)| Some((HeaderName::from_bytes(n.as_bytes()).ok()?, HeaderValue::from_str(v).ok()?)))
+        .collect();
+    let target = Target {
+        addr: SocketAddr::from(([127, 0, 0, 1], ide_port)),
+        strip_prefix: plan.strip_base_path.then(|| config.base_path.clone()),
+        headers: headers.clone(),
+    };
+    let shared = Arc::new(Shared {
+        ready: AtomicBool::new(false),
+        last_activity: AtomicI64::new(0),
+    });
+    let listener = match tokio::net::TcpListener::bind(&config.listen).await {
+        Ok(l) => l,
+        Err(e) => return session.fail(2, format!("cannot listen on {}: {e}", config.listen)).await,
+    };
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, base = config.base_path, "agent listening");
+        println!("studio-agent listening on http://{addr}{}", config.base_path);
+    }
+    {
+        let (shared, target) = (shared.clone(), target.clone());
+        let health = format!("{}_studio/health", config.base_path);
+        tokio::spawn(proxy::serve(listener, move |req: Request<Incoming>| {
+            let (shared, target, health) = (shared.clone(), target.clone(), health.clone());
+            async move {
+                let path = req.uri().path();
+                if path == health || path == "/_studio/health" {
+                    let ready = shared.ready.load(Ordering::Relaxed);
+                    let body = serde_json::json!({"ready": ready}).to_string();
+                    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                    return full(status, "application/json", body);
+                }
+                shared.last_activity.store(unix_now(), Ordering::Relaxed);
+                proxy::forward(req, &target).await
+            }
+        }));
+    }
+
+    // 3. Ready once the IDE answers.
+    let deadline = tokio::time::Instant::now() + config.ide_start_timeout;
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                let reason = format!("the IDE exited before it was ready ({})", describe(status));
+                return save_and_end(&session, &index, 1, Some(reason)).await;
+            }
+            _ = sigterm.recv() => return save_and_end(&session, &index, 0, None).await,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                if proxy::probe(target.addr, &config.base_path, &headers).await {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    stop_ide(&mut child).await;
+                    let reason = format!("the IDE did not answer within {} s", config.ide_start_timeout.as_secs());
+                    return save_and_end(&session, &index, 1, Some(reason)).await;
+                }
+            }
+        }
+    }
+    shared.ready.store(true, Ordering::Relaxed);
+    tracing::info!("IDE ready");
+    let mut every = Duration::from_secs(15);
+    if let Some(reply) = session.report(Report { state: "ready", reason: None, last_activity_at: None }).await {
+        every = reply.report_seconds.map(Duration::from_secs).unwrap_or(every);
+        if reply.stop_requested {
+            stop_ide(&mut child).await;
+            return save_and_end(&session, &index, 0, None).await;
+        }
+    }
+
+    // 4. Supervise: reports, snapshots, the end.
+    let mut next_report = tokio::time::Instant::now() + every;
+    let mut next_snapshot = tokio::time::Instant::now() + config.snapshot_every;
+    let mut snapshot: Option<tokio::task::JoinHandle<()>> = None;
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                let reason = format!("the IDE exited ({})", describe(status));
+                return save_and_end(&session, &index, 1, Some(reason)).await;
+            }
+            _ = sigterm.recv() => {
+                tracing::info!("SIGTERM: saving");
+                stop_ide(&mut child).await;
+                return save_and_end(&session, &index, 0, None).await;
+            }
+            _ = tokio::time::sleep_until(next_report), if session.channel.is_some() => {
+                let last = shared.last_activity.load(Ordering::Relaxed);
+                let report = Report {
+                    state: "ready",
+                    reason: None,
+                    last_activity_at: (last > 0).then(|| rfc3339(last)),
+                };
+                if let Some(reply) = session.report(report).await {
+                    if reply.stop_requested {
+                        tracing::info!("stop requested: saving");
+                        stop_ide(&mut child).await;
+                        return save_and_end(&session, &index, 0, None).await;
+                    }
+                    every = reply.report_seconds.map(Duration::from_secs).unwrap_or(every);
+                }
+                next_report = tokio::time::Instant::now() + every;
+            }
+            _ = tokio::time::sleep_until(next_snapshot) => {
+                next_snapshot = tokio::time::Instant::now() + config.snapshot_every;
+                if snapshot.as_ref().is_none_or(|h| h.is_finished()) {
+                    let (objects, workspace, layout, exclude, index) = (
+                        session.objects.clone(),
+                        config.workspace.clone(),
+                        session.layout.clone(),
+                        config.excluded(),
+                        index.clone(),
+                    );
+                    snapshot = Some(tokio::spawn(async move {
+                        let mut index = index.lock().await;
+                        match checkpoint::snapshot(objects, &workspace, &layout, &mut index, &exclude).await {
+                            Ok((_, s)) => tracing::info!(uploaded = s.transferred_bytes, read = s.read_bytes, ms = s.elapsed.as_millis() as u64, "snapshot"),
+                            Err(e) => tracing::warn!(error = %e, "snapshot failed (the final save uploads what it missed)"),
+                        }
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// The final save (after a snapshot in flight, which holds the index), then the end.
+async fn save_and_end(
+    session: &Session,
+    index: &Arc<Mutex<Index>>,
+    code: i32,
+    failure: Option<String>,
+) -> i32 {
+    let config = &session.config;
+    let mut index = index.lock().await;
+    let saved = checkpoint::save(
+        session.objects.clone(),
+        &config.workspace,
+        &session.layout,
+        &mut index,
+        &config.excluded(),
+    )
+    .await;
+    match (saved, failure) {
+        (Ok(s), failure) => {
+            tracing::info!(files = s.files, uploaded = s.transferred_bytes, ms = s.elapsed.as_millis() as u64, "checkpoint saved");
+            match failure {
+                Some(reason) => session.fail(code, reason).await,
+                None => code,
+            }
+        }
+        (Err(e), failure) => {
+            let reason = match failure {
+                Some(f) => format!("{f}; the checkpoint was not saved: {e}"),
+                None => format!("the checkpoint was not saved: {e}"),
+            };
+            session.fail(4, reason).await
+        }
+    }
+}
+
+async fn fail_early(config: &Config, code: i32, reason: String) -> i32 {
+    tracing::error!(reason, "session ends");
+    if let (Some(url), Some(token)) = (&config.api_url, &config.agent_token) {
+        if let Ok(channel) = Channel::new(url, token) {
+            let _ = channel
+                .report(&Report { state: "failed", reason: Some(reason), last_activity_at: None })
+                .await;
+        }
+    }
+    code
+}
+
+/// SIGTERM to the IDE's process group, SIGKILL after 5 s.
+async fn stop_ide(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) on the IDE's own process group; no memory is involved.
+        unsafe {
+            libc::kill(-(pid as i32), libc::SIGTERM);
+        }
+        if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_ok() {
+            return;
+        }
+    }
+    let _ = child.kill().await;
+}
+
+fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
+    match status {
+        Ok(s) => s.to_string(),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free loopback port for the IDE: {e}"))
+}
+
+fn rand_bytes() -> [u8; 32] {
+    let mut buf = [0u8; 32];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut buf);
+    }
+    buf
+}

@@ -1,0 +1,172 @@
+//! Where checkpoints live: S3, behind a narrow port so the checkpoint logic is tested
+//! against memory and the emulator alike.
+
+use hyper::body::Bytes;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// `s3://bucket/key`; a prefix's key ends with `/` (or is empty).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct S3Uri {
+    pub bucket: String,
+    pub key: String,
+}
+
+impl S3Uri {
+    pub fn parse(uri: &str) -> Result<S3Uri, String> {
+        let rest = uri
+            .strip_prefix("s3://")
+            .ok_or_else(|| format!("'{uri}' is not an s3:// URI"))?;
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(format!("'{uri}' names no bucket"));
+        }
+        Ok(S3Uri {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        })
+    }
+
+    /// `name` under this prefix.
+    pub fn join(&self, name: &str) -> S3Uri {
+        let mut key = self.key.clone();
+        if !key.is_empty() && !key.ends_with('/') {
+            key.push('/');
+        }
+        key.push_str(name);
+        S3Uri {
+            bucket: self.bucket.clone(),
+            key,
+        }
+    }
+}
+
+impl fmt::Display for S3Uri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+#[async_trait::async_trait]
+pub trait Objects: Send + Sync {
+    /// The object, or `None` if there is none.
+    async fn get(&self, uri: &S3Uri) -> Result<Option<Bytes>, String>;
+    async fn put(&self, uri: &S3Uri, body: Bytes) -> Result<(), String>;
+}
+
+pub struct S3Objects {
+    client: aws_sdk_s3::Client,
+}
+
+impl S3Objects {
+    /// Path-style addressing when an endpoint is set (the local emulator).
+    pub fn new(sdk: &aws_config::SdkConfig) -> S3Objects {
+        let conf = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(sdk.endpoint_url().is_some())
+            .build();
+        S3Objects {
+            client: aws_sdk_s3::Client::from_conf(conf),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Objects for S3Objects {
+    async fn get(&self, uri: &S3Uri) -> Result<Option<Bytes>, String> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&uri.bucket)
+            .key(&uri.key)
+            .send()
+            .await;
+        match out {
+            Ok(out) => {
+                let body = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| format!("reading {uri}: {e}"))?;
+                Ok(Some(body.into_bytes()))
+            }
+            Err(e) => {
+                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                    return Ok(None);
+                }
+                let detail = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
+                // Without s3:ListBucket a missing key reads as AccessDenied.
+                Err(format!("cannot read {uri}: {detail}"))
+            }
+        }
+    }
+
+    async fn put(&self, uri: &S3Uri, body: Bytes) -> Result<(), String> {
+        self.client
+            .put_object()
+            .bucket(&uri.bucket)
+            .key(&uri.key)
+            .body(aws_sdk_s3::primitives::ByteStream::from(body))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                format!(
+                    "cannot write {uri}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                )
+            })
+    }
+}
+
+/// Objects in memory, counting what was uploaded (tests and the benchmark's reference).
+#[derive(Default)]
+pub struct MemoryObjects {
+    pub objects: Mutex<HashMap<String, Bytes>>,
+    pub puts: AtomicU64,
+    pub put_bytes: AtomicU64,
+}
+
+impl MemoryObjects {
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.objects.lock().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+}
+
+#[async_trait::async_trait]
+impl Objects for MemoryObjects {
+    async fn get(&self, uri: &S3Uri) -> Result<Option<Bytes>, String> {
+        Ok(self.objects.lock().unwrap().get(&uri.to_string()).cloned())
+    }
+    async fn put(&self, uri: &S3Uri, body: Bytes) -> Result<(), String> {
+        self.puts.fetch_add(1, Ordering::Relaxed);
+        self.put_bytes
+            .fetch_add(body.len() as u64, Ordering::Relaxed);
+        self.objects.lock().unwrap().insert(uri.to_string(), body);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_parse_and_join() {
+        let p = S3Uri::parse("s3://b/work/.studios/st-1/checkpoints/cp-1/").unwrap();
+        assert_eq!(p.bucket, "b");
+        assert_eq!(
+            p.join("manifest.json").to_string(),
+            "s3://b/work/.studios/st-1/checkpoints/cp-1/manifest.json"
+        );
+        assert_eq!(
+            S3Uri::parse("s3://b").unwrap().join("k").to_string(),
+            "s3://b/k"
+        );
+        assert!(S3Uri::parse("https://b/k").is_err());
+        assert!(S3Uri::parse("s3:///k").is_err());
+    }
+}
