@@ -305,11 +305,6 @@ class SerialisedApp:
             _COUNTS["requests"] += 1
             if environ.get("HTTP_X_AMZ_TARGET", "").endswith(".TransactWriteItems"):
                 _COUNTS["transactions"] += 1
-            if environ.get("PATH_INFO") == "/_studios/stats":
-                return _stats(environ, start_response)
-            _COUNTS["requests"] += 1
-            if environ.get("HTTP_X_AMZ_TARGET", "").endswith(".TransactWriteItems"):
-                _COUNTS["transactions"] += 1
             # Drain the body inside the lock: moto may build it lazily.
             return list(self._app(environ, start_response))
 

@@ -11,7 +11,10 @@
 # STUDIOS_LOCAL_JOB_DELAY_MS (1000: time per AWS Batch state), STUDIOS_LOCAL_SIMULATE_JOBS
 # (true; false = deliver Batch events by hand), STUDIOS_ADMIN (platform admin, alice),
 # RUST_LOG (warn; info logs every request to stderr), TEMPLATE_IMAGE_*, CONNECT_URL_PATTERN,
-# SUBMIT_GRACE_SECONDS. Data lives in the emulator's memory: gone when it stops.
+# SUBMIT_GRACE_SECONDS, AGENT_REPORT_SECONDS (1), STOP_GRACE_SECONDS (120),
+# STUDIOS_LOCAL_SESSIONS_DIR (sessions' workspaces and agent logs; a temp dir),
+# STUDIOS_AGENT_BIN (the studio agent; built beside studios-local). Data lives in the
+# emulator's memory: gone when it stops.
 set -euo pipefail
 started_ms=$(date +%s%3N)
 source "$(dirname "$0")/lib.sh"
@@ -27,7 +30,8 @@ if [ "${1:-}" = "token" ]; then
 fi
 
 ensure_venv
-cargo build --quiet --locked -p studios-functions --bin studios-local
+# The API stand-in, and the studio agent that every simulated session runs.
+cargo build --quiet --locked -p studios-functions --bin studios-local -p studios-agent --bin studio-agent
 trap stop_emulator EXIT
 start_emulator
 export STUDIOS_LOCAL_QUEUE
@@ -45,6 +49,10 @@ export EVENT_BUS_NAME="${EVENT_BUS_NAME:-studios-local}"
 export CONNECT_URL_PATTERN="${CONNECT_URL_PATTERN:-$connect_default}"
 export SUBMIT_GRACE_SECONDS="${SUBMIT_GRACE_SECONDS:-120}"
 export RUST_LOG="${RUST_LOG:-warn}"
+# Agents report every second here (15 s on AWS), so stops are quick; their `jupyter`
+# studios run JupyterLab from the venv.
+export AGENT_REPORT_SECONDS="${AGENT_REPORT_SECONDS:-1}"
+export PATH="$VENV/bin:$PATH"
 export STUDIOS_LOCAL_STARTED_MS="$started_ms"
 
 "$bin" serve "$port"

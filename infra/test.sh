@@ -18,7 +18,7 @@ SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" \
 "$VENV/bin/python" infra/iam-lint.py template.yaml | grep -v "^note "
 # The walkthrough test starts infra/run-local.sh, which builds this binary: build it now,
 # so that test does not compile while the others run.
-cargo build --locked --quiet -p studios-functions --bin studios-local
+cargo build --locked --quiet -p studios-functions --bin studios-local -p studios-agent --bin studio-agent
 trap stop_emulator EXIT
 start_emulator
 cargo test --workspace --locked "$@"

@@ -54,6 +54,8 @@ pub fn plan(
                 "--ServerApp.root_dir={workspace}",
                 "--IdentityProvider.token={token}",
                 "--ServerApp.allow_remote_access=True",
+                // Many images run as root; the container is the boundary.
+                "--allow-root",
             ]),
             auth_header: Some(("authorization".into(), format!("token {token}"))),
             strip_base_path: false,

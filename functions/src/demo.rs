@@ -25,6 +25,7 @@ pub async fn bootstrap(app: &App, job_queue: &str) -> Result<String> {
     let alice = Caller {
         id: USERS[0].0.into(),
         name: USERS[0].1.into(),
+        api_url: None,
     };
     if let Some(m) = service::list_workspaces(app, &alice)
         .await?

@@ -62,6 +62,8 @@ pub struct Local {
     pub secret: String,
     /// For `GET /_local/jobs/{jobId}/event` (builds an event from DescribeJobs).
     pub batch: Option<aws_sdk_batch::Client>,
+    /// The sessions' agents: `/connect/<studio>/…` is forwarded to the studio's agent.
+    pub agents: Option<Arc<crate::simulate::Agents>>,
 }
 
 fn json_reply(status: u16, body: Value) -> Reply {
@@ -73,6 +75,11 @@ fn json_reply(status: u16, body: Value) -> Reply {
 }
 
 type Reply = Response<Full<Bytes>>;
+type ProxyBody = studios_agent::proxy::Body;
+
+fn boxed(reply: Reply) -> Response<ProxyBody> {
+    reply.map(|b| b.map_err(|never| match never {}).boxed())
+}
 
 fn reply(response: lambda_http::Response<lambda_http::Body>) -> Reply {
     let (parts, body) = response.into_parts();
@@ -206,8 +213,17 @@ impl Local {
             .headers()
             .get("content-type")
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-        let Some(claims) = self.verified_claims(&req) else {
-            return gateway_error(401, "Unauthorized");
+        // Routes without the JWT authorizer get the Authorization header as sent.
+        let open_route = studios_shared::http::UNAUTHORIZED_ROUTES.contains(&action);
+        let authorization = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        let claims = match self.verified_claims(&req) {
+            Some(claims) => claims,
+            None if open_route => vec![],
+            None => return gateway_error(401, "Unauthorized"),
         };
         let body = match req.into_body().collect().await {
             Ok(b) => b.to_bytes(),
@@ -219,9 +235,10 @@ impl Local {
             path: &path,
             path_params: &params,
             query: &query,
-            claims: Some(&claims),
+            claims: (!open_route).then_some(claims.as_slice()),
             body: (!body.is_empty()).then_some(body.as_str()),
             content_type: content_type.as_deref(),
+            authorization: open_route.then_some(authorization.as_deref()).flatten(),
             request_id: &request_id,
         };
         match event.to_request() {
@@ -234,6 +251,40 @@ impl Local {
         }
     }
 
+    /// `/connect/<studio>/…`: the route to a running session (on AWS, the deployer's
+    /// proxy or the connect relay): forwarded, WebSockets included, to the studio's
+    /// agent, which forwards to the IDE.
+    async fn connect(&self, req: Request<Incoming>, path: &str) -> Response<ProxyBody> {
+        let studio = path
+            .strip_prefix("/connect/")
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_default();
+        let address = self.agents.as_ref().and_then(|a| a.address(studio));
+        match address {
+            Some(addr) => {
+                let target = studios_agent::proxy::Target {
+                    addr,
+                    strip_prefix: None,
+                    headers: vec![],
+                };
+                studios_agent::proxy::forward(req, &target).await
+            }
+            None => boxed(json_reply(
+                404,
+                json!({"message": "no running session of that studio here"}),
+            )),
+        }
+    }
+
+    async fn serve_any(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let path = req.uri().path().to_string();
+        let host = req.headers().get("host").and_then(|h| h.to_str().ok());
+        if path.starts_with("/connect/") && loopback_host(host) {
+            return self.connect(req, &path).await;
+        }
+        boxed(self.serve(req).await)
+    }
+
     /// Serves HTTP/1.1 on `listener` until the task is dropped.
     pub async fn run(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
         loop {
@@ -243,11 +294,12 @@ impl Local {
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let this = this.clone();
-                    async move { Ok::<_, Infallible>(this.serve(req).await) }
+                    async move { Ok::<_, Infallible>(this.serve_any(req).await) }
                 });
                 let io = hyper_util::rt::TokioIo::new(stream);
                 if let Err(e) = hyper::server::conn::http1::Builder::new()
                     .serve_connection(io, service)
+                    .with_upgrades()
                     .await
                 {
                     tracing::debug!(error = %e, "connection closed");

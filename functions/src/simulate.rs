@@ -9,8 +9,9 @@ use std::sync::Arc;
 use studios_shared::App;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use studios_shared::compute::{job_state_change_event, Compute, JobSpec, SubmitError};
-use studios_shared::domain::S3Prefix;
 use studios_shared::events::{change_from_record, Change};
 use studios_shared::sessions;
 use tokio::sync::mpsc;
@@ -107,10 +108,11 @@ enum Simulate {
 }
 
 /// AWS Batch as the local run offers it: jobs are submitted to the emulator, then moved
-/// through RUNNABLE → STARTING → RUNNING a second apart, and a stopped job saves its
-/// checkpoint (writes the manifest, as the session container does on SIGTERM) before it
-/// ends. Each move is made in the emulator first, so DescribeJobs (and so the
-/// reconciler) agrees with the events delivered to the consumer.
+/// through RUNNABLE → STARTING → RUNNING a second apart; a running job is the real studio
+/// agent as a process (no container) with its own workspace directory, against the
+/// emulated S3. Its exit ends the job (0: SUCCEEDED, else FAILED); TerminateJob sends it
+/// SIGTERM (SIGKILL 30 s later), as Batch does. Each move is made in the emulator first,
+/// so DescribeJobs (and so the reconciler) agrees with the events delivered.
 pub struct LocalBatch {
     inner: Arc<dyn Compute>,
     tx: mpsc::UnboundedSender<Simulate>,
@@ -150,8 +152,14 @@ impl Compute for LocalBatch {
 }
 
 /// How the local run treats AWS Batch jobs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Simulation {
+    /// The studio agent binary a running job runs (`STUDIOS_AGENT_BIN`; infra/run-local.sh
+    /// builds it). `None`: running jobs run nothing and end only when terminated.
+    pub agent: Option<PathBuf>,
+    /// Where sessions get their workspace directories and agent logs
+    /// (`STUDIOS_LOCAL_SESSIONS_DIR`, default a directory under the system's temp dir).
+    pub sessions_dir: PathBuf,
     /// Move submitted jobs through their states and deliver their events
     /// (`STUDIOS_LOCAL_SIMULATE_JOBS`, default true). Off: jobs stay SUBMITTED until
     /// events are delivered by hand (`POST /_local/batch-events`).
@@ -184,18 +192,49 @@ impl Simulation {
                 )
             })?,
         };
+        let sessions_dir = get("STUDIOS_LOCAL_SESSIONS_DIR")
+            .filter(|d| !d.trim().is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("studios-local-{}", std::process::id()))
+            });
         Ok(Simulation {
             enabled,
             step: std::time::Duration::from_millis(step),
+            agent: get("STUDIOS_AGENT_BIN")
+                .filter(|b| !b.trim().is_empty())
+                .map(PathBuf::from),
+            sessions_dir,
         })
     }
 }
+
+/// The agents the local run started: by job (to stop them) and by studio (where the
+/// local run's `/connect/<studio>/` goes).
+#[derive(Default)]
+pub struct Agents {
+    jobs: std::sync::Mutex<HashMap<String, u32>>,
+    studios: std::sync::Mutex<HashMap<String, SocketAddr>>,
+}
+
+impl Agents {
+    /// Where the running session of `studio_id` listens.
+    pub fn address(&self, studio_id: &str) -> Option<SocketAddr> {
+        self.studios.lock().ok()?.get(studio_id).copied()
+    }
+}
+
+/// What a stand-in IDE runs for the templates other than `jupyter` (no RStudio,
+/// code-server or Xpra here): a static file server on the workspace.
+const STAND_IN_IDE: &str = "python3 -m http.server {port} --bind 127.0.0.1 --directory {workspace}";
 
 struct Simulator {
     app: App,
     step: std::time::Duration,
     batch: aws_sdk_batch::Client,
-    s3: aws_sdk_s3::Client,
+    agent: Option<PathBuf>,
+    sessions_dir: PathBuf,
+    agents: Arc<Agents>,
     http: hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
         Full<Bytes>,
@@ -211,17 +250,21 @@ impl Simulator {
 
     /// Moves the emulated job, then tells the consumer, as EventBridge would.
     async fn advance(&self, id: &str, status: &str) {
-        let body = json!({"jobId": id, "status": status}).to_string();
+        self.set_status(id, json!({"jobId": id, "status": status}))
+            .await;
+        self.deliver(id, status, None, None).await;
+    }
+
+    async fn set_status(&self, id: &str, body: serde_json::Value) {
+        let body = body.to_string();
         let request = hyper::Request::post(format!("{}/_studios/batch/job-status", self.endpoint))
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)));
         if let Ok(request) = request {
             if let Err(e) = self.http.request(request).await {
-                tracing::warn!(error = %e, "could not move the emulated job");
-                return;
+                tracing::warn!(error = %e, job = id, "could not move the emulated job");
             }
         }
-        self.deliver(id, status, None, None).await;
     }
 
     async fn deliver(&self, id: &str, status: &str, reason: Option<&str>, exit: Option<i32>) {
@@ -250,49 +293,136 @@ impl Simulator {
                 _ => self.advance(&id, status).await,
             }
         }
+        self.run_agent(&id).await;
     }
 
-    async fn terminated(&self, id: String) {
-        let Some(job) = self.job(&id).await else {
+    /// Runs the session: the studio agent with the job's environment, until it exits.
+    async fn run_agent(&self, id: &str) {
+        let Some(binary) = &self.agent else {
             return;
         };
-        let save = job
+        let Some(job) = self.job(id).await else {
+            return;
+        };
+        let env: Vec<(String, String)> = job
             .container()
             .map(|c| c.environment())
             .unwrap_or_default()
             .iter()
-            .find(|kv| kv.name() == Some("CHECKPOINT_SAVE_URI"))
-            .and_then(|kv| kv.value())
-            .and_then(|v| S3Prefix::parse(v).ok());
-        // Only a session that was running has anything to save.
-        if let (Some(save), true) = (save, job.started_at().is_some()) {
-            let _ = self.s3.create_bucket().bucket(save.bucket()).send().await;
-            let key = studios_shared::objects::object_key(&save, sessions::MANIFEST);
-            let put = self
-                .s3
-                .put_object()
-                .bucket(save.bucket())
-                .key(key)
-                .body(aws_sdk_s3::primitives::ByteStream::from_static(
-                    b"{\"files\": []}",
-                ))
-                .send()
-                .await;
-            if let Err(e) = put {
-                tracing::warn!(error = %e, "could not write the checkpoint manifest");
-            }
+            .filter_map(|kv| Some((kv.name()?.to_string(), kv.value()?.to_string())))
+            .collect();
+        let var = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let studio = var("STUDIO_ID").unwrap_or_default();
+        let dir = self.sessions_dir.join(id);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port());
+        let (Ok(port), Ok(())) = (port, std::fs::create_dir_all(&dir)) else {
+            tracing::warn!(job = id, "no port or directory for the session");
+            return;
+        };
+        let log = std::fs::File::create(dir.join("agent.log"));
+        let mut command = tokio::process::Command::new(binary);
+        command
+            .envs(env.iter().cloned())
+            .env("STUDIO_WORKSPACE_DIR", dir.join("workspace"))
+            .env("STUDIO_AGENT_ADDR", format!("127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        if let Ok(log) = log {
+            command.stderr(log);
         }
-        let reason = job.status_reason().map(String::from);
-        self.deliver(&id, "FAILED", reason.as_deref(), Some(143))
-            .await;
+        if var("STUDIO_TEMPLATE").as_deref() != Some("jupyter") {
+            command.env("STUDIO_IDE_COMMAND", STAND_IN_IDE);
+        }
+        let mut child = match command.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, binary = %binary.display(), "the studio agent did not start");
+                let reason = format!("the studio agent did not start: {e}");
+                self.end_job(id, "FAILED", &reason, 127).await;
+                return;
+            }
+        };
+        if let (Some(pid), Ok(mut jobs)) = (child.id(), self.agents.jobs.lock()) {
+            jobs.insert(id.to_string(), pid);
+        }
+        if let Ok(mut studios) = self.agents.studios.lock() {
+            studios.insert(studio.clone(), SocketAddr::from(([127, 0, 0, 1], port)));
+        }
+        let status = child.wait().await;
+        if let Ok(mut jobs) = self.agents.jobs.lock() {
+            jobs.remove(id);
+        }
+        if let Ok(mut studios) = self.agents.studios.lock() {
+            studios.remove(&studio);
+        }
+        let code = status.ok().and_then(|s| s.code()).unwrap_or(137);
+        let terminated = self
+            .job(id)
+            .await
+            .and_then(|j| j.status().map(|s| s.as_str().to_string()))
+            .is_some_and(|s| s == "FAILED" || s == "SUCCEEDED");
+        if terminated {
+            // TerminateJob already failed it in Batch: the event comes once the
+            // container is gone (its checkpoint saved).
+            let reason = self.job(id).await.and_then(|j| j.status_reason().map(String::from));
+            self.deliver(id, "FAILED", reason.as_deref(), Some(code)).await;
+        } else if code == 0 {
+            self.end_job(id, "SUCCEEDED", "Essential container in task exited", 0)
+                .await;
+        } else {
+            self.end_job(id, "FAILED", "Essential container in task exited", code)
+                .await;
+        }
+    }
+
+    async fn end_job(&self, id: &str, status: &str, reason: &str, code: i32) {
+        self.set_status(
+            id,
+            json!({"jobId": id, "status": status, "reason": reason, "exitCode": code}),
+        )
+        .await;
+        self.deliver(id, status, Some(reason), Some(code)).await;
+    }
+
+    /// TerminateJob: SIGTERM to the session's agent (it saves and exits; its exit
+    /// delivers the event), SIGKILL 30 s later, as Batch does. A job that never ran
+    /// ends at once.
+    async fn terminated(&self, id: String) {
+        let pid = self.agents.jobs.lock().ok().and_then(|j| j.get(&id).copied());
+        let Some(pid) = pid else {
+            let reason = self.job(&id).await.and_then(|j| j.status_reason().map(String::from));
+            self.deliver(&id, "FAILED", reason.as_deref(), None).await;
+            return;
+        };
+        signal(pid, libc::SIGTERM);
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        let still = self.agents.jobs.lock().ok().and_then(|j| j.get(&id).copied());
+        if still == Some(pid) {
+            tracing::warn!(job = id, "the agent did not exit 30 s after SIGTERM: SIGKILL");
+            signal(pid, libc::SIGKILL);
+        }
+    }
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a child this process started; no memory is involved.
+    unsafe {
+        libc::kill(pid as i32, sig);
     }
 }
 
 /// Wires the local stack: `app` with its Batch simulated (unless `simulation` is off),
 /// the table-stream consumer following the stream (status events printed to stdout as a
 /// customer's rule would receive them), and the reconciler every minute. Returns the app
-/// to serve.
-pub fn local_stack(sdk: &aws_config::SdkConfig, app: App, simulation: Simulation) -> App {
+/// to serve, and the running agents (for `/connect/<studio>/`).
+pub fn local_stack(
+    sdk: &aws_config::SdkConfig,
+    app: App,
+    simulation: Simulation,
+) -> (App, Arc<Agents>) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let app = if simulation.enabled {
         App {
@@ -305,16 +435,14 @@ pub fn local_stack(sdk: &aws_config::SdkConfig, app: App, simulation: Simulation
     } else {
         app
     };
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let agents = Arc::new(Agents::default());
     let simulator = Arc::new(Simulator {
         app: app.clone(),
         step: simulation.step,
         batch: aws_sdk_batch::Client::new(sdk),
-        s3,
+        agent: simulation.agent.clone(),
+        sessions_dir: simulation.sessions_dir.clone(),
+        agents: agents.clone(),
         http: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build_http(),
         endpoint: sdk
@@ -372,7 +500,7 @@ pub fn local_stack(sdk: &aws_config::SdkConfig, app: App, simulation: Simulation
             }
         }
     });
-    app
+    (app, agents)
 }
 
 #[cfg(test)]

@@ -45,6 +45,31 @@ pub struct Config {
     /// Job definitions: name prefix (`JOB_DEFINITION_PREFIX`, default `studios`) and
     /// the session containers' role (`JOB_ROLE_ARN`, optional).
     pub job_definitions: crate::compute::JobDefinitions,
+    /// The sessions' agents and their channel (docs/agent.md).
+    pub agent: AgentSettings,
+}
+
+/// How the control plane talks with session agents.
+#[derive(Clone, Debug)]
+pub struct AgentSettings {
+    /// The API's base URL as sessions reach it (`AGENT_API_URL`); unset: the URL the
+    /// start request came in on (API Gateway's domain and stage).
+    pub api_url: Option<String>,
+    /// How often an agent reports (`AGENT_REPORT_SECONDS`, default 15).
+    pub report_seconds: u64,
+    /// How long a stop waits for the agent to save and exit before TerminateJob
+    /// (`STOP_GRACE_SECONDS`, default 120).
+    pub stop_grace_seconds: u64,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings {
+            api_url: None,
+            report_seconds: 15,
+            stop_grace_seconds: 120,
+        }
+    }
 }
 
 impl Config {
@@ -168,7 +193,15 @@ impl Config {
             session_role_path: get("SESSION_ROLE_PATH").filter(|p| !p.trim().is_empty()),
         };
         let image_registries = list("IMAGE_REGISTRIES").filter(|l| !l.is_empty());
+        let agent = AgentSettings {
+            api_url: get("AGENT_API_URL")
+                .map(|u| u.trim().trim_end_matches('/').to_string())
+                .filter(|u| !u.is_empty()),
+            report_seconds: seconds("AGENT_REPORT_SECONDS", 15)?.max(1),
+            stop_grace_seconds: seconds("STOP_GRACE_SECONDS", 120)?,
+        };
         Ok(Config {
+            agent,
             image_registries,
             cleanup_queue_url: get("CLEANUP_QUEUE_URL").filter(|u| !u.trim().is_empty()),
             stack_limits,

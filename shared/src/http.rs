@@ -40,6 +40,7 @@ pub enum Action {
     CloneStudio,
     ConnectStudio,
     ListMounts,
+    AgentReport,
 }
 
 /// (action, handler name, method, path) — template.yaml uses the same names and paths.
@@ -71,7 +72,12 @@ pub const ROUTES: &[(Action, &str, &str, &str)] = &[
     (Action::ListCheckpoints, "list-checkpoints", "GET", "/workspaces/{ws}/studios/{id}/checkpoints"),
     (Action::RenameCheckpoint, "rename-checkpoint", "PATCH", "/workspaces/{ws}/studios/{id}/checkpoints/{cpId}"),
     (Action::ListMounts, "list-mounts", "GET", "/workspaces/{ws}/mounts"),
+    (Action::AgentReport, "agent-report", "POST", "/agent/report"),
 ];
+
+/// Routes without the JWT authorizer: their caller proves itself otherwise (a session's
+/// agent, by its session's credential).
+pub const UNAUTHORIZED_ROUTES: &[Action] = &[Action::AgentReport];
 
 impl Action {
     pub fn from_handler(name: &str) -> Option<Action> {
@@ -207,7 +213,11 @@ fn json_content_type(req: &Request) -> Result<()> {
 
 async fn dispatch(app: &App, action: Action, req: &Request) -> Result<Response<Body>> {
     use Action::*;
-    let caller = caller(req)?;
+    // The agent channel has no user: its session's credential is checked instead.
+    let caller = match action {
+        AgentReport => return agent_report(app, req).await,
+        _ => caller(req)?,
+    };
     let c = &caller;
     let ws = || path_param(req, "ws");
     match action {
@@ -341,6 +351,7 @@ async fn dispatch(app: &App, action: Action, req: &Request) -> Result<Response<B
             let renamed = checkpoints::rename_checkpoint(app, c, ws()?, id, cp, patch).await?;
             ok(to_value(&renamed)?)
         }
+        AgentReport => agent_report(app, req).await,
         ListMounts => {
             let held = sessions::list_mounts(app, c, ws()?).await?;
             let mounts: Vec<Value> = held
@@ -429,6 +440,35 @@ pub fn caller(req: &Request) -> Result<Caller> {
     Ok(Caller {
         id: id.clone(),
         name: name.clone(),
+        api_url: api_url(req),
+    })
+}
+
+async fn agent_report(app: &App, req: &Request) -> Result<Response<Body>> {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(Error::Unauthenticated)?;
+    let reply = sessions::agent_report(app, token.trim(), body(req)?).await?;
+    ok(to_value(&reply)?)
+}
+
+/// The API's URL as the request reached it: `https://<domainName>[/<stage>]`.
+fn api_url(req: &Request) -> Option<String> {
+    let lambda_http::request::RequestContext::ApiGatewayV2(c) = req.request_context_ref()? else {
+        return None;
+    };
+    let domain = c.domain_name.as_deref().filter(|d| !d.is_empty())?;
+    let scheme = if domain == "localhost" || domain.starts_with("127.0.0.1") {
+        "http"
+    } else {
+        "https"
+    };
+    Some(match c.stage.as_deref().filter(|s| !s.is_empty() && *s != "$default") {
+        Some(stage) => format!("{scheme}://{domain}/{stage}"),
+        None => format!("{scheme}://{domain}"),
     })
 }
 
@@ -697,6 +737,8 @@ pub struct ApiGatewayEvent<'a> {
     pub body: Option<&'a str>,
     /// The request's Content-Type header, if it had one.
     pub content_type: Option<&'a str>,
+    /// The Authorization header, passed on to routes without the JWT authorizer.
+    pub authorization: Option<&'a str>,
     pub request_id: &'a str,
 }
 
@@ -737,12 +779,19 @@ impl ApiGatewayEvent<'_> {
         if let Some(claims) = self.claims {
             context["authorizer"] = json!({ "jwt": { "claims": map(claims), "scopes": null } });
         }
+        let mut headers = json!({});
+        if let Some(ct) = self.content_type {
+            headers["content-type"] = json!(ct);
+        }
+        if let Some(auth) = self.authorization {
+            headers["authorization"] = json!(auth);
+        }
         let mut event = json!({
             "version": "2.0",
             "routeKey": route_key,
             "rawPath": self.path,
             "rawQueryString": raw_query,
-            "headers": self.content_type.map_or(json!({}), |ct| json!({ "content-type": ct })),
+            "headers": headers,
             "requestContext": context,
             "isBase64Encoded": false,
         });
@@ -882,6 +931,7 @@ mod tests {
             claims: None,
             body: None,
             content_type: None,
+            authorization: None,
             request_id: "Jq3xQhb1IAMEb2g=",
         };
         let req = event.to_request().unwrap();

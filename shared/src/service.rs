@@ -26,6 +26,9 @@ pub const MAX_PAGE: usize = 100;
 pub struct Caller {
     pub id: String,
     pub name: String,
+    /// The API's URL as this request reached it (API Gateway's domain and stage):
+    /// where a session started by this request reports (unless `AGENT_API_URL` is set).
+    pub api_url: Option<String>,
 }
 
 impl Caller {

@@ -6,7 +6,8 @@
 use crate::compute::{JobSpec, SubmitError, TAG_ATTEMPT, TAG_STUDIO, TAG_WORKSPACE};
 use crate::domain::ids::{new_id, IdKind};
 use crate::domain::lifecycle::{
-    on_job_report, on_missing_job, Actor, BatchStatus, Finish, JobName, JobReport, Outcome, Session,
+    on_job_report, on_missing_job, Actor, AgentChannel, BatchStatus, Finish, JobName,
+    JobReport, Outcome, Session,
 };
 use crate::domain::validate::{default_checkpoint_name, StartInput};
 use crate::domain::*;
@@ -45,7 +46,27 @@ pub fn begin(app: &App, studio: &Studio, caller: &Caller) -> Studio {
         .data_prefix()
         .child("checkpoints")
         .child(&checkpoint_id);
+    // The agent's credential names its session; only its hash is stored.
+    let token = format!(
+        "{}.{}.{}.{}{}",
+        studio.workspace_id,
+        studio.id,
+        attempt_id,
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
     let session = Session {
+        agent_token_hash: Some(token_hash(&token)),
+        agent: None,
+        agent_channel: Some(AgentChannel {
+            api_url: app
+                .config
+                .agent
+                .api_url
+                .clone()
+                .or_else(|| caller.api_url.clone()),
+            token,
+        }),
         job_name: JobName::format(
             &app.config.job_name_prefix,
             &studio.workspace_id,
@@ -97,6 +118,41 @@ pub fn job_spec(app: &App, studio: &Studio, session: &Session) -> Result<JobSpec
         .map(|m| json!({"uri": m.uri, "mountPath": m.mount_path, "access": m.access}))
         .collect();
     let r = studio.config.resources;
+    let mut environment = vec![
+        ("STUDIO_ID".into(), studio.id.clone()),
+        ("WORKSPACE_ID".into(), studio.workspace_id.clone()),
+        (
+            "CHECKPOINT_RESTORE_URI".into(),
+            session
+                .restore_uri
+                .as_ref()
+                .map(|u| u.to_string())
+                .unwrap_or_default(),
+        ),
+        ("CHECKPOINT_SAVE_URI".into(), session.save_uri.to_string()),
+        ("STUDIO_MOUNTS".into(), Value::from(mounts).to_string()),
+        (
+            "CONDA_PACKAGES".into(),
+            json!(studio.config.conda_packages).to_string(),
+        ),
+        (
+            "STUDIO_TEMPLATE".into(),
+            match &studio.config.template {
+                Template::Kind { kind } => kind.as_str().to_string(),
+                Template::Image { .. } => "custom".to_string(),
+            },
+        ),
+        (
+            "STUDIO_BASE_PATH".into(),
+            url_path(&app.config.connect_url(&studio.workspace_id, &studio.id)),
+        ),
+    ];
+    if let Some(channel) = &session.agent_channel {
+        environment.push(("STUDIO_AGENT_TOKEN".into(), channel.token.clone()));
+        if let Some(url) = &channel.api_url {
+            environment.push(("STUDIO_API_URL".into(), url.clone()));
+        }
+    }
     Ok(JobSpec {
         name: session.job_name.clone(),
         queue: studio.compute_env.job_queue.clone(),
@@ -104,24 +160,7 @@ pub fn job_spec(app: &App, studio: &Studio, session: &Session) -> Result<JobSpec
         vcpus: r.cpus,
         memory_mib: r.memory_mib,
         gpus: r.gpus,
-        environment: vec![
-            ("STUDIO_ID".into(), studio.id.clone()),
-            ("WORKSPACE_ID".into(), studio.workspace_id.clone()),
-            (
-                "CHECKPOINT_RESTORE_URI".into(),
-                session
-                    .restore_uri
-                    .as_ref()
-                    .map(|u| u.to_string())
-                    .unwrap_or_default(),
-            ),
-            ("CHECKPOINT_SAVE_URI".into(), session.save_uri.to_string()),
-            ("STUDIO_MOUNTS".into(), Value::from(mounts).to_string()),
-            (
-                "CONDA_PACKAGES".into(),
-                json!(studio.config.conda_packages).to_string(),
-            ),
-        ],
+        environment,
         job_role_arn: studio.compute_env.job_role_arn.clone(),
         tags: vec![
             (TAG_WORKSPACE.into(), studio.workspace_id.clone()),
@@ -129,6 +168,30 @@ pub fn job_spec(app: &App, studio: &Studio, session: &Session) -> Result<JobSpec
             (TAG_ATTEMPT.into(), session.attempt_id.clone()),
         ],
     })
+}
+
+/// SHA-256 (hex) of an agent credential.
+pub fn token_hash(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The path of a URL (`https://h/connect/st-1/` → `/connect/st-1/`), always ending in `/`.
+fn url_path(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let mut path = rest
+        .find('/')
+        .map_or("/".to_string(), |i| rest[i..].to_string());
+    if let Some(q) = path.find(['?', '#']) {
+        path.truncate(q);
+    }
+    if !path.ends_with('/') {
+        path.push('/');
+    }
+    path
 }
 
 /// Submits a studio just moved to `starting` from `previous`. If Batch refuses, the
@@ -301,17 +364,21 @@ async fn stop_once(app: &App, caller: &Caller, current: &Studio, force: bool) ->
                     checkpoint: None,
                 })
                 .await?;
-            terminate(app, &next, &caller.id).await;
+            // A session whose agent is up saves and exits when it next reports (the
+            // channel answers `stopRequested`); Batch is asked only after the grace
+            // period. Without an agent (or while starting), Batch is asked at once.
+            terminate_unless_saving(app, &next, &caller.id).await;
             Ok(next)
         }
         StudioStatus::Stopping if force => force_stop(app, caller, current).await,
-        // Already stopping: ask Batch again (harmless), answer as before; the role is
-        // checked as a write would, since TerminateJob is an effect of its own.
+        // Already stopping: ask Batch again (harmless) unless the agent is still within
+        // its grace period, answer as before; the role is checked as a write would,
+        // since TerminateJob is an effect of its own.
         StudioStatus::Stopping => {
             app.store
                 .check_role(&guard(ws, caller, Permission::OperateStudios))
                 .await?;
-            terminate(app, current, &caller.id).await;
+            terminate_unless_saving(app, current, &caller.id).await;
             Ok(current.clone())
         }
         StudioStatus::Stopped | StudioStatus::Errored => Err(Error::conflict(
@@ -358,6 +425,22 @@ async fn force_stop(app: &App, caller: &Caller, current: &Studio) -> Result<Stud
     )
     .await?;
     Ok(next)
+}
+
+/// Whether a stopping studio's agent is still within `STOP_GRACE_SECONDS` to save and
+/// exit by itself.
+fn agent_saving(app: &App, studio: &Studio) -> bool {
+    let ready = studio.session.as_ref().is_some_and(Session::agent_ready);
+    let grace = chrono::Duration::seconds(app.config.agent.stop_grace_seconds as i64);
+    studio.status == StudioStatus::Stopping && ready && age(&studio.status_updated_at) < grace
+}
+
+async fn terminate_unless_saving(app: &App, studio: &Studio, by_id: &str) {
+    if agent_saving(app, studio) {
+        tracing::info!(studio = studio.id, "stop: the agent saves and exits; TerminateJob after the grace period");
+        return;
+    }
+    terminate(app, studio, by_id).await;
 }
 
 /// Asks Batch to end the session's job (it cancels a job that is not running yet). A
@@ -551,7 +634,19 @@ pub async fn apply_report(
                 next.version += 1;
                 write_as_system(app, studio, &next, None).await
             }
-            Outcome::Finish(finish) => {
+            Outcome::Finish(mut finish) => {
+                // The agent knows best why its session ended.
+                let failure = studio
+                    .session
+                    .as_ref()
+                    .and_then(|s| s.agent.as_ref())
+                    .and_then(|a| a.failure.clone());
+                if let Some(failure) = failure {
+                    finish.reason = Some(match (finish.status, finish.reason.take()) {
+                        (StudioStatus::Errored, _) | (_, None) => failure,
+                        (_, Some(reason)) => format!("{reason}; {failure}"),
+                    });
+                }
                 let mut studio = studio.clone();
                 if let Some(s) = studio.session.as_mut() {
                     s.job_id.get_or_insert_with(|| report.job_id.clone());
@@ -713,6 +808,9 @@ async fn settle_job(app: &App, studio: &Studio, session_age: chrono::Duration, j
         return;
     }
     if studio.status == StudioStatus::Stopping {
+        if agent_saving(app, studio) {
+            return;
+        }
         let by = studio
             .session
             .as_ref()
@@ -845,4 +943,131 @@ pub async fn connect_studio(
     studio.connected_users.insert(caller.id.clone(), connection);
     let url = app.config.connect_url(&studio.workspace_id, &studio.id);
     Ok((studio, url))
+}
+
+/// What an agent reports (`POST /agent/report`, docs/api.md).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentReportInput {
+    pub state: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub last_activity_at: Option<String>,
+}
+
+/// The answer: whether a stop was requested, and when to report next.
+#[derive(Debug, serde::Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentReply {
+    pub stop_requested: bool,
+    pub report_seconds: u64,
+}
+
+/// Longest failure reason kept (a status reason is shown in lists).
+const MAX_AGENT_REASON: usize = 1000;
+/// Activity is written at most this often (seconds), so reports are mostly reads.
+const ACTIVITY_RESOLUTION: i64 = 60;
+
+/// `POST /agent/report`: authenticated by the session's own credential (not a user's
+/// token): one read, and a write only when something changed (ready, a failure, or
+/// activity at least a minute newer).
+pub async fn agent_report(app: &App, token: &str, input: AgentReportInput) -> Result<AgentReply> {
+    let state = input.state.as_str();
+    if !matches!(state, "starting" | "ready" | "failed") {
+        return Err(Error::invalid("state", "must be starting, ready or failed"));
+    }
+    let activity = match input.last_activity_at.as_deref() {
+        None => None,
+        Some(t) => Some(
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map_err(|_| Error::invalid("lastActivityAt", "must be an RFC 3339 time"))?
+                .with_timezone(&chrono::Utc),
+        ),
+    };
+    let mut parts = token.splitn(4, '.');
+    let (Some(ws), Some(st), Some(attempt), Some(_)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Error::Unauthenticated);
+    };
+    use crate::domain::ids::{is_well_formed, IdKind};
+    if !is_well_formed(IdKind::Workspace, ws) || !is_well_formed(IdKind::Studio, st) {
+        return Err(Error::Unauthenticated);
+    }
+    let fetched = app.store.fetch(ws, &[Key::Studio(st.to_string())]).await?;
+    let studio = fetched.studios.get(st).ok_or(Error::Unauthenticated)?;
+    let session = studio
+        .session
+        .as_ref()
+        .filter(|s| s.attempt_id == attempt)
+        .ok_or(Error::Unauthenticated)?;
+    let expected = session.agent_token_hash.as_deref().unwrap_or_default();
+    if !constant_time_eq(expected.as_bytes(), token_hash(token).as_bytes()) {
+        return Err(Error::Unauthenticated);
+    }
+    let before = session.agent.clone().unwrap_or_default();
+    let mut after = before.clone();
+    let now = chrono::Utc::now();
+    if state == "ready" && after.ready_at.is_none() {
+        after.ready_at = Some(now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    }
+    if state == "failed" {
+        let reason: String = input
+            .reason
+            .as_deref()
+            .unwrap_or("the session's agent failed")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_AGENT_REASON)
+            .collect();
+        after.failure = Some(reason);
+    }
+    if let Some(at) = activity.map(|a| a.min(now)) {
+        let newer = match after
+            .last_activity_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        {
+            Some(old) => at.timestamp() - old.timestamp() >= ACTIVITY_RESOLUTION,
+            None => true,
+        };
+        if newer {
+            after.last_activity_at = Some(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        }
+    }
+    if after != before {
+        app.store.record_agent(studio, attempt, &after).await?;
+    }
+    Ok(AgentReply {
+        stop_requested: studio.status == StudioStatus::Stopping,
+        report_seconds: app.config.agent.report_seconds,
+    })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod agent_tests {
+    use super::*;
+
+    #[test]
+    fn base_paths_come_from_the_connect_url() {
+        assert_eq!(url_path("https://h.example/connect/st-1/"), "/connect/st-1/");
+        assert_eq!(url_path("https://st-1.h.example"), "/");
+        assert_eq!(url_path("http://127.0.0.1:3000/connect/st-1?x=1"), "/connect/st-1/");
+    }
+
+    #[test]
+    fn token_hashes_are_sha256_hex_and_compared_in_full() {
+        assert_eq!(
+            token_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
 }

@@ -271,3 +271,18 @@ fn no_arn_names_a_partition_literally() {
         assert!(!text.contains("arn:aws:"), "{name} names the aws partition");
     }
 }
+
+#[test]
+fn only_the_agent_channel_skips_the_jwt_authorizer() {
+    use crate::http::{ROUTES, UNAUTHORIZED_ROUTES};
+    for (action, handler, _, _) in ROUTES {
+        let name: String = handler
+            .split('-')
+            .map(|w| w[..1].to_uppercase() + &w[1..])
+            .collect::<String>()
+            + "Function";
+        let open = resource(&name).contains("Authorizer: NONE");
+        assert_eq!(open, UNAUTHORIZED_ROUTES.contains(action), "{name}");
+    }
+    assert!(TEMPLATE.contains("STOP_GRACE_SECONDS: !Ref StopGraceSeconds"));
+}

@@ -120,6 +120,14 @@ impl Store for BarrierStore {
     async fn record_job(&self, s: &Studio, attempt: &str, job: &str) -> Result<()> {
         self.inner.record_job(s, attempt, job).await
     }
+    async fn record_agent(
+        &self,
+        s: &Studio,
+        attempt: &str,
+        agent: &studios_shared::domain::lifecycle::AgentState,
+    ) -> Result<bool> {
+        self.inner.record_agent(s, attempt, agent).await
+    }
     async fn list_mounts(&self, ws: &str) -> Result<Vec<HeldMount>> {
         self.inner.list_mounts(ws).await
     }

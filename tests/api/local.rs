@@ -54,6 +54,7 @@ async fn the_local_api_serves_signed_requests_over_http() {
         app: t.app.clone(),
         secret: SECRET.into(),
         batch: None,
+        agents: None,
     });
     let server = tokio::spawn(local.run(listener));
 
@@ -128,6 +129,7 @@ async fn batch_events_can_be_built_and_replayed_by_hand() {
         app: t.app.clone(),
         secret: SECRET.into(),
         batch: Some(t.batch.clone()),
+        agents: None,
     });
     let server = tokio::spawn(local.run(listener));
 

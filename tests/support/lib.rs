@@ -146,6 +146,7 @@ pub fn test_config(table: &str) -> Config {
         submit_grace_seconds: 600,
         start_deadline_seconds: 3600,
         force_stop_after_seconds: 900,
+        agent: studios_shared::config::AgentSettings::default(),
         connect_url_pattern: CONNECT_URL_PATTERN.into(),
         job_name_prefix: "studios-test".into(),
         stack_limits: Default::default(),
@@ -222,6 +223,7 @@ impl TestApp {
             claims: None,
             body: None,
             content_type: None,
+            authorization: None,
         }
     }
 
@@ -325,6 +327,7 @@ pub struct Req<'a> {
     claims: Option<Vec<(String, String)>>,
     body: Option<String>,
     content_type: Option<String>,
+    authorization: Option<String>,
 }
 
 impl Req<'_> {
@@ -362,6 +365,12 @@ impl Req<'_> {
         self
     }
 
+    /// `Authorization: Bearer <token>` as sent (the agent channel's credential).
+    pub fn bearer(mut self, token: &str) -> Self {
+        self.authorization = Some(format!("Bearer {token}"));
+        self
+    }
+
     pub fn raw_body(mut self, body: &str) -> Self {
         self.body = Some(body.to_string());
         self
@@ -390,6 +399,7 @@ impl Req<'_> {
                 Some("") => None,
                 other => other,
             },
+            authorization: self.authorization.as_deref(),
             request_id: "test-request",
         };
         let request = event.to_request().expect("valid API Gateway event");

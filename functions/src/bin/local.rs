@@ -39,8 +39,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 async fn serve(port: &str) -> Result<(), Box<dyn std::error::Error>> {
     studios_shared::telemetry::init();
-    let config = Config::from_env()?;
-    let simulation = Simulation::from_env()?;
+    let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e} (set STUDIOS_PORT)"))?;
+    let addr = listener.local_addr()?;
+    let mut config = Config::from_env()?;
+    // Sessions' agents report to this API.
+    config
+        .agent
+        .api_url
+        .get_or_insert_with(|| format!("http://{addr}"));
+    let mut simulation = Simulation::from_env()?;
+    if simulation.agent.is_none() {
+        // Built beside this binary (infra/run-local.sh builds both).
+        let beside = std::env::current_exe()?.with_file_name("studio-agent");
+        simulation.agent = beside.exists().then_some(beside);
+    }
     let queue = std::env::var("STUDIOS_LOCAL_QUEUE")
         .map_err(|_| "STUDIOS_LOCAL_QUEUE (the emulated job queue ARN) must be set")?;
     let sdk = aws_config::load_from_env().await;
@@ -57,12 +71,9 @@ async fn serve(port: &str) -> Result<(), Box<dyn std::error::Error>> {
     if let Err(e) = bus {
         tracing::info!(error = %e, "event bus not created (it may exist already)");
     }
-    let app = local_stack(&sdk, App::from_sdk(&sdk, config), simulation);
+    let agent = simulation.agent.clone();
+    let (app, agents) = local_stack(&sdk, App::from_sdk(&sdk, config), simulation.clone());
     let ws = demo::bootstrap(&app, &queue).await?;
-    let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))
-        .await
-        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e} (set STUDIOS_PORT)"))?;
-    let addr = listener.local_addr()?;
     let secret = secret()?;
     println!();
     println!("Studios API: http://{addr}   (JWT secret: STUDIOS_LOCAL_JWT_SECRET={secret})");
@@ -81,7 +92,11 @@ async fn serve(port: &str) -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "AWS Batch: {}; replay events with POST http://{addr}/_local/batch-events",
         if simulation.enabled {
-            format!("simulated, {} ms per state", simulation.step.as_millis())
+            format!(
+                "simulated, {} ms per state; sessions run {}",
+                simulation.step.as_millis(),
+                agent.as_ref().map_or("nothing (no studio-agent binary)".to_string(), |a| a.display().to_string())
+            )
         } else {
             "not simulated (STUDIOS_LOCAL_SIMULATE_JOBS=false)".into()
         }
@@ -104,6 +119,7 @@ async fn serve(port: &str) -> Result<(), Box<dyn std::error::Error>> {
         app,
         secret,
         batch: Some(aws_sdk_batch::Client::new(&sdk)),
+        agents: Some(agents),
     });
     tokio::select! {
         r = local.run(listener) => r?,

@@ -111,6 +111,44 @@ pub struct Session {
     /// The studio's name when the locks were taken (it is in the lock items).
     pub studio_name: String,
     pub started_at: String,
+    /// SHA-256 (hex) of the session's agent credential (docs/agent.md); the credential
+    /// itself is only ever in the job's environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_token_hash: Option<String>,
+    /// What the session's agent reported over its channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentState>,
+    /// The channel as the job gets it, in memory between the start and the submit;
+    /// never stored.
+    #[serde(skip)]
+    pub agent_channel: Option<AgentChannel>,
+}
+
+/// What a session's agent needs to reach the control plane (its job's environment).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentChannel {
+    pub api_url: Option<String>,
+    pub token: String,
+}
+
+/// The agent's reports (`POST /agent/report`): ready once the IDE answers, the last user
+/// request seen at its port, and why it failed (the status reason when the job ends).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_activity_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+impl Session {
+    /// Whether an agent reported the IDE ready: a stop asks it to save first.
+    pub fn agent_ready(&self) -> bool {
+        self.agent.as_ref().is_some_and(|a| a.ready_at.is_some())
+    }
 }
 
 /// A job's state, from an EventBridge event or from DescribeJobs: untrusted input.
@@ -199,12 +237,13 @@ pub fn on_job_report(
     // Batch's `started` flag on a terminal report covers a lost RUNNING event.
     let ran = session.reached_running || report.started;
     let finish = match (report.status, &session.stop_requested_by) {
-        (BatchStatus::Succeeded, _) => Finish {
+        (BatchStatus::Succeeded, None) => Finish {
             status: StudioStatus::Stopped,
             reason: Some("the session ended".into()),
             batch_status: Some(report.status),
             record_checkpoint: ran,
         },
+        // A stop (its agent saved and exited, or Batch ended the job) ends `stopped`.
         (_, Some(by)) => Finish {
             status: StudioStatus::Stopped,
             reason: Some(format!("stopped by {}", by.name)),
@@ -354,6 +393,9 @@ mod tests {
             locked_paths: vec![],
             studio_name: "s".into(),
             started_at: "t".into(),
+            agent_token_hash: None,
+            agent: None,
+            agent_channel: None,
         }
     }
 

@@ -389,6 +389,8 @@ impl Studio {
                 "jobStatus": s.batch_status,
                 "startedAt": s.started_at,
                 "stopRequestedBy": s.stop_requested_by,
+                "ready": s.agent_ready(),
+                "lastActivityAt": s.agent.as_ref().and_then(|a| a.last_activity_at.clone()),
             })),
             "restoreFrom": self.latest_checkpoint.as_ref().map(|c| serde_json::json!({
                 "checkpointId": c.id,

@@ -988,6 +988,45 @@ impl Store for DynamoStore {
         }
     }
 
+    async fn record_agent(
+        &self,
+        studio: &Studio,
+        attempt_id: &str,
+        agent: &crate::domain::lifecycle::AgentState,
+    ) -> Result<bool> {
+        let value = serde_dynamo::to_attribute_value(agent).map_err(Error::internal)?;
+        // Versioned, so a concurrent full write of the studio (an event, a stop) is
+        // re-decided on a fresh read instead of dropping the report.
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                &studio.workspace_id,
+                sk(&Key::Studio(studio.id.clone())),
+            )))
+            .update_expression("SET #session.#agent = :agent, #version = #version + :one")
+            .condition_expression("#session.attemptId = :attempt")
+            .expression_attribute_names("#session", "session")
+            .expression_attribute_names("#agent", "agent")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":agent", value)
+            .expression_attribute_values(":attempt", s(attempt_id))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
     async fn list_mounts(&self, ws: &str) -> Result<Vec<HeldMount>> {
         let items = self.query_all(ws, "LOCK#").await?;
         Ok(items

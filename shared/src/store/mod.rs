@@ -169,6 +169,14 @@ pub trait Store: Send + Sync {
     async fn write_studio(&self, write: &StudioWrite<'_>) -> Result<()>;
     /// Records the job id of the session `attempt_id` (no-op if it ended or has one).
     async fn record_job(&self, studio: &Studio, attempt_id: &str, job_id: &str) -> Result<()>;
+    /// Records what the agent of the session `attempt_id` reported; `false` if that
+    /// session has ended.
+    async fn record_agent(
+        &self,
+        studio: &Studio,
+        attempt_id: &str,
+        agent: &crate::domain::lifecycle::AgentState,
+    ) -> Result<bool>;
     async fn list_mounts(&self, workspace_id: &str) -> Result<Vec<HeldMount>>;
     /// A page of a studio's checkpoints, newest first.
     async fn list_checkpoints(
