@@ -83,7 +83,8 @@ def main():
     args = parser.parse_args()
 
     port = free_port()
-    env = dict(os.environ, STUDIOS_PORT=str(port), STUDIOS_LOCAL_JOB_DELAY_MS="20")
+    # The control plane alone: sessions run no agent (their stops end them at once).
+    env = dict(os.environ, STUDIOS_PORT=str(port), STUDIOS_LOCAL_JOB_DELAY_MS="20", STUDIOS_AGENT_BIN="none")
     env.pop("AWS_ENDPOINT_URL", None)
     stack = subprocess.Popen(
         [os.path.join(ROOT, "infra/run-local.sh")],

@@ -155,8 +155,11 @@ impl Compute for LocalBatch {
 #[derive(Clone, Debug)]
 pub struct Simulation {
     /// The studio agent binary a running job runs (`STUDIOS_AGENT_BIN`; infra/run-local.sh
-    /// builds it). `None`: running jobs run nothing and end only when terminated.
+    /// builds it). `None`: running jobs run nothing and end only when terminated
+    /// (`STUDIOS_AGENT_BIN=none`: the soak benchmark measures the control plane alone).
     pub agent: Option<PathBuf>,
+    /// False when `STUDIOS_AGENT_BIN=none`.
+    pub run_agents: bool,
     /// Where sessions get their workspace directories and agent logs
     /// (`STUDIOS_LOCAL_SESSIONS_DIR`, default a directory under the system's temp dir).
     pub sessions_dir: PathBuf,
@@ -202,8 +205,9 @@ impl Simulation {
             enabled,
             step: std::time::Duration::from_millis(step),
             agent: get("STUDIOS_AGENT_BIN")
-                .filter(|b| !b.trim().is_empty())
+                .filter(|b| !b.trim().is_empty() && b.trim() != "none")
                 .map(PathBuf::from),
+            run_agents: get("STUDIOS_AGENT_BIN").as_deref().map(str::trim) != Some("none"),
             sessions_dir,
         })
     }

@@ -50,7 +50,7 @@ async fn serve(port: &str) -> Result<(), Box<dyn std::error::Error>> {
         .api_url
         .get_or_insert_with(|| format!("http://{addr}"));
     let mut simulation = Simulation::from_env()?;
-    if simulation.agent.is_none() {
+    if simulation.agent.is_none() && simulation.run_agents {
         // Built beside this binary (infra/run-local.sh builds both).
         let beside = std::env::current_exe()?.with_file_name("studio-agent");
         simulation.agent = beside.exists().then_some(beside);
