@@ -1,6 +1,7 @@
 //! Integration tests: every endpoint through a real API Gateway-shaped request, the
 //! production handler, the AWS SDK and the emulator (run with infra/test.sh).
 
+mod agent;
 mod batch_events;
 mod checkpoints;
 mod compute_envs;

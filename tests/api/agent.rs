@@ -1,0 +1,178 @@
+//! The session agents' channel (`POST /agent/report`, docs/agent.md) on the emulator: a
+//! session's own credential (minted at its start, passed in its job, stored hashed) is
+//! the only way in; the agent reports ready, activity and failures, and learns of a stop
+//! before AWS Batch is asked to end the job.
+
+use crate::lifecycle::{get, running, setup};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use studios_integration_tests::{cost, job_env, save_uri, TestApp, A};
+
+fn token(job: &aws_sdk_batch::types::JobDetail) -> String {
+    job_env(job, "STUDIO_AGENT_TOKEN").expect("the job carries its session's credential")
+}
+
+async fn report(t: &TestApp, token: &str, body: Value) -> studios_integration_tests::Resp {
+    t.req(A::AgentReport).bearer(token).body(body).send().await
+}
+
+async fn studio(t: &TestApp, ws: &str, ce: &str, name: &str) -> String {
+    t.studio(ws, ce, name).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn batch_status(t: &TestApp, job: &aws_sdk_batch::types::JobDetail) -> String {
+    t.job(job.job_id().unwrap())
+        .await
+        .status()
+        .unwrap()
+        .as_str()
+        .to_string()
+}
+
+#[tokio::test]
+async fn an_agent_reports_ready_and_learns_of_a_stop_before_batch_ends_its_job() {
+    let t = TestApp::new().await;
+    let s = setup(&t).await;
+    let id = studio(&t, &s.ws, &s.ce, "with agent").await;
+    let job = running(&t, &s.ws, &id).await;
+    let credential = token(&job);
+    // The job gets the template and the path its IDE is served under.
+    assert_eq!(job_env(&job, "STUDIO_TEMPLATE").as_deref(), Some("jupyter"));
+    assert_eq!(
+        job_env(&job, "STUDIO_BASE_PATH"),
+        Some(format!("/{}/{id}/", s.ws))
+    );
+    assert_eq!(get(&t, &s.ws, &id).await["session"]["ready"], false);
+
+    t.log.take();
+    let reply = report(&t, &credential, json!({"state": "ready"})).await.ok(200);
+    let c = cost(t.log.take());
+    assert_eq!(c.operations, ["BatchGetItem", "UpdateItem"]);
+    assert_eq!(reply, json!({"stopRequested": false, "reportSeconds": 15}));
+    assert_eq!(get(&t, &s.ws, &id).await["session"]["ready"], true);
+    // Nothing new: a read only.
+    t.log.take();
+    report(&t, &credential, json!({"state": "ready"})).await.ok(200);
+    assert_eq!(cost(t.log.take()).operations, ["BatchGetItem"]);
+    // Activity is recorded to the minute.
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    report(&t, &credential, json!({"state": "ready", "lastActivityAt": at}))
+        .await
+        .ok(200);
+    assert_eq!(get(&t, &s.ws, &id).await["session"]["lastActivityAt"], json!(at));
+
+    // A stop: the studio is stopping, Batch is not asked yet, the agent learns of it.
+    t.req(A::StopStudio)
+        .user("maintain")
+        .param("ws", &s.ws)
+        .param("id", &id)
+        .send()
+        .await
+        .ok(202);
+    assert_ne!(batch_status(&t, &job).await, "FAILED", "not terminated");
+    let reply = report(&t, &credential, json!({"state": "ready"})).await.ok(200);
+    assert_eq!(reply["stopRequested"], true);
+    // The reconciler leaves it to the agent within the grace period.
+    studios_shared::sessions::reconcile(&t.app).await.unwrap();
+    assert_ne!(batch_status(&t, &job).await, "FAILED", "not terminated");
+
+    // The agent saved and exited 0: stopped, by whom, with its checkpoint.
+    t.write_manifest(&save_uri(&job)).await;
+    t.deliver(&t.job_event(&job, "SUCCEEDED", true, None, Some(0)))
+        .await;
+    let studio = get(&t, &s.ws, &id).await;
+    assert_eq!(studio["status"], "stopped");
+    assert_eq!(studio["statusReason"], "stopped by maintain user");
+    assert!(studio["restoreFrom"]["checkpointId"].is_string());
+    // The credential ended with its session.
+    let (code, _) = report(&t, &credential, json!({"state": "ready"})).await.err(401);
+    assert_eq!(code, "unauthenticated");
+}
+
+#[tokio::test]
+async fn only_a_sessions_own_credential_is_accepted() {
+    let t = TestApp::new().await;
+    let s = setup(&t).await;
+    let a = studio(&t, &s.ws, &s.ce, "a").await;
+    let b = studio(&t, &s.ws, &s.ce, "b").await;
+    let (job_a, job_b) = (running(&t, &s.ws, &a).await, running(&t, &s.ws, &b).await);
+    let (ta, tb) = (token(&job_a), token(&job_b));
+    assert_ne!(ta, tb);
+    // b's secret under a's name (a session trying to speak for another).
+    let a_parts: Vec<&str> = ta.splitn(4, '.').collect();
+    let b_secret = tb.splitn(4, '.').nth(3).unwrap();
+    let forged = format!("{}.{}.{}.{b_secret}", a_parts[0], a_parts[1], a_parts[2]);
+    for bad in [forged.as_str(), "garbage", "", &format!("{ta}x")] {
+        let (code, _) = report(&t, bad, json!({"state": "ready"})).await.err(401);
+        assert_eq!(code, "unauthenticated", "{bad}");
+    }
+    // A user's token is not a session's credential.
+    let r = t
+        .req(A::AgentReport)
+        .user("owner")
+        .body(json!({"state": "ready"}))
+        .send()
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(get(&t, &s.ws, &a).await["session"]["ready"], false);
+    // Bad reports name their field.
+    let (code, message) = report(&t, &ta, json!({"state": "sleepy"})).await.err(400);
+    assert_eq!(code, "invalid_request");
+    assert!(message.contains("state"), "{message}");
+    let (_, message) = report(&t, &ta, json!({"state": "ready", "lastActivityAt": "yesterday"}))
+        .await
+        .err(400);
+    assert!(message.contains("lastActivityAt"), "{message}");
+    // b's own credential works for b.
+    report(&t, &tb, json!({"state": "ready"})).await.ok(200);
+    assert_eq!(get(&t, &s.ws, &b).await["session"]["ready"], true);
+    assert_eq!(get(&t, &s.ws, &a).await["session"]["ready"], false);
+}
+
+#[tokio::test]
+async fn an_agents_failure_is_the_status_reason_and_a_silent_agent_is_terminated_after_the_grace(
+) {
+    let mut t = TestApp::new().await;
+    let s = setup(&t).await;
+    let id = studio(&t, &s.ws, &s.ce, "fails").await;
+    let job = running(&t, &s.ws, &id).await;
+    let why = "checkpoint s3://work-bucket/x/ is corrupt: a.txt: chunk 0 has checksum 00, the manifest says ff";
+    report(&t, &token(&job), json!({"state": "failed", "reason": why}))
+        .await
+        .ok(200);
+    t.deliver(&t.job_event(&job, "FAILED", true, Some("Essential container in task exited"), Some(3)))
+        .await;
+    let studio = get(&t, &s.ws, &id).await;
+    assert_eq!(studio["status"], "errored");
+    assert_eq!(studio["statusReason"], why);
+
+    // An agent that went quiet after a stop: with no grace left, the reconciler (and
+    // a repeated stop) ask Batch to end the job.
+    let mut config = (*t.app.config).clone();
+    config.agent.stop_grace_seconds = 0;
+    t.app.config = Arc::new(config);
+    let quiet = studio_id_running(&t, &s).await;
+    let (id2, job2) = quiet;
+    report(&t, &token(&job2), json!({"state": "ready"})).await.ok(200);
+    t.req(A::StopStudio)
+        .user("maintain")
+        .param("ws", &s.ws)
+        .param("id", &id2)
+        .send()
+        .await
+        .ok(202);
+    // The emulator marks a terminated job FAILED at once.
+    assert_eq!(batch_status(&t, &job2).await, "FAILED");
+}
+
+async fn studio_id_running(
+    t: &TestApp,
+    s: &crate::lifecycle::Setup,
+) -> (String, aws_sdk_batch::types::JobDetail) {
+    let id = studio(t, &s.ws, &s.ce, "quiet").await;
+    let job = running(t, &s.ws, &id).await;
+    (id, job)
+}
