@@ -127,7 +127,9 @@ pub async fn snapshot(
             layout.chunks.clone(),
             index.clone(),
         );
-        tokio::task::spawn_blocking(move || read_workspace(&workspace, &exclude, &chunks, index, tx))
+        tokio::task::spawn_blocking(move || {
+            read_workspace(&workspace, &exclude, &chunks, index, tx)
+        })
     };
     let permits = Arc::new(Semaphore::new(PARALLEL));
     let mut uploads = JoinSet::new();
@@ -185,7 +187,8 @@ pub async fn save(
     index: &mut Index,
     exclude: &[PathBuf],
 ) -> Result<Stats, String> {
-    let (manifest, mut stats) = snapshot(objects.clone(), workspace, layout, index, exclude).await?;
+    let (manifest, mut stats) =
+        snapshot(objects.clone(), workspace, layout, index, exclude).await?;
     let body = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
     stats.transferred_bytes += body.len() as u64;
     objects
@@ -354,7 +357,8 @@ pub async fn restore(
             .acquire_owned()
             .await
             .map_err(|e| e.to_string())?;
-        let (objects, workspace, prefix) = (objects.clone(), workspace.to_path_buf(), prefix.clone());
+        let (objects, workspace, prefix) =
+            (objects.clone(), workspace.to_path_buf(), prefix.clone());
         tasks.spawn(async move {
             let _permit = permit;
             restore_file(objects.as_ref(), &workspace, &file)
@@ -509,7 +513,10 @@ mod tests {
     #[test]
     fn the_layout_puts_chunks_beside_the_checkpoints() {
         let l = layout("cp-1");
-        assert_eq!(l.save.to_string(), "s3://b/work/.studios/st-1/checkpoints/cp-1/");
+        assert_eq!(
+            l.save.to_string(),
+            "s3://b/work/.studios/st-1/checkpoints/cp-1/"
+        );
         assert_eq!(l.chunks.to_string(), "s3://b/work/.studios/st-1/chunks/");
         assert!(Layout::from_save_uri("s3://b/work/cp-1/").is_err());
     }
@@ -525,7 +532,9 @@ mod tests {
     async fn a_save_restores_byte_for_byte_and_unchanged_data_is_not_uploaded_again() {
         let objects = Arc::new(MemoryObjects::default());
         let one = tempfile::tempdir().unwrap();
-        let big: Vec<u8> = (0..(CHUNK_SIZE * 2 + 100)).map(|i| (i * 7 % 251) as u8).collect();
+        let big: Vec<u8> = (0..(CHUNK_SIZE * 2 + 100))
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
         write(one.path(), "notebooks/a.ipynb", b"{\"cells\": []}");
         write(one.path(), "big.bin", &big);
         write(one.path(), "copy.bin", &big);
@@ -535,9 +544,15 @@ mod tests {
         std::os::unix::fs::symlink("big.bin", one.path().join("link")).unwrap();
         let mut index = Index::default();
         let exclude = [PathBuf::from("data/mounted")];
-        let stats = save(objects.clone(), one.path(), &layout("cp-1"), &mut index, &exclude)
-            .await
-            .unwrap();
+        let stats = save(
+            objects.clone(),
+            one.path(),
+            &layout("cp-1"),
+            &mut index,
+            &exclude,
+        )
+        .await
+        .unwrap();
         // The copy and the repeated chunk content cost nothing: 3 chunks of big + 1 small.
         assert_eq!(stats.transferred_chunks, 4);
         assert_eq!(stats.files, 4);
@@ -592,9 +607,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "a.txt", b"hello");
         let mut index = Index::default();
-        save(objects.clone(), dir.path(), &layout("cp-1"), &mut index, &[])
-            .await
-            .unwrap();
+        save(
+            objects.clone(),
+            dir.path(),
+            &layout("cp-1"),
+            &mut index,
+            &[],
+        )
+        .await
+        .unwrap();
         let chunk = objects
             .keys()
             .into_iter()
@@ -606,13 +627,24 @@ mod tests {
             .unwrap()
             .insert(chunk, Bytes::from_static(b"jello"));
         let out = tempfile::tempdir().unwrap();
-        let err = restore(objects.clone(), "s3://b/work/.studios/st-1/checkpoints/cp-1/", out.path())
-            .await
-            .unwrap_err();
-        assert!(err.contains("is corrupt: a.txt: chunk 0 has checksum"), "{err}");
-        let err = restore(objects.clone(), "s3://b/work/.studios/st-1/checkpoints/cp-2/", out.path())
-            .await
-            .unwrap_err();
+        let err = restore(
+            objects.clone(),
+            "s3://b/work/.studios/st-1/checkpoints/cp-1/",
+            out.path(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.contains("is corrupt: a.txt: chunk 0 has checksum"),
+            "{err}"
+        );
+        let err = restore(
+            objects.clone(),
+            "s3://b/work/.studios/st-1/checkpoints/cp-2/",
+            out.path(),
+        )
+        .await
+        .unwrap_err();
         assert!(err.contains("has no manifest.json"), "{err}");
     }
 
@@ -634,9 +666,15 @@ mod tests {
             write(dir.path(), &format!("f{i}"), format!("file {i}").as_bytes());
         }
         let mut index = Index::default();
-        let err = save(Arc::new(Failing), dir.path(), &layout("cp-1"), &mut index, &[])
-            .await
-            .unwrap_err();
+        let err = save(
+            Arc::new(Failing),
+            dir.path(),
+            &layout("cp-1"),
+            &mut index,
+            &[],
+        )
+        .await
+        .unwrap_err();
         assert!(err.contains("AccessDenied"), "{err}");
         assert_eq!(index.known_chunks(), 0);
     }

@@ -37,9 +37,9 @@ impl Config {
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         let required = |k: &str| {
-            get(k)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or_else(|| format!("{k} must be set (the control plane sets it for every session)"))
+            get(k).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+                format!("{k} must be set (the control plane sets it for every session)")
+            })
         };
         let optional = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let seconds = |k: &str, default: u64| -> Result<Duration, String> {
@@ -123,13 +123,19 @@ mod tests {
     const BASE: [(&str, &str); 3] = [
         ("STUDIO_ID", "st-1"),
         ("WORKSPACE_ID", "ws-1"),
-        ("CHECKPOINT_SAVE_URI", "s3://b/w/.studios/st-1/checkpoints/cp-1/"),
+        (
+            "CHECKPOINT_SAVE_URI",
+            "s3://b/w/.studios/st-1/checkpoints/cp-1/",
+        ),
     ];
 
     #[test]
     fn the_job_contract_is_read_and_checked() {
         let mut pairs = BASE.to_vec();
-        pairs.push(("STUDIO_MOUNTS", r#"[{"uri":"s3://d/x/","mountPath":"/workspace/data/x","access":"read-only"}]"#));
+        pairs.push((
+            "STUDIO_MOUNTS",
+            r#"[{"uri":"s3://d/x/","mountPath":"/workspace/data/x","access":"read-only"}]"#,
+        ));
         pairs.push(("CHECKPOINT_RESTORE_URI", ""));
         pairs.push(("STUDIO_BASE_PATH", "connect/st-1"));
         let c = config(&pairs).unwrap();
@@ -137,10 +143,14 @@ mod tests {
         assert_eq!(c.excluded(), vec![PathBuf::from("data/x")]);
         assert_eq!(c.base_path, "/connect/st-1/");
         assert_eq!(c.snapshot_every, Duration::from_secs(300));
-        assert!(config(&BASE[..2]).unwrap_err().contains("CHECKPOINT_SAVE_URI must be set"));
+        assert!(config(&BASE[..2])
+            .unwrap_err()
+            .contains("CHECKPOINT_SAVE_URI must be set"));
         let mut bad = BASE.to_vec();
         bad.push(("STUDIO_SNAPSHOT_SECONDS", "soon"));
-        assert!(config(&bad).unwrap_err().contains("STUDIO_SNAPSHOT_SECONDS"));
+        assert!(config(&bad)
+            .unwrap_err()
+            .contains("STUDIO_SNAPSHOT_SECONDS"));
         let mut bad = BASE.to_vec();
         bad.push(("STUDIO_MOUNTS", "{"));
         assert!(config(&bad).unwrap_err().contains("STUDIO_MOUNTS"));

@@ -109,18 +109,39 @@ mod tests {
 
     #[test]
     fn templates_run_their_ide_on_loopback_under_the_base_path() {
-        let p = plan("jupyter", None, 4000, "/connect/st-1/", Path::new("/workspace"), "t0k").unwrap();
+        let p = plan(
+            "jupyter",
+            None,
+            4000,
+            "/connect/st-1/",
+            Path::new("/workspace"),
+            "t0k",
+        )
+        .unwrap();
         assert_eq!(p.program, "jupyter");
-        assert!(p.args.contains(&"--ServerApp.base_url=/connect/st-1/".to_string()));
+        assert!(p
+            .args
+            .contains(&"--ServerApp.base_url=/connect/st-1/".to_string()));
         assert!(p.args.contains(&"--ServerApp.ip=127.0.0.1".to_string()));
-        assert_eq!(p.auth_header, Some(("authorization".into(), "token t0k".into())));
+        assert_eq!(
+            p.auth_header,
+            Some(("authorization".into(), "token t0k".into()))
+        );
         let v = plan("vscode", None, 4000, "/b/", Path::new("/w"), "t").unwrap();
         assert!(v.strip_base_path);
         assert!(v.args.contains(&"--bind-addr=127.0.0.1:4000".to_string()));
         assert!(plan("custom", None, 1, "/", Path::new("/w"), "t")
             .unwrap_err()
             .contains("STUDIO_IDE_COMMAND"));
-        let c = plan("custom", Some("my-ide --port {port} --root {workspace}"), 7, "/", Path::new("/w"), "t").unwrap();
+        let c = plan(
+            "custom",
+            Some("my-ide --port {port} --root {workspace}"),
+            7,
+            "/",
+            Path::new("/w"),
+            "t",
+        )
+        .unwrap();
         assert_eq!(c.args, vec!["-c", "my-ide --port 7 --root /w"]);
     }
 }

@@ -119,7 +119,13 @@ async fn run(config: Config) -> i32 {
     }
     if let Err(e) = std::fs::create_dir_all(&config.workspace) {
         return session
-            .fail(2, format!("cannot create the workspace {}: {e}", config.workspace.display()))
+            .fail(
+                2,
+                format!(
+                    "cannot create the workspace {}: {e}",
+                    config.workspace.display()
+                ),
+            )
             .await;
     }
 
@@ -181,7 +187,12 @@ async fn run(config: Config) -> i32 {
     let headers: Vec<(HeaderName, HeaderValue)> = plan
         .auth_header
         .iter()
-        .filter_map(|(n, v)| Some((HeaderName::from_bytes(n.as_bytes()).ok()?, HeaderValue::from_str(v).ok()?)))
+        .filter_map(|(n, v)| {
+            Some((
+                HeaderName::from_bytes(n.as_bytes()).ok()?,
+                HeaderValue::from_str(v).ok()?,
+            ))
+        })
         .collect();
     let target = Target {
         addr: SocketAddr::from(([127, 0, 0, 1], ide_port)),
@@ -194,11 +205,18 @@ async fn run(config: Config) -> i32 {
     });
     let listener = match tokio::net::TcpListener::bind(&config.listen).await {
         Ok(l) => l,
-        Err(e) => return session.fail(2, format!("cannot listen on {}: {e}", config.listen)).await,
+        Err(e) => {
+            return session
+                .fail(2, format!("cannot listen on {}: {e}", config.listen))
+                .await
+        }
     };
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, base = config.base_path, "agent listening");
-        println!("studio-agent listening on http://{addr}{}", config.base_path);
+        println!(
+            "studio-agent listening on http://{addr}{}",
+            config.base_path
+        );
     }
     {
         let (shared, target) = (shared.clone(), target.clone());
@@ -210,7 +228,11 @@ async fn run(config: Config) -> i32 {
                 if path == health || path == "/_studio/health" {
                     let ready = shared.ready.load(Ordering::Relaxed);
                     let body = serde_json::json!({"ready": ready}).to_string();
-                    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                    let status = if ready {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
                     return full(status, "application/json", body);
                 }
                 shared.last_activity.store(unix_now(), Ordering::Relaxed);
@@ -243,8 +265,18 @@ async fn run(config: Config) -> i32 {
     shared.ready.store(true, Ordering::Relaxed);
     tracing::info!("IDE ready");
     let mut every = Duration::from_secs(15);
-    if let Some(reply) = session.report(Report { state: "ready", reason: None, last_activity_at: None }).await {
-        every = reply.report_seconds.map(Duration::from_secs).unwrap_or(every);
+    if let Some(reply) = session
+        .report(Report {
+            state: "ready",
+            reason: None,
+            last_activity_at: None,
+        })
+        .await
+    {
+        every = reply
+            .report_seconds
+            .map(Duration::from_secs)
+            .unwrap_or(every);
         if reply.stop_requested {
             stop_ide(&mut child).await;
             return save_and_end(&session, &index, 0, None).await;
@@ -325,7 +357,12 @@ async fn save_and_end(
     .await;
     match (saved, failure) {
         (Ok(s), failure) => {
-            tracing::info!(files = s.files, uploaded = s.transferred_bytes, ms = s.elapsed.as_millis() as u64, "checkpoint saved");
+            tracing::info!(
+                files = s.files,
+                uploaded = s.transferred_bytes,
+                ms = s.elapsed.as_millis() as u64,
+                "checkpoint saved"
+            );
             match failure {
                 Some(reason) => session.fail(code, reason).await,
                 None => code,
@@ -346,7 +383,11 @@ async fn fail_early(config: &Config, code: i32, reason: String) -> i32 {
     if let (Some(url), Some(token)) = (&config.api_url, &config.agent_token) {
         if let Ok(channel) = Channel::new(url, token) {
             let _ = channel
-                .report(&Report { state: "failed", reason: Some(reason), last_activity_at: None })
+                .report(&Report {
+                    state: "failed",
+                    reason: Some(reason),
+                    last_activity_at: None,
+                })
                 .await;
         }
     }
@@ -360,7 +401,10 @@ async fn stop_ide(child: &mut tokio::process::Child) {
         unsafe {
             libc::kill(-(pid as i32), libc::SIGTERM);
         }
-        if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_ok() {
+        if tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .is_ok()
+        {
             return;
         }
     }

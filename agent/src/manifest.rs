@@ -59,8 +59,8 @@ impl Manifest {
     /// Parses and checks a manifest read from S3 (untrusted: a workspace path must stay
     /// inside the workspace, and a file's chunks must add up to its size).
     pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
-        let m: Manifest =
-            serde_json::from_slice(bytes).map_err(|e| format!("manifest.json is not valid: {e}"))?;
+        let m: Manifest = serde_json::from_slice(bytes)
+            .map_err(|e| format!("manifest.json is not valid: {e}"))?;
         if m.format != FORMAT {
             return Err(format!(
                 "manifest.json has format '{}', this agent reads '{FORMAT}'",
@@ -101,11 +101,7 @@ impl Manifest {
 /// A manifest path as a relative path with normal components only (no `..`, no root).
 pub fn relative_path(path: &str) -> Result<PathBuf, String> {
     let p = Path::new(path);
-    if path.is_empty()
-        || !p
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)))
-    {
+    if path.is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_))) {
         return Err(format!(
             "manifest.json names a path outside the workspace: '{path}'"
         ));
@@ -129,8 +125,11 @@ mod tests {
             assert!(relative_path(bad).is_err(), "{bad}");
         }
         assert!(relative_path("a/b.txt").is_ok());
-        let m = manifest(serde_json::json!([{"path": "../x", "size": 0, "mode": 420, "chunks": []}]));
-        assert!(Manifest::parse(&m).unwrap_err().contains("outside the workspace"));
+        let m =
+            manifest(serde_json::json!([{"path": "../x", "size": 0, "mode": 420, "chunks": []}]));
+        assert!(Manifest::parse(&m)
+            .unwrap_err()
+            .contains("outside the workspace"));
     }
 
     #[test]

@@ -27,7 +27,11 @@ pub fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> R
         .status(status)
         .header("content-type", content_type)
         .header("cache-control", "no-store")
-        .body(Full::new(body.into()).map_err(|never| match never {}).boxed())
+        .body(
+            Full::new(body.into())
+                .map_err(|never| match never {})
+                .boxed(),
+        )
         .unwrap_or_default()
 }
 
@@ -42,12 +46,14 @@ fn unavailable(why: &str) -> Response<Body> {
 /// Forwards `req` to `target` (WebSocket upgrades included: once both sides switch
 /// protocols, bytes are copied both ways until either closes).
 pub async fn forward(mut req: Request<Incoming>, target: &Target) -> Response<Body> {
-    let stream = match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(target.addr)).await {
-        Ok(Ok(s)) => s,
-        _ => return unavailable("the session's IDE is not answering (yet)"),
-    };
+    let stream =
+        match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(target.addr)).await {
+            Ok(Ok(s)) => s,
+            _ => return unavailable("the session's IDE is not answering (yet)"),
+        };
     let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+    {
         Ok(pair) => pair,
         Err(_) => return unavailable("the session's IDE refused the connection"),
     };
@@ -94,7 +100,11 @@ pub async fn forward(mut req: Request<Incoming>, target: &Target) -> Response<Bo
             let ide = hyper::upgrade::on(&mut response);
             tokio::spawn(async move {
                 if let (Ok(client), Ok(ide)) = tokio::join!(client, ide) {
-                    let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(ide)).await;
+                    let _ = tokio::io::copy_bidirectional(
+                        &mut TokioIo::new(client),
+                        &mut TokioIo::new(ide),
+                    )
+                    .await;
                 }
             });
         }
@@ -106,7 +116,9 @@ pub async fn forward(mut req: Request<Incoming>, target: &Target) -> Response<Bo
 pub async fn probe(addr: SocketAddr, path: &str, headers: &[(HeaderName, HeaderValue)]) -> bool {
     let attempt = async {
         let stream = TcpStream::connect(addr).await.ok()?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .ok()?;
         tokio::spawn(conn);
         let mut req = Request::get(path).header(HOST, addr.to_string());
         for (n, v) in headers {
@@ -178,7 +190,11 @@ mod tests {
                 .get("authorization")
                 .map(|v| v.to_str().unwrap().to_string())
                 .unwrap_or_default();
-            full(StatusCode::OK, "text/plain", format!("{} {auth}", req.uri()))
+            full(
+                StatusCode::OK,
+                "text/plain",
+                format!("{} {auth}", req.uri()),
+            )
         }));
         addr
     }

@@ -371,8 +371,12 @@ impl Simulator {
         if terminated {
             // TerminateJob already failed it in Batch: the event comes once the
             // container is gone (its checkpoint saved).
-            let reason = self.job(id).await.and_then(|j| j.status_reason().map(String::from));
-            self.deliver(id, "FAILED", reason.as_deref(), Some(code)).await;
+            let reason = self
+                .job(id)
+                .await
+                .and_then(|j| j.status_reason().map(String::from));
+            self.deliver(id, "FAILED", reason.as_deref(), Some(code))
+                .await;
         } else if code == 0 {
             self.end_job(id, "SUCCEEDED", "Essential container in task exited", 0)
                 .await;
@@ -395,17 +399,33 @@ impl Simulator {
     /// delivers the event), SIGKILL 30 s later, as Batch does. A job that never ran
     /// ends at once.
     async fn terminated(&self, id: String) {
-        let pid = self.agents.jobs.lock().ok().and_then(|j| j.get(&id).copied());
+        let pid = self
+            .agents
+            .jobs
+            .lock()
+            .ok()
+            .and_then(|j| j.get(&id).copied());
         let Some(pid) = pid else {
-            let reason = self.job(&id).await.and_then(|j| j.status_reason().map(String::from));
+            let reason = self
+                .job(&id)
+                .await
+                .and_then(|j| j.status_reason().map(String::from));
             self.deliver(&id, "FAILED", reason.as_deref(), None).await;
             return;
         };
         signal(pid, libc::SIGTERM);
         tokio::time::sleep(std::time::Duration::from_secs(30)).await;
-        let still = self.agents.jobs.lock().ok().and_then(|j| j.get(&id).copied());
+        let still = self
+            .agents
+            .jobs
+            .lock()
+            .ok()
+            .and_then(|j| j.get(&id).copied());
         if still == Some(pid) {
-            tracing::warn!(job = id, "the agent did not exit 30 s after SIGTERM: SIGKILL");
+            tracing::warn!(
+                job = id,
+                "the agent did not exit 30 s after SIGTERM: SIGKILL"
+            );
             signal(pid, libc::SIGKILL);
         }
     }

@@ -466,10 +466,16 @@ fn api_url(req: &Request) -> Option<String> {
     } else {
         "https"
     };
-    Some(match c.stage.as_deref().filter(|s| !s.is_empty() && *s != "$default") {
-        Some(stage) => format!("{scheme}://{domain}/{stage}"),
-        None => format!("{scheme}://{domain}"),
-    })
+    Some(
+        match c
+            .stage
+            .as_deref()
+            .filter(|s| !s.is_empty() && *s != "$default")
+        {
+            Some(stage) => format!("{scheme}://{domain}/{stage}"),
+            None => format!("{scheme}://{domain}"),
+        },
+    )
 }
 
 fn path_param<'a>(req: &'a Request, name: &str) -> Result<&'a str> {

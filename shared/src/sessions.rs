@@ -6,8 +6,8 @@
 use crate::compute::{JobSpec, SubmitError, TAG_ATTEMPT, TAG_STUDIO, TAG_WORKSPACE};
 use crate::domain::ids::{new_id, IdKind};
 use crate::domain::lifecycle::{
-    on_job_report, on_missing_job, Actor, AgentChannel, BatchStatus, Finish, JobName,
-    JobReport, Outcome, Session,
+    on_job_report, on_missing_job, Actor, AgentChannel, BatchStatus, Finish, JobName, JobReport,
+    Outcome, Session,
 };
 use crate::domain::validate::{default_checkpoint_name, StartInput};
 use crate::domain::*;
@@ -437,7 +437,10 @@ fn agent_saving(app: &App, studio: &Studio) -> bool {
 
 async fn terminate_unless_saving(app: &App, studio: &Studio, by_id: &str) {
     if agent_saving(app, studio) {
-        tracing::info!(studio = studio.id, "stop: the agent saves and exits; TerminateJob after the grace period");
+        tracing::info!(
+            studio = studio.id,
+            "stop: the agent saves and exits; TerminateJob after the grace period"
+        );
         return;
     }
     terminate(app, studio, by_id).await;
@@ -1055,9 +1058,15 @@ mod agent_tests {
 
     #[test]
     fn base_paths_come_from_the_connect_url() {
-        assert_eq!(url_path("https://h.example/connect/st-1/"), "/connect/st-1/");
+        assert_eq!(
+            url_path("https://h.example/connect/st-1/"),
+            "/connect/st-1/"
+        );
         assert_eq!(url_path("https://st-1.h.example"), "/");
-        assert_eq!(url_path("http://127.0.0.1:3000/connect/st-1?x=1"), "/connect/st-1/");
+        assert_eq!(
+            url_path("http://127.0.0.1:3000/connect/st-1?x=1"),
+            "/connect/st-1/"
+        );
     }
 
     #[test]

@@ -48,21 +48,32 @@ async fn an_agent_reports_ready_and_learns_of_a_stop_before_batch_ends_its_job()
     assert_eq!(get(&t, &s.ws, &id).await["session"]["ready"], false);
 
     t.log.take();
-    let reply = report(&t, &credential, json!({"state": "ready"})).await.ok(200);
+    let reply = report(&t, &credential, json!({"state": "ready"}))
+        .await
+        .ok(200);
     let c = cost(t.log.take());
     assert_eq!(c.operations, ["BatchGetItem", "UpdateItem"]);
     assert_eq!(reply, json!({"stopRequested": false, "reportSeconds": 15}));
     assert_eq!(get(&t, &s.ws, &id).await["session"]["ready"], true);
     // Nothing new: a read only.
     t.log.take();
-    report(&t, &credential, json!({"state": "ready"})).await.ok(200);
+    report(&t, &credential, json!({"state": "ready"}))
+        .await
+        .ok(200);
     assert_eq!(cost(t.log.take()).operations, ["BatchGetItem"]);
     // Activity is recorded to the minute.
     let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    report(&t, &credential, json!({"state": "ready", "lastActivityAt": at}))
-        .await
-        .ok(200);
-    assert_eq!(get(&t, &s.ws, &id).await["session"]["lastActivityAt"], json!(at));
+    report(
+        &t,
+        &credential,
+        json!({"state": "ready", "lastActivityAt": at}),
+    )
+    .await
+    .ok(200);
+    assert_eq!(
+        get(&t, &s.ws, &id).await["session"]["lastActivityAt"],
+        json!(at)
+    );
 
     // A stop: the studio is stopping, Batch is not asked yet, the agent learns of it.
     t.req(A::StopStudio)
@@ -73,7 +84,9 @@ async fn an_agent_reports_ready_and_learns_of_a_stop_before_batch_ends_its_job()
         .await
         .ok(202);
     assert_ne!(batch_status(&t, &job).await, "FAILED", "not terminated");
-    let reply = report(&t, &credential, json!({"state": "ready"})).await.ok(200);
+    let reply = report(&t, &credential, json!({"state": "ready"}))
+        .await
+        .ok(200);
     assert_eq!(reply["stopRequested"], true);
     // The reconciler leaves it to the agent within the grace period.
     studios_shared::sessions::reconcile(&t.app).await.unwrap();
@@ -88,7 +101,9 @@ async fn an_agent_reports_ready_and_learns_of_a_stop_before_batch_ends_its_job()
     assert_eq!(studio["statusReason"], "stopped by maintain user");
     assert!(studio["restoreFrom"]["checkpointId"].is_string());
     // The credential ended with its session.
-    let (code, _) = report(&t, &credential, json!({"state": "ready"})).await.err(401);
+    let (code, _) = report(&t, &credential, json!({"state": "ready"}))
+        .await
+        .err(401);
     assert_eq!(code, "unauthenticated");
 }
 
@@ -122,9 +137,13 @@ async fn only_a_sessions_own_credential_is_accepted() {
     let (code, message) = report(&t, &ta, json!({"state": "sleepy"})).await.err(400);
     assert_eq!(code, "invalid_request");
     assert!(message.contains("state"), "{message}");
-    let (_, message) = report(&t, &ta, json!({"state": "ready", "lastActivityAt": "yesterday"}))
-        .await
-        .err(400);
+    let (_, message) = report(
+        &t,
+        &ta,
+        json!({"state": "ready", "lastActivityAt": "yesterday"}),
+    )
+    .await
+    .err(400);
     assert!(message.contains("lastActivityAt"), "{message}");
     // b's own credential works for b.
     report(&t, &tb, json!({"state": "ready"})).await.ok(200);
@@ -133,8 +152,7 @@ async fn only_a_sessions_own_credential_is_accepted() {
 }
 
 #[tokio::test]
-async fn an_agents_failure_is_the_status_reason_and_a_silent_agent_is_terminated_after_the_grace(
-) {
+async fn an_agents_failure_is_the_status_reason_and_a_silent_agent_is_terminated_after_the_grace() {
     let mut t = TestApp::new().await;
     let s = setup(&t).await;
     let id = studio(&t, &s.ws, &s.ce, "fails").await;
@@ -143,8 +161,14 @@ async fn an_agents_failure_is_the_status_reason_and_a_silent_agent_is_terminated
     report(&t, &token(&job), json!({"state": "failed", "reason": why}))
         .await
         .ok(200);
-    t.deliver(&t.job_event(&job, "FAILED", true, Some("Essential container in task exited"), Some(3)))
-        .await;
+    t.deliver(&t.job_event(
+        &job,
+        "FAILED",
+        true,
+        Some("Essential container in task exited"),
+        Some(3),
+    ))
+    .await;
     let studio = get(&t, &s.ws, &id).await;
     assert_eq!(studio["status"], "errored");
     assert_eq!(studio["statusReason"], why);
@@ -156,7 +180,9 @@ async fn an_agents_failure_is_the_status_reason_and_a_silent_agent_is_terminated
     t.app.config = Arc::new(config);
     let quiet = studio_id_running(&t, &s).await;
     let (id2, job2) = quiet;
-    report(&t, &token(&job2), json!({"state": "ready"})).await.ok(200);
+    report(&t, &token(&job2), json!({"state": "ready"}))
+        .await
+        .ok(200);
     t.req(A::StopStudio)
         .user("maintain")
         .param("ws", &s.ws)

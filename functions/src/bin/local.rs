@@ -95,7 +95,11 @@ async fn serve(port: &str) -> Result<(), Box<dyn std::error::Error>> {
             format!(
                 "simulated, {} ms per state; sessions run {}",
                 simulation.step.as_millis(),
-                agent.as_ref().map_or("nothing (no studio-agent binary)".to_string(), |a| a.display().to_string())
+                agent
+                    .as_ref()
+                    .map_or("nothing (no studio-agent binary)".to_string(), |a| a
+                        .display()
+                        .to_string())
             )
         } else {
             "not simulated (STUDIOS_LOCAL_SIMULATE_JOBS=false)".into()
