@@ -72,15 +72,21 @@ async fn main() {
         started.elapsed().as_secs_f64()
     );
     let layout = |cp: &str| {
-        Layout::from_save_uri(&format!("s3://bench/work/.studios/st-bench/checkpoints/{cp}/"))
-            .unwrap()
+        Layout::from_save_uri(&format!(
+            "s3://bench/work/.studios/st-bench/checkpoints/{cp}/"
+        ))
+        .unwrap()
     };
     let mut index = Index::default();
     println!("| step | time | read | uploaded | chunks uploaded |");
     println!("|---|---|---|---|---|");
-    let s = save(objects.clone(), &ws, &layout("cp-1"), &mut index, &[]).await.unwrap();
+    let s = save(objects.clone(), &ws, &layout("cp-1"), &mut index, &[])
+        .await
+        .unwrap();
     row("first save (everything new)", &s);
-    let (_, s) = snapshot(objects.clone(), &ws, &layout("cp-2"), &mut index, &[]).await.unwrap();
+    let (_, s) = snapshot(objects.clone(), &ws, &layout("cp-2"), &mut index, &[])
+        .await
+        .unwrap();
     row("snapshot, nothing changed", &s);
 
     // `changed` MiB rewritten in place, not chunk-aligned (starts 3 MiB into a file).
@@ -92,15 +98,23 @@ async fn main() {
             .open(ws.join("data-000.bin"))
             .unwrap();
         f.seek(SeekFrom::Start(3 * MIB as u64)).unwrap();
-        f.write_all(&data[..(changed * MIB).min(FILE_MIB * MIB - 3 * MIB)]).unwrap();
+        f.write_all(&data[..(changed * MIB).min(FILE_MIB * MIB - 3 * MIB)])
+            .unwrap();
     }
-    let s = save(objects.clone(), &ws, &layout("cp-2"), &mut index, &[]).await.unwrap();
-    row(&format!("final save, {changed} MiB rewritten inside a file"), &s);
+    let s = save(objects.clone(), &ws, &layout("cp-2"), &mut index, &[])
+        .await
+        .unwrap();
+    row(
+        &format!("final save, {changed} MiB rewritten inside a file"),
+        &s,
+    );
 
     // `changed` MiB as a new file.
     fill(&mut data, &mut seed);
     std::fs::write(ws.join("new.bin"), &data).unwrap();
-    let s = save(objects.clone(), &ws, &layout("cp-3"), &mut index, &[]).await.unwrap();
+    let s = save(objects.clone(), &ws, &layout("cp-3"), &mut index, &[])
+        .await
+        .unwrap();
     row(&format!("final save, a new {changed} MiB file"), &s);
 
     let fresh = dir.path().join("restored");
