@@ -724,3 +724,107 @@ async fn released_data_is_deleted_by_the_worker_in_pages() {
             .unwrap();
     assert_eq!(left.key_count(), Some(0));
 }
+
+/// The agent's checkpoint code (chunks + manifest), as a session runs it.
+mod with_chunks {
+    use super::*;
+    use std::sync::Arc;
+    use studios_agent::checkpoint::{restore, save, Index, Layout};
+    use studios_agent::objects::S3Objects;
+
+    async fn objects() -> Arc<S3Objects> {
+        Arc::new(S3Objects::new(&aws_config::load_from_env().await))
+    }
+
+    #[tokio::test]
+    async fn a_clones_checkpoint_that_points_into_its_deleted_parent_still_restores() {
+        let t = TestApp::new().await;
+        let s = setup(&t).await;
+        let store = objects().await;
+        let parent = studio_with_mount(&t, &s, "Parent", "s3://data-bucket/p/").await;
+
+        // The parent's session saves a big file and a small one.
+        let big: Vec<u8> = (0..6_000_000u32).map(|i| (i * 31 % 253) as u8).collect();
+        let one = tempfile::tempdir().unwrap();
+        std::fs::write(one.path().join("big.bin"), &big).unwrap();
+        std::fs::write(one.path().join("notes.txt"), "v1").unwrap();
+        let job = running(&t, &s.ws, &parent).await;
+        let layout = Layout::from_save_uri(&env_of(&job, "CHECKPOINT_SAVE_URI")).unwrap();
+        save(
+            store.clone(),
+            one.path(),
+            &layout,
+            &mut Index::default(),
+            &[],
+        )
+        .await
+        .unwrap();
+        on_studio(&t, A::StopStudio, "maintain", &s.ws, &parent)
+            .await
+            .ok(202);
+        t.deliver(&t.job_event(&job, "FAILED", true, None, Some(0)))
+            .await;
+
+        // The clone's session restores it, changes the small file, saves: its
+        // manifest points at the parent's chunks for the big one.
+        let child = clone(&t, &s.ws, &parent, json!({"name": "Child"}))
+            .await
+            .id(201);
+        let job = running(&t, &s.ws, &child).await;
+        let two = tempfile::tempdir().unwrap();
+        let (mut index, _) = restore(
+            store.clone(),
+            &env_of(&job, "CHECKPOINT_RESTORE_URI"),
+            two.path(),
+        )
+        .await
+        .unwrap();
+        std::fs::write(two.path().join("notes.txt"), "v2").unwrap();
+        let child_save = env_of(&job, "CHECKPOINT_SAVE_URI");
+        let stats = save(
+            store.clone(),
+            two.path(),
+            &Layout::from_save_uri(&child_save).unwrap(),
+            &mut index,
+            &[],
+        )
+        .await
+        .unwrap();
+        assert_eq!(stats.transferred_chunks, 1, "only the changed file");
+        on_studio(&t, A::StopStudio, "maintain", &s.ws, &child)
+            .await
+            .ok(202);
+        t.deliver(&t.job_event(&job, "FAILED", true, None, Some(0)))
+            .await;
+        assert_eq!(
+            checkpoints(&t, &s.ws, &child).await[0]["status"],
+            "finalized"
+        );
+
+        // WHEN the parent is deleted, its chunks stay: the clone's checkpoint needs them.
+        on_studio(&t, A::DeleteStudio, "maintain", &s.ws, &parent)
+            .await
+            .ok(204);
+        assert_eq!(t.process_stream().await.data_deleted, 0);
+        let three = tempfile::tempdir().unwrap();
+        restore(store.clone(), &child_save, three.path())
+            .await
+            .expect("the clone's checkpoint restores whole");
+        assert_eq!(std::fs::read(three.path().join("big.bin")).unwrap(), big);
+        assert_eq!(
+            std::fs::read_to_string(three.path().join("notes.txt")).unwrap(),
+            "v2"
+        );
+
+        // WHEN the clone goes too, both studios' chunks and manifests are deleted.
+        on_studio(&t, A::DeleteStudio, "maintain", &s.ws, &child)
+            .await
+            .ok(204);
+        assert_eq!(t.process_stream().await.data_deleted, 2);
+        for id in [&parent, &child] {
+            assert!(objects_under(&t, &format!("studios/.studios/{id}/"))
+                .await
+                .is_empty());
+        }
+    }
+}
