@@ -53,6 +53,14 @@ export RUST_LOG="${RUST_LOG:-warn}"
 # studios run JupyterLab from the venv.
 export AGENT_REPORT_SECONDS="${AGENT_REPORT_SECONDS:-1}"
 export PATH="$VENV/bin:$PATH"
+# Sessions install conda packages from a small local channel (conda-forge is not
+# reachable here: qc-tools, plot-helper) and "mount" S3 paths by copying them from the
+# emulator (no FUSE here); on AWS the images' micromamba and mount-s3 do this.
+channel_dir="$(mktemp -d)/conda-channel"
+"$VENV/bin/python" "$STUDIOS_ROOT/infra/conda-channel.py" "$channel_dir" >/dev/null
+export STUDIO_CONDA_CHANNELS="${STUDIO_CONDA_CHANNELS:-$channel_dir}"
+export STUDIO_CONDA_COMMAND="${STUDIO_CONDA_COMMAND:-$STUDIOS_ROOT/infra/conda-create.py}"
+export STUDIO_MOUNT_COMMAND="${STUDIO_MOUNT_COMMAND:-$STUDIOS_ROOT/infra/mount-stand-in.py}"
 export STUDIOS_LOCAL_STARTED_MS="$started_ms"
 
 "$bin" serve "$port"

@@ -19,6 +19,20 @@ pub struct Report {
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_activity_at: Option<String>,
+    /// What a starting session is doing (`installing 3 conda packages`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Report {
+    pub fn starting(detail: impl Into<String>) -> Report {
+        Report {
+            state: "starting",
+            reason: None,
+            last_activity_at: None,
+            detail: Some(detail.into()),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]

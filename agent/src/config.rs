@@ -13,7 +13,14 @@ pub struct Config {
     pub save_uri: String,
     /// Mount paths (absolute, in the container): not part of checkpoints.
     pub mount_paths: Vec<String>,
+    pub mounts: Vec<crate::mounts::Mount>,
     pub conda_packages: Vec<String>,
+    /// The conda installer (`STUDIO_CONDA_COMMAND`, default `micromamba`) and the
+    /// channels it uses (`STUDIO_CONDA_CHANNELS`, comma-separated, default `conda-forge`).
+    pub conda_command: String,
+    pub conda_channels: Vec<String>,
+    /// The S3 mount command (`STUDIO_MOUNT_COMMAND`, default `mount-s3`).
+    pub mount_command: String,
     /// `jupyter`, `rstudio`, `vscode`, `xpra` or `custom`.
     pub template: String,
     /// The URL path the IDE is served under (`/connect/<studio>/`).
@@ -54,10 +61,11 @@ impl Config {
                     .ok_or_else(|| format!("{k} must be a whole number of seconds, not '{v}'")),
             }
         };
-        let mounts: Vec<serde_json::Value> = match optional("STUDIO_MOUNTS") {
+        let mounts: Vec<crate::mounts::Mount> = match optional("STUDIO_MOUNTS") {
             None => vec![],
-            Some(v) => serde_json::from_str(&v)
-                .map_err(|e| format!("STUDIO_MOUNTS is not a JSON array: {e}"))?,
+            Some(v) => serde_json::from_str(&v).map_err(|e| {
+                format!("STUDIO_MOUNTS is not a JSON array of {{uri, mountPath, access}}: {e}")
+            })?,
         };
         let conda_packages: Vec<String> = match optional("CONDA_PACKAGES") {
             None => vec![],
@@ -76,11 +84,17 @@ impl Config {
             workspace_id: required("WORKSPACE_ID")?,
             restore_uri: optional("CHECKPOINT_RESTORE_URI"),
             save_uri: required("CHECKPOINT_SAVE_URI")?,
-            mount_paths: mounts
-                .iter()
-                .filter_map(|m| m["mountPath"].as_str().map(String::from))
-                .collect(),
+            mount_paths: mounts.iter().map(|m| m.mount_path.clone()).collect(),
+            mounts,
             conda_packages,
+            conda_command: optional("STUDIO_CONDA_COMMAND").unwrap_or_else(|| "micromamba".into()),
+            conda_channels: optional("STUDIO_CONDA_CHANNELS")
+                .unwrap_or_else(|| "conda-forge".into())
+                .split(',')
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect(),
+            mount_command: optional("STUDIO_MOUNT_COMMAND").unwrap_or_else(|| "mount-s3".into()),
             template: optional("STUDIO_TEMPLATE").unwrap_or_else(|| "custom".into()),
             base_path,
             api_url: optional("STUDIO_API_URL").map(|u| u.trim_end_matches('/').to_string()),

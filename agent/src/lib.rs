@@ -6,8 +6,10 @@
 
 pub mod channel;
 pub mod checkpoint;
+pub mod conda;
 pub mod config;
 pub mod ide;
 pub mod manifest;
+pub mod mounts;
 pub mod objects;
 pub mod proxy;

@@ -7,7 +7,8 @@
 //!    stop the IDE, save the final delta and the manifest, and exit 0.
 //!
 //! Exit codes: 0 saved and stopped; 1 the IDE ended (saved first); 2 bad settings;
-//! 3 the checkpoint could not be restored; 4 the final save failed.
+//! 3 the checkpoint could not be restored; 4 the final save failed; 5 the conda
+//! environment could not be created; 6 an S3 mount failed.
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
@@ -19,9 +20,9 @@ use std::time::Duration;
 use studios_agent::channel::{Channel, Report};
 use studios_agent::checkpoint::{self, rfc3339, Index, Layout};
 use studios_agent::config::Config;
-use studios_agent::ide;
 use studios_agent::objects::{Objects, S3Objects};
 use studios_agent::proxy::{self, full, Target};
+use studios_agent::{conda, ide, mounts};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Mutex;
 
@@ -81,6 +82,7 @@ impl Session {
             state: "failed",
             reason: Some(reason),
             last_activity_at: None,
+            detail: None,
         })
         .await;
         code
@@ -114,9 +116,6 @@ async fn run(config: Config) -> i32 {
         Ok(s) => s,
         Err(e) => return session.fail(2, format!("cannot watch SIGTERM: {e}")).await,
     };
-    if !config.conda_packages.is_empty() {
-        tracing::warn!(packages = ?config.conda_packages, "conda packages are not installed by this agent version");
-    }
     if let Err(e) = std::fs::create_dir_all(&config.workspace) {
         return session
             .fail(
@@ -134,6 +133,9 @@ async fn run(config: Config) -> i32 {
     let index = match &config.restore_uri {
         None => Index::default(),
         Some(uri) => {
+            session
+                .report(Report::starting("restoring the checkpoint"))
+                .await;
             let restore = checkpoint::restore(session.objects.clone(), uri, &config.workspace);
             tokio::select! {
                 r = restore => match r {
@@ -151,6 +153,45 @@ async fn run(config: Config) -> i32 {
         }
     };
     let index = Arc::new(Mutex::new(index));
+
+    // The conda environment (restored with the checkpoint when the specs are the same),
+    // then the S3 mounts; a failure of either ends the session with its message.
+    let env_plan = conda::plan(
+        &config.conda_packages,
+        &config.conda_channels,
+        &config.workspace,
+    );
+    if let Some(plan) = &env_plan {
+        let detail = format!("installing {} conda packages", plan.specs.len());
+        session.report(Report::starting(detail)).await;
+        match conda::ensure(&config.conda_command, plan).await {
+            Ok(conda::Outcome::Reused) => tracing::info!(
+                key = plan.key,
+                "conda environment restored with the checkpoint"
+            ),
+            Ok(conda::Outcome::Created(took)) => tracing::info!(
+                key = plan.key,
+                ms = took.as_millis() as u64,
+                "conda environment created"
+            ),
+            Err(reason) => return save_and_end(&session, &index, 5, Some(reason)).await,
+        }
+    }
+    if !config.mounts.is_empty() {
+        let planned = match mounts::plan(&config.mounts, &config.workspace) {
+            Ok(p) => p,
+            Err(reason) => return session.fail(2, reason).await,
+        };
+        session
+            .report(Report::starting(format!(
+                "mounting {} S3 paths",
+                planned.len()
+            )))
+            .await;
+        if let Err(reason) = mounts::mount_all(&config.mount_command, &planned).await {
+            return save_and_end(&session, &index, 6, Some(reason)).await;
+        }
+    }
 
     // 2. The IDE, and the agent's port in front of it.
     let ide_port = match free_port() {
@@ -174,6 +215,7 @@ async fn run(config: Config) -> i32 {
         .args(&plan.args)
         .current_dir(&config.workspace)
         .env("STUDIO_IDE_TOKEN", &ide_token)
+        .envs(env_plan.iter().flat_map(|p| conda::activation(&p.prefix)))
         .process_group(0)
         .kill_on_drop(true);
     let mut child = match command.spawn() {
@@ -270,6 +312,7 @@ async fn run(config: Config) -> i32 {
             state: "ready",
             reason: None,
             last_activity_at: None,
+            detail: None,
         })
         .await
     {
@@ -304,6 +347,7 @@ async fn run(config: Config) -> i32 {
                     state: "ready",
                     reason: None,
                     last_activity_at: (last > 0).then(|| rfc3339(last)),
+                    detail: None,
                 };
                 if let Some(reply) = session.report(report).await {
                     if reply.stop_requested {
@@ -387,6 +431,7 @@ async fn fail_early(config: &Config, code: i32, reason: String) -> i32 {
                     state: "failed",
                     reason: Some(reason),
                     last_activity_at: None,
+                    detail: None,
                 })
                 .await;
         }

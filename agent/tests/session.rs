@@ -321,3 +321,226 @@ impl Channel {
         self.reports.lock().unwrap().clone()
     }
 }
+
+/// The repository root and its venv (infra/lib.sh's), for the conda stand-in tools.
+fn root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn venv_python() -> String {
+    let venv = std::env::var("STUDIOS_VENV")
+        .unwrap_or_else(|_| root().join(".venv").display().to_string());
+    format!("{venv}/bin/python")
+}
+
+/// A local channel with `plot-helper` (needs `qc-tools`), and an installer that logs
+/// each call to `calls` before running the rattler-based stand-in for micromamba.
+fn conda_fixture(dir: &Path) -> (String, std::path::PathBuf, std::path::PathBuf) {
+    let channel = dir.join("channel");
+    let out = std::process::Command::new(venv_python())
+        .arg(root().join("infra/conda-channel.py"))
+        .arg(&channel)
+        .args(["qc-tools=1.0", "plot-helper=0.3:qc-tools"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let calls = dir.join("calls.log");
+    let installer = dir.join("installer.sh");
+    std::fs::write(
+        &installer,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\nexec {} {} \"$@\"\n",
+            calls.display(),
+            venv_python(),
+            root().join("infra/conda-create.py").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&installer, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (channel.display().to_string(), installer, calls)
+}
+
+fn calls(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_conda_environment_is_made_once_then_restored_on_restart_and_in_a_clone() {
+    objects().await;
+    let studio = unique("conda");
+    let fixture = tempfile::tempdir().unwrap();
+    let (channel, installer, log) = conda_fixture(fixture.path());
+    // The "IDE" proves the environment is active for it: it runs plot-helper first.
+    let ide = format!("plot-helper > {{workspace}}/ide-saw.txt && {IDE}");
+    let env = |extra: &[(&'static str, String)]| {
+        let mut v = vec![
+            ("CONDA_PACKAGES", r#"["plot-helper=0.3"]"#.to_string()),
+            ("STUDIO_CONDA_CHANNELS", channel.clone()),
+            ("STUDIO_CONDA_COMMAND", installer.display().to_string()),
+            ("STUDIO_IDE_COMMAND", ide.clone()),
+        ];
+        v.extend(extra.iter().cloned());
+        v
+    };
+
+    let one = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let s = start(&studio, one.path(), "cp-1", None, &env(&[]));
+    ready(&s).await;
+    let created = started.elapsed();
+    assert_eq!(calls(&log), 1, "one solve and install");
+    assert_eq!(
+        std::fs::read_to_string(one.path().join("ide-saw.txt")).unwrap(),
+        "plot-helper 0.3\n"
+    );
+    assert_eq!(terminate(s).await.0, 0);
+
+    // A restart restores the environment with the checkpoint: no second solve.
+    let two = tempfile::tempdir().unwrap();
+    let cp1 = checkpoint(&studio, "cp-1");
+    let started = Instant::now();
+    let s = start(&studio, two.path(), "cp-2", Some(&cp1), &env(&[]));
+    ready(&s).await;
+    let restarted = started.elapsed();
+    assert_eq!(calls(&log), 1, "restored, not installed again");
+    assert_eq!(terminate(s).await.0, 0);
+
+    // A clone (another studio) starting from that checkpoint: the same.
+    let clone = unique("conda-clone");
+    let three = tempfile::tempdir().unwrap();
+    let s = start(&clone, three.path(), "cp-1", Some(&cp1), &env(&[]));
+    ready(&s).await;
+    assert_eq!(calls(&log), 1, "the clone restored it too");
+    assert_eq!(terminate(s).await.0, 0);
+    println!(
+        "conda environment: first start to ready {:?} (created), restart to ready {:?} (restored)",
+        created, restarted
+    );
+
+    // Other specs: a new environment, and the old one is not carried on.
+    let four = tempfile::tempdir().unwrap();
+    let other = [
+        ("CONDA_PACKAGES", r#"["qc-tools"]"#.to_string()),
+        ("STUDIO_CONDA_CHANNELS", channel.clone()),
+        ("STUDIO_CONDA_COMMAND", installer.display().to_string()),
+        (
+            "STUDIO_IDE_COMMAND",
+            format!("qc-tools > {{workspace}}/ide-saw.txt && {IDE}"),
+        ),
+    ];
+    let s = start(
+        &clone,
+        four.path(),
+        "cp-2",
+        Some(&checkpoint(&clone, "cp-1")),
+        &other,
+    );
+    ready(&s).await;
+    assert_eq!(calls(&log), 2);
+    let envs: Vec<_> = std::fs::read_dir(four.path().join(".studio/conda"))
+        .unwrap()
+        .collect();
+    assert_eq!(envs.len(), 1);
+    assert_eq!(terminate(s).await.0, 0);
+}
+
+#[tokio::test]
+async fn a_spec_that_cannot_be_solved_ends_the_session_with_the_solvers_message() {
+    objects().await;
+    let studio = unique("bad-spec");
+    let fixture = tempfile::tempdir().unwrap();
+    let (channel_dir, installer, _) = conda_fixture(fixture.path());
+    let channel = Channel::start(|_| false).await;
+    let mut extra = channel.env();
+    extra.push(("CONDA_PACKAGES", r#"["plot-helper>=2"]"#.into()));
+    extra.push(("STUDIO_CONDA_CHANNELS", channel_dir));
+    extra.push(("STUDIO_CONDA_COMMAND", installer.display().to_string()));
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = start(&studio, dir.path(), "cp-1", None, &extra);
+    let (code, log) = exit(&mut s).await;
+    assert_eq!(code, 5, "{log}");
+    let reports = channel.reports();
+    assert!(reports
+        .iter()
+        .any(|r| r["state"] == "starting" && r["detail"] == "installing 1 conda packages"));
+    let reason = reports
+        .iter()
+        .find(|r| r["state"] == "failed")
+        .and_then(|r| r["reason"].as_str().map(String::from))
+        .expect("a failure report");
+    assert!(
+        reason.starts_with("the conda environment could not be created: error: Cannot solve the request because of: No candidates were found for plot-helper >=2"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn mounts_come_before_the_ide_and_a_failing_one_ends_the_session() {
+    objects().await;
+    let fixture = tempfile::tempdir().unwrap();
+    let script = |name: &str, body: &str| {
+        let path = fixture.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.display().to_string()
+    };
+    // A stand-in for mount-s3 that records its arguments in the directory it "mounts".
+    let good = script(
+        "mount-ok.sh",
+        "mkdir -p \"$2\" && echo \"$@\" > \"$2/ARGS\"",
+    );
+    let mounts = r#"[{"uri": "s3://data/reads/", "mountPath": "/workspace/data/reads", "access": "read-only"},
+                     {"uri": "s3://scratch/out/", "mountPath": "/workspace/data/out", "access": "read-write"}]"#;
+    let studio = unique("mounts");
+    let dir = tempfile::tempdir().unwrap();
+    let extra = [
+        ("STUDIO_MOUNTS", mounts.to_string()),
+        ("STUDIO_MOUNT_COMMAND", good),
+    ];
+    let s = start(&studio, dir.path(), "cp-1", None, &extra);
+    ready(&s).await;
+    let args = |rel: &str| std::fs::read_to_string(dir.path().join(rel)).unwrap();
+    assert!(args("data/reads/ARGS").ends_with("--prefix=reads/ --read-only\n"));
+    assert!(args("data/out/ARGS").ends_with("--prefix=out/ --allow-overwrite --allow-delete\n"));
+    assert_eq!(terminate(s).await.0, 0);
+    // Mounted data is not part of the checkpoint.
+    let m = manifest(&objects().await, &studio, "cp-1").await.unwrap();
+    assert!(!String::from_utf8_lossy(&m).contains("ARGS"));
+
+    let bad = script(
+        "mount-fails.sh",
+        "echo 'Error: Failed to create mount process' >&2; echo 'Caused by: bucket scratch does not exist' >&2; exit 1",
+    );
+    let channel = Channel::start(|_| false).await;
+    let mut extra = channel.env();
+    extra.push(("STUDIO_MOUNTS", mounts.to_string()));
+    extra.push(("STUDIO_MOUNT_COMMAND", bad));
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = start(&unique("bad-mount"), dir.path(), "cp-1", None, &extra);
+    let (code, log) = exit(&mut s).await;
+    assert_eq!(code, 6, "{log}");
+    let reason = channel
+        .reports()
+        .iter()
+        .find(|r| r["state"] == "failed")
+        .and_then(|r| r["reason"].as_str().map(String::from))
+        .expect("a failure report");
+    assert!(
+        reason.contains("cannot mount s3://data/reads/ at ")
+            && reason.ends_with(
+                "Error: Failed to create mount process | Caused by: bucket scratch does not exist"
+            ),
+        "{reason}"
+    );
+}

@@ -957,6 +957,8 @@ pub struct AgentReportInput {
     pub reason: Option<String>,
     #[serde(default)]
     pub last_activity_at: Option<String>,
+    #[serde(default)]
+    pub detail: Option<String>,
 }
 
 /// The answer: whether a stop was requested, and when to report next.
@@ -969,6 +971,8 @@ pub struct AgentReply {
 
 /// Longest failure reason kept (a status reason is shown in lists).
 const MAX_AGENT_REASON: usize = 1000;
+/// Longest progress detail kept.
+const MAX_DETAIL: usize = 200;
 /// Activity is written at most this often (seconds), so reports are mostly reads.
 const ACTIVITY_RESOLUTION: i64 = 60;
 
@@ -1015,6 +1019,21 @@ pub async fn agent_report(app: &App, token: &str, input: AgentReportInput) -> Re
     if state == "ready" && after.ready_at.is_none() {
         after.ready_at = Some(now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     }
+    // What a starting session is doing; gone once it is ready.
+    after.detail = match state {
+        "starting" => input
+            .detail
+            .as_deref()
+            .map(|d| {
+                d.chars()
+                    .filter(|c| !c.is_control())
+                    .take(MAX_DETAIL)
+                    .collect()
+            })
+            .or(after.detail),
+        "ready" => None,
+        _ => after.detail,
+    };
     if state == "failed" {
         let reason: String = input
             .reason

@@ -391,6 +391,7 @@ impl Studio {
                 "stopRequestedBy": s.stop_requested_by,
                 "ready": s.agent_ready(),
                 "lastActivityAt": s.agent.as_ref().and_then(|a| a.last_activity_at.clone()),
+                "progress": s.agent.as_ref().and_then(|a| a.detail.clone()),
             })),
             "restoreFrom": self.latest_checkpoint.as_ref().map(|c| serde_json::json!({
                 "checkpointId": c.id,

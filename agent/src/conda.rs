@@ -1,0 +1,181 @@
+//! The studio's conda environment (docs/agent.md): created from `CONDA_PACKAGES` by the
+//! image's installer (`micromamba create`, or `STUDIO_CONDA_COMMAND`) inside the
+//! workspace, at `.studio/conda/<key>` where the key is a hash of the channels and the
+//! sorted specs. It is saved with the checkpoint like any other file, so a restart, or a
+//! clone with the same specs, restores it and neither solves nor downloads again.
+
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where environments live, relative to the workspace.
+pub const ENVS_DIR: &str = ".studio/conda";
+/// Written into a finished environment: its key and specs.
+const MARKER: &str = ".studio-env.json";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub key: String,
+    pub prefix: PathBuf,
+    pub specs: Vec<String>,
+    pub args: Vec<String>,
+}
+
+/// The environment for `specs` (none: no environment), installed from `channels` (a
+/// spec may name its own, `conda-forge::numpy`).
+pub fn plan(specs: &[String], channels: &[String], workspace: &Path) -> Option<Plan> {
+    if specs.is_empty() {
+        return None;
+    }
+    let mut sorted: Vec<String> = specs.iter().map(|s| s.trim().to_string()).collect();
+    sorted.sort();
+    sorted.dedup();
+    let mut hasher = Sha256::new();
+    for c in channels {
+        hasher.update(c.as_bytes());
+        hasher.update(b"\n");
+    }
+    hasher.update(b"--\n");
+    for s in &sorted {
+        hasher.update(s.as_bytes());
+        hasher.update(b"\n");
+    }
+    let key = crate::checkpoint::hex(&hasher.finalize())[..16].to_string();
+    let prefix = workspace.join(ENVS_DIR).join(&key);
+    let mut args = vec![
+        "create".to_string(),
+        "--yes".into(),
+        "--prefix".into(),
+        prefix.display().to_string(),
+        "--override-channels".into(),
+    ];
+    for c in channels {
+        args.push("--channel".into());
+        args.push(c.clone());
+    }
+    args.extend(sorted.iter().cloned());
+    Some(Plan {
+        key,
+        prefix,
+        specs: sorted,
+        args,
+    })
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Restored with the checkpoint: nothing solved or downloaded.
+    Reused,
+    Created(Duration),
+}
+
+/// Makes sure the environment exists: reused if the workspace holds it (finished, same
+/// key), else created with `program`; other environments of the workspace (older specs)
+/// are removed so checkpoints do not carry them.
+pub async fn ensure(program: &str, plan: &Plan) -> Result<Outcome, String> {
+    if let Some(envs) = plan.prefix.parent() {
+        if let Ok(entries) = std::fs::read_dir(envs) {
+            for e in entries.flatten() {
+                if e.path() != plan.prefix {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+    let marker = plan.prefix.join(MARKER);
+    let done = std::fs::read(&marker)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v["key"] == plan.key.as_str());
+    if done {
+        return Ok(Outcome::Reused);
+    }
+    // A half-made environment (a session that ended while installing) is started over.
+    let _ = std::fs::remove_dir_all(&plan.prefix);
+    let started = Instant::now();
+    let out = tokio::process::Command::new(program)
+        .args(&plan.args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("cannot create the conda environment ({program}): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "the conda environment could not be created: {}",
+            crate::mounts::last_lines(&out.stderr, &out.stdout)
+        ));
+    }
+    let body = serde_json::json!({"key": plan.key, "specs": plan.specs});
+    std::fs::create_dir_all(&plan.prefix)
+        .and_then(|_| std::fs::write(&marker, body.to_string()))
+        .map_err(|e| format!("cannot write {}: {e}", marker.display()))?;
+    Ok(Outcome::Created(started.elapsed()))
+}
+
+/// The environment variables that activate `prefix` for the IDE, its terminals and
+/// kernels.
+pub fn activation(prefix: &Path) -> Vec<(String, String)> {
+    let join = |first: PathBuf, var: &str| match std::env::var(var) {
+        Ok(rest) if !rest.is_empty() => format!("{}:{rest}", first.display()),
+        _ => first.display().to_string(),
+    };
+    vec![
+        ("PATH".into(), join(prefix.join("bin"), "PATH")),
+        ("CONDA_PREFIX".into(), prefix.display().to_string()),
+        (
+            "JUPYTER_PATH".into(),
+            join(prefix.join("share/jupyter"), "JUPYTER_PATH"),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn specs(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn the_key_depends_on_the_specs_and_channels_not_their_order() {
+        let ws = Path::new("/w");
+        let ch = specs(&["conda-forge"]);
+        let a = plan(&specs(&["numpy>=1.26", "scanpy=1.10"]), &ch, ws).unwrap();
+        let b = plan(
+            &specs(&["scanpy=1.10", "numpy>=1.26", "numpy>=1.26"]),
+            &ch,
+            ws,
+        )
+        .unwrap();
+        assert_eq!(a.key, b.key);
+        assert_eq!(
+            a.prefix,
+            PathBuf::from(format!("/w/.studio/conda/{}", a.key))
+        );
+        let c = plan(&specs(&["numpy>=1.26"]), &ch, ws).unwrap();
+        assert_ne!(a.key, c.key);
+        let d = plan(
+            &specs(&["numpy>=1.26", "scanpy=1.10"]),
+            &specs(&["bioconda"]),
+            ws,
+        )
+        .unwrap();
+        assert_ne!(a.key, d.key);
+        assert_eq!(
+            a.args,
+            [
+                "create",
+                "--yes",
+                "--prefix",
+                &format!("/w/.studio/conda/{}", a.key),
+                "--override-channels",
+                "--channel",
+                "conda-forge",
+                "numpy>=1.26",
+                "scanpy=1.10"
+            ]
+        );
+        assert!(plan(&[], &ch, ws).is_none());
+    }
+}

@@ -1,0 +1,227 @@
+//! S3 mounts with Mountpoint for Amazon S3 (`mount-s3`), before the IDE starts
+//! (docs/agent.md): each `STUDIO_MOUNTS` entry at its `mountPath`, read-only unless its
+//! `access` is `read-write` (then overwrites and deletes are allowed). A mount that fails
+//! ends the session with mount-s3's message.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mount {
+    pub uri: String,
+    pub mount_path: String,
+    #[serde(default)]
+    pub access: String,
+}
+
+/// One mount-s3 run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountCommand {
+    pub directory: PathBuf,
+    pub args: Vec<String>,
+    pub uri: String,
+}
+
+/// The commands for `mounts`, parents before the directories inside them; mount paths
+/// under the container's `/workspace` land in `workspace`. Two mounts at one directory,
+/// a path outside `/workspace` or a URI that is not `s3://bucket/…` are refused.
+pub fn plan(mounts: &[Mount], workspace: &Path) -> Result<Vec<MountCommand>, String> {
+    let mut planned: Vec<MountCommand> = Vec::new();
+    for m in mounts {
+        let rest = m
+            .uri
+            .strip_prefix("s3://")
+            .ok_or_else(|| format!("mount {}: not an s3:// URI", m.uri))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(format!("mount {}: no bucket", m.uri));
+        }
+        let rel = m
+            .mount_path
+            .strip_prefix(crate::config::CONTAINER_WORKSPACE)
+            .map(|r| r.trim_matches('/'))
+            .filter(|r| {
+                !r.is_empty() && !r.split('/').any(|c| c == ".." || c == "." || c.is_empty())
+            })
+            .ok_or_else(|| {
+                format!(
+                    "mount {}: path {} is not inside /workspace",
+                    m.uri, m.mount_path
+                )
+            })?;
+        let directory = workspace.join(rel);
+        if planned.iter().any(|p| p.directory == directory) {
+            return Err(format!("two mounts at {}", m.mount_path));
+        }
+        let mut args = vec![bucket.to_string(), directory.display().to_string()];
+        if !prefix.is_empty() {
+            let prefix = if prefix.ends_with('/') {
+                prefix.to_string()
+            } else {
+                format!("{prefix}/")
+            };
+            args.push(format!("--prefix={prefix}"));
+        }
+        if m.access == "read-write" {
+            args.push("--allow-overwrite".into());
+            args.push("--allow-delete".into());
+        } else {
+            args.push("--read-only".into());
+        }
+        planned.push(MountCommand {
+            directory,
+            args,
+            uri: m.uri.clone(),
+        });
+    }
+    // A directory inside another mount's directory is mounted after it.
+    planned.sort_by_key(|p| p.directory.components().count());
+    Ok(planned)
+}
+
+/// Runs `program` (mount-s3, or `STUDIO_MOUNT_COMMAND`) for each planned mount and checks
+/// the directory is there; the first failure is the session's end reason.
+pub async fn mount_all(program: &str, planned: &[MountCommand]) -> Result<(), String> {
+    for m in planned {
+        std::fs::create_dir_all(&m.directory)
+            .map_err(|e| format!("cannot create {}: {e}", m.directory.display()))?;
+        let out = tokio::process::Command::new(program)
+            .args(&m.args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .map_err(|e| format!("cannot mount {} ({program}): {e}", m.uri))?;
+        if !out.status.success() {
+            let said = last_lines(&out.stderr, &out.stdout);
+            return Err(format!(
+                "cannot mount {} at {}: {said}",
+                m.uri,
+                m.directory.display()
+            ));
+        }
+        std::fs::read_dir(&m.directory).map_err(|e| {
+            format!(
+                "{} was mounted at {} but cannot be read: {e}",
+                m.uri,
+                m.directory.display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The end of what a failed command said (stderr, else stdout), on one line.
+pub fn last_lines(stderr: &[u8], stdout: &[u8]) -> String {
+    let text = if stderr.iter().any(|b| !b.is_ascii_whitespace()) {
+        String::from_utf8_lossy(stderr)
+    } else {
+        String::from_utf8_lossy(stdout)
+    };
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let tail = lines[lines.len().saturating_sub(5)..].join(" | ");
+    let tail: String = tail.chars().take(800).collect();
+    if tail.is_empty() {
+        "it exited without saying why".into()
+    } else {
+        tail
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(uri: &str, path: &str, access: &str) -> Mount {
+        Mount {
+            uri: uri.into(),
+            mount_path: path.into(),
+            access: access.into(),
+        }
+    }
+
+    #[test]
+    fn read_only_unless_read_write_and_parents_first() {
+        let ws = Path::new("/w");
+        let p = plan(
+            &[
+                m(
+                    "s3://data/reads/sample-1/",
+                    "/workspace/data/reads/sample-1",
+                    "read-only",
+                ),
+                m("s3://scratch/out", "/workspace/data/out", "read-write"),
+                m("s3://data/reads/", "/workspace/data/reads", "read-only"),
+                m("s3://whole-bucket", "/workspace/data/all", ""),
+            ],
+            ws,
+        )
+        .unwrap();
+        let dirs: Vec<String> = p
+            .iter()
+            .map(|c| c.directory.display().to_string())
+            .collect();
+        assert_eq!(dirs.len(), 4);
+        // The directory inside another mount comes after it.
+        let parent = dirs.iter().position(|d| d == "/w/data/reads").unwrap();
+        let child = dirs
+            .iter()
+            .position(|d| d == "/w/data/reads/sample-1")
+            .unwrap();
+        assert!(parent < child);
+        let out = p.iter().find(|c| c.uri == "s3://scratch/out").unwrap();
+        assert_eq!(
+            out.args,
+            [
+                "scratch",
+                "/w/data/out",
+                "--prefix=out/",
+                "--allow-overwrite",
+                "--allow-delete"
+            ]
+        );
+        let reads = p.iter().find(|c| c.uri == "s3://data/reads/").unwrap();
+        assert_eq!(
+            reads.args,
+            ["data", "/w/data/reads", "--prefix=reads/", "--read-only"]
+        );
+        let all = p.iter().find(|c| c.uri == "s3://whole-bucket").unwrap();
+        assert_eq!(all.args, ["whole-bucket", "/w/data/all", "--read-only"]);
+    }
+
+    #[test]
+    fn bad_mounts_are_refused() {
+        let ws = Path::new("/w");
+        let same = plan(
+            &[
+                m("s3://a/x/", "/workspace/data/x", ""),
+                m("s3://b/y/", "/workspace/data/x", ""),
+            ],
+            ws,
+        );
+        assert!(same
+            .unwrap_err()
+            .contains("two mounts at /workspace/data/x"));
+        assert!(plan(&[m("s3://a/x/", "/etc/x", "")], ws)
+            .unwrap_err()
+            .contains("not inside /workspace"));
+        assert!(plan(&[m("s3://a/x/", "/workspace/../etc", "")], ws).is_err());
+        assert!(plan(&[m("gs://a/x/", "/workspace/data/x", "")], ws)
+            .unwrap_err()
+            .contains("not an s3://"));
+    }
+
+    #[test]
+    fn failures_say_what_the_command_said() {
+        assert_eq!(
+            last_lines(b"warn\nError: bucket does not exist\n", b""),
+            "warn | Error: bucket does not exist"
+        );
+        assert_eq!(last_lines(b"  ", b"only stdout"), "only stdout");
+        assert_eq!(last_lines(b"", b""), "it exited without saying why");
+    }
+}
