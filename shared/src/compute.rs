@@ -31,6 +31,9 @@ pub struct JobSpec {
     pub tags: Vec<(String, String)>,
     /// The session's IAM role (its compute environment's); `None`: the stack's default.
     pub job_role_arn: Option<String>,
+    /// The session mounts S3 paths (mount-s3 needs FUSE: `/dev/fuse` and a privileged
+    /// container, which AWS Batch offers instead of single capabilities).
+    pub fuse: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,11 +109,14 @@ impl BatchCompute {
         job_role.or(self.settings.job_role_arn.as_deref())
     }
 
-    pub fn definition_name(&self, image: &str, job_role: Option<&str>) -> String {
+    pub fn definition_name(&self, image: &str, job_role: Option<&str>, fuse: bool) -> String {
         let mut digest = Sha256::new();
         digest.update(image.as_bytes());
         digest.update(b"\0");
         digest.update(self.role(job_role).unwrap_or_default());
+        if fuse {
+            digest.update(b"\0fuse");
+        }
         let hex: String = digest.finalize()[..8]
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -122,8 +128,9 @@ impl BatchCompute {
         &self,
         image: &str,
         job_role: Option<&str>,
+        fuse: bool,
     ) -> Result<String, SubmitError> {
-        let name = self.definition_name(image, job_role);
+        let name = self.definition_name(image, job_role, fuse);
         if self.cached(&name) {
             return Ok(name);
         }
@@ -144,13 +151,12 @@ impl BatchCompute {
                 .register_job_definition()
                 .job_definition_name(&name)
                 .r#type(JobDefinitionType::Container)
-                .container_properties(
-                    ContainerProperties::builder()
-                        .image(image)
-                        .set_job_role_arn(self.role(job_role).map(String::from))
-                        .set_resource_requirements(Some(resources))
-                        .build(),
-                )
+                .container_properties(container_properties(
+                    image,
+                    self.role(job_role),
+                    resources,
+                    fuse,
+                ))
                 // A session is never retried: its states only move forward (DESIGN §5).
                 .retry_strategy(RetryStrategy::builder().attempts(1).build())
                 .propagate_tags(true)
@@ -169,6 +175,34 @@ impl BatchCompute {
             .lock()
             .is_ok_and(|cache| cache.contains(name))
     }
+}
+
+/// A session's container: its image and role; with `fuse`, `/dev/fuse` and privileged
+/// mode for mount-s3 (docs/agent.md).
+fn container_properties(
+    image: &str,
+    role: Option<&str>,
+    resources: Vec<aws_sdk_batch::types::ResourceRequirement>,
+    fuse: bool,
+) -> ContainerProperties {
+    let mut props = ContainerProperties::builder()
+        .image(image)
+        .set_job_role_arn(role.map(String::from))
+        .set_resource_requirements(Some(resources));
+    if fuse {
+        use aws_sdk_batch::types::{Device, DeviceCgroupPermission, LinuxParameters};
+        let device = Device::builder()
+            .host_path("/dev/fuse")
+            .container_path("/dev/fuse")
+            .permissions(DeviceCgroupPermission::Read)
+            .permissions(DeviceCgroupPermission::Write)
+            .permissions(DeviceCgroupPermission::Mknod)
+            .build();
+        props = props
+            .privileged(true)
+            .linux_parameters(LinuxParameters::builder().devices(device).build());
+    }
+    props.build()
 }
 
 fn submit_error<E>(err: SdkError<E>) -> SubmitError
@@ -331,7 +365,7 @@ impl Compute for BatchCompute {
 
     async fn submit(&self, job: &JobSpec) -> Result<String, SubmitError> {
         let definition = self
-            .ensure_definition(&job.image, job.job_role_arn.as_deref())
+            .ensure_definition(&job.image, job.job_role_arn.as_deref(), job.fuse)
             .await?;
         let mut resources = vec![
             resource(ResourceType::Vcpu, job.vcpus),
@@ -558,7 +592,7 @@ mod tests {
         )
         .await;
         let compute = compute_at(&server.endpoint);
-        let name = compute.definition_name("img", None);
+        let name = compute.definition_name("img", None, false);
         compute.definitions.lock().unwrap().insert(name);
         let job = JobSpec {
             name: "j".into(),
@@ -570,6 +604,7 @@ mod tests {
             environment: vec![],
             tags: vec![],
             job_role_arn: None,
+            fuse: false,
         };
         let out = compute.submit(&job).await;
         assert!(matches!(out, Err(SubmitError::Throttled)), "{out:?}");
@@ -669,21 +704,23 @@ mod tests {
     #[test]
     fn definition_names_are_per_stack_image_and_role() {
         let a = compute("stack-a-studio", Some("arn:aws:iam::1:role/a"));
-        let name = a.definition_name("img:1", None);
+        let name = a.definition_name("img:1", None, false);
         assert!(name.starts_with("stack-a-studio-"), "{name}");
         assert_eq!(name.len(), "stack-a-studio-".len() + 16);
-        assert_eq!(name, a.definition_name("img:1", None), "stable");
-        assert_ne!(name, a.definition_name("img:2", None));
+        assert_eq!(name, a.definition_name("img:1", None, false), "stable");
+        assert_ne!(name, a.definition_name("img:2", None, false));
         let other_role = compute("stack-a-studio", Some("arn:aws:iam::1:role/b"));
-        assert_ne!(name, other_role.definition_name("img:1", None));
+        assert_ne!(name, other_role.definition_name("img:1", None, false));
         let other_stack = compute("stack-b-studio", Some("arn:aws:iam::1:role/a"));
-        assert_ne!(name, other_stack.definition_name("img:1", None));
+        assert_ne!(name, other_stack.definition_name("img:1", None, false));
+        // Sessions that mount S3 paths (FUSE, privileged): their own definition.
+        assert_ne!(name, a.definition_name("img:1", None, true));
         // A compute environment's own role: its own definition.
-        let own = a.definition_name("img:1", Some("arn:aws:iam::1:role/sessions/ws-x"));
+        let own = a.definition_name("img:1", Some("arn:aws:iam::1:role/sessions/ws-x"), false);
         assert_ne!(name, own);
         assert_eq!(
             own,
-            other_role.definition_name("img:1", Some("arn:aws:iam::1:role/sessions/ws-x"))
+            other_role.definition_name("img:1", Some("arn:aws:iam::1:role/sessions/ws-x"), false)
         );
     }
 }

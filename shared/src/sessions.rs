@@ -162,6 +162,7 @@ pub fn job_spec(app: &App, studio: &Studio, session: &Session) -> Result<JobSpec
         gpus: r.gpus,
         environment,
         job_role_arn: studio.compute_env.job_role_arn.clone(),
+        fuse: !studio.config.mounts.is_empty(),
         tags: vec![
             (TAG_WORKSPACE.into(), studio.workspace_id.clone()),
             (TAG_STUDIO.into(), studio.id.clone()),

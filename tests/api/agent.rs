@@ -46,6 +46,18 @@ async fn an_agent_reports_ready_and_learns_of_a_stop_before_batch_ends_its_job()
         Some(format!("/{}/{id}/", s.ws))
     );
     assert_eq!(get(&t, &s.ws, &id).await["session"]["ready"], false);
+    // While it prepares, the studio shows what it is doing.
+    report(
+        &t,
+        &credential,
+        json!({"state": "starting", "detail": "installing 3 conda packages"}),
+    )
+    .await
+    .ok(200);
+    assert_eq!(
+        get(&t, &s.ws, &id).await["session"]["progress"],
+        "installing 3 conda packages"
+    );
 
     t.log.take();
     let reply = report(&t, &credential, json!({"state": "ready"}))
@@ -54,7 +66,9 @@ async fn an_agent_reports_ready_and_learns_of_a_stop_before_batch_ends_its_job()
     let c = cost(t.log.take());
     assert_eq!(c.operations, ["BatchGetItem", "UpdateItem"]);
     assert_eq!(reply, json!({"stopRequested": false, "reportSeconds": 15}));
-    assert_eq!(get(&t, &s.ws, &id).await["session"]["ready"], true);
+    let view = get(&t, &s.ws, &id).await;
+    assert_eq!(view["session"]["ready"], true);
+    assert_eq!(view["session"]["progress"], Value::Null);
     // Nothing new: a read only.
     t.log.take();
     report(&t, &credential, json!({"state": "ready"}))

@@ -152,12 +152,15 @@ async fn full_cycle_start_run_stop_checkpoint_and_restart() {
         .send()
         .await
         .unwrap();
+    let container = defs.job_definitions()[0].container_properties().unwrap();
     assert_eq!(
-        defs.job_definitions()[0]
-            .container_properties()
-            .and_then(|c| c.job_role_arn()),
+        container.job_role_arn(),
         t.app.config.job_definitions.job_role_arn.as_deref()
     );
+    // The studio mounts S3 paths: mount-s3 gets FUSE (privileged, /dev/fuse).
+    assert_eq!(container.privileged(), Some(true));
+    let devices = container.linux_parameters().unwrap().devices();
+    assert_eq!(devices[0].host_path(), Some("/dev/fuse"));
     // AND the path is locked, held by the studio
     let held = t
         .req(A::ListMounts)
