@@ -14,6 +14,8 @@ ensure_tools
 "$VENV/bin/cfn-lint" template.yaml infra/alerts.yaml
 SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" \
   "$VENV/bin/sam" validate --lint --template template.yaml
+# The template images' Dockerfiles (they are built by images/build-push.sh, not here).
+"$VENV/bin/hadolint" images/*/Dockerfile
 # Every IAM policy of the expanded stack through an IAM linter (AWS's reference data).
 "$VENV/bin/python" infra/iam-lint.py template.yaml | grep -v "^note "
 # The walkthrough test starts infra/run-local.sh, which builds this binary: build it now,

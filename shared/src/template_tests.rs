@@ -286,3 +286,22 @@ fn only_the_agent_channel_skips_the_jwt_authorizer() {
     }
     assert!(TEMPLATE.contains("STOP_GRACE_SECONDS: !Ref StopGraceSeconds"));
 }
+
+#[test]
+fn template_images_default_to_the_stacks_own_repositories() {
+    assert!(!TEMPLATE.contains("public.ecr.aws/studios"));
+    for kind in ["Jupyter", "Rstudio", "Vscode", "Xpra"] {
+        let upper = kind.to_uppercase();
+        let env = format!(
+            "TEMPLATE_IMAGE_{upper}: !If [Has{kind}Image, !Ref TemplateImage{kind}, !Sub \"${{{kind}Repository.RepositoryUri}}:latest\"]"
+        );
+        assert!(TEMPLATE.contains(&env), "{env}");
+        assert!(resource(&format!("{kind}Repository")).contains("AWS::ECR::Repository"));
+        assert!(std::path::Path::new(&format!(
+            "{}/../images/{}/Dockerfile",
+            env!("CARGO_MANIFEST_DIR"),
+            kind.to_lowercase()
+        ))
+        .exists());
+    }
+}

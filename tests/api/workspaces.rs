@@ -80,7 +80,7 @@ async fn templates_list_the_configured_images() {
     assert_eq!(kinds, ["jupyter", "rstudio", "vscode", "xpra"]);
     assert_eq!(
         list["templates"][1]["image"],
-        "public.ecr.aws/studios/rstudio:1"
+        "registry.example.org/studios/rstudio:1"
     );
     t.req(A::ListTemplates).send().await.err(401);
 }

@@ -140,7 +140,7 @@ pub fn test_config(table: &str) -> Config {
         platform_admins: vec![PLATFORM_ADMIN.to_string()],
         template_images: studios_shared::domain::TemplateKind::ALL
             .into_iter()
-            .map(|k| (k, format!("public.ecr.aws/studios/{}:1", k.as_str())))
+            .map(|k| (k, format!("registry.example.org/studios/{}:1", k.as_str())))
             .collect(),
         event_bus: format!("{table}-bus"),
         submit_grace_seconds: 600,
