@@ -451,7 +451,7 @@ async fn agent_report(app: &App, req: &Request) -> Result<Response<Body>> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(Error::Unauthenticated)?;
-    let reply = sessions::agent_report(app, token.trim(), body(req)?).await?;
+    let reply = crate::agents::agent_report(app, token.trim(), body(req)?).await?;
     ok(to_value(&reply)?)
 }
 

@@ -6,6 +6,7 @@
 //! - `http`: API Gateway requests in, JSON responses out; the one place errors become
 //!   status codes.
 
+pub mod agents;
 pub mod checkpoints;
 pub mod cleanup;
 pub mod compute;
