@@ -22,6 +22,9 @@ pub struct Report {
     /// What a starting session is doing (`installing 3 conda packages`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Users holding a live connect cookie (the answer says which were revoked).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub connected_users: Vec<String>,
 }
 
 impl Report {
@@ -31,6 +34,7 @@ impl Report {
             reason: None,
             last_activity_at: None,
             detail: Some(detail.into()),
+            connected_users: vec![],
         }
     }
 }
@@ -41,6 +45,9 @@ pub struct Reply {
     pub stop_requested: bool,
     #[serde(default)]
     pub report_seconds: Option<u64>,
+    /// Of the users reported, those whose role no longer allows connecting.
+    #[serde(default)]
+    pub revoked_users: Vec<String>,
 }
 
 pub struct Channel {

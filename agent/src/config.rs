@@ -31,6 +31,13 @@ pub struct Config {
     pub listen: String,
     pub ide_command: Option<String>,
     pub snapshot_every: Duration,
+    /// The control plane's connect-link key (`STUDIO_CONNECT_PUBLIC_KEY`, base64 of the
+    /// P-256 point); `None`: the agent's port checks nothing.
+    pub connect_public_key: Option<Vec<u8>>,
+    /// The studio's connect URL (`STUDIO_CONNECT_URL`): https makes the cookie `Secure`.
+    pub connect_url: Option<String>,
+    /// This session (`STUDIO_ATTEMPT_ID`): links of other sessions are refused.
+    pub attempt_id: Option<String>,
     pub ide_start_timeout: Duration,
 }
 
@@ -105,6 +112,20 @@ impl Config {
             listen: optional("STUDIO_AGENT_ADDR").unwrap_or_else(|| "127.0.0.1:0".into()),
             ide_command: optional("STUDIO_IDE_COMMAND"),
             snapshot_every: seconds("STUDIO_SNAPSHOT_SECONDS", 300)?,
+            connect_public_key: match optional("STUDIO_CONNECT_PUBLIC_KEY") {
+                None => None,
+                Some(v) => {
+                    use base64::Engine;
+                    let point = base64::engine::general_purpose::STANDARD
+                        .decode(v.trim())
+                        .ok()
+                        .filter(|p| p.len() == 65 && p[0] == 4)
+                        .ok_or("STUDIO_CONNECT_PUBLIC_KEY is not a base64 P-256 point")?;
+                    Some(point)
+                }
+            },
+            connect_url: optional("STUDIO_CONNECT_URL"),
+            attempt_id: optional("STUDIO_ATTEMPT_ID"),
             ide_start_timeout: seconds("STUDIO_IDE_START_SECONDS", 600)?,
         })
     }

@@ -4,6 +4,7 @@
 //! incremental snapshots, and saves the final checkpoint (manifest last) when it is asked
 //! to stop or receives SIGTERM.
 
+pub mod auth;
 pub mod channel;
 pub mod checkpoint;
 pub mod conda;

@@ -83,6 +83,7 @@ impl Session {
             reason: Some(reason),
             last_activity_at: None,
             detail: None,
+            connected_users: vec![],
         })
         .await;
         code
@@ -260,11 +261,24 @@ async fn run(config: Config) -> i32 {
             config.base_path
         );
     }
+    let gate = config.connect_public_key.clone().map(|point| {
+        Arc::new(studios_agent::auth::Gate::new(
+            point,
+            &config.studio_id,
+            config.attempt_id.as_deref(),
+            &config.base_path,
+            config.connect_url.as_deref(),
+        ))
+    });
+    if gate.is_none() {
+        tracing::warn!("STUDIO_CONNECT_PUBLIC_KEY not set: the agent's port checks nobody");
+    }
     {
-        let (shared, target) = (shared.clone(), target.clone());
+        let (shared, target, gate) = (shared.clone(), target.clone(), gate.clone());
         let health = format!("{}_studio/health", config.base_path);
         tokio::spawn(proxy::serve(listener, move |req: Request<Incoming>| {
-            let (shared, target, health) = (shared.clone(), target.clone(), health.clone());
+            let (shared, target, health, gate) =
+                (shared.clone(), target.clone(), health.clone(), gate.clone());
             async move {
                 let path = req.uri().path();
                 if path == health || path == "/_studio/health" {
@@ -276,6 +290,36 @@ async fn run(config: Config) -> i32 {
                         StatusCode::SERVICE_UNAVAILABLE
                     };
                     return full(status, "application/json", body);
+                }
+                if let Some(gate) = &gate {
+                    use studios_agent::auth::Decision;
+                    let cookies = req
+                        .headers()
+                        .get(hyper::header::COOKIE)
+                        .and_then(|v| v.to_str().ok());
+                    match gate.decide(req.uri().path(), req.uri().query(), cookies, unix_now()) {
+                        Decision::Forward { .. } => {}
+                        Decision::Enter {
+                            set_cookie,
+                            location,
+                        } => {
+                            let mut r = full(StatusCode::FOUND, "text/plain", "");
+                            if let (Ok(c), Ok(l)) = (
+                                hyper::header::HeaderValue::from_str(&set_cookie),
+                                hyper::header::HeaderValue::from_str(&location),
+                            ) {
+                                r.headers_mut().insert(hyper::header::SET_COOKIE, c);
+                                r.headers_mut().insert(hyper::header::LOCATION, l);
+                            }
+                            return r;
+                        }
+                        Decision::Refuse { status, message } => {
+                            let status =
+                                StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+                            let body = serde_json::json!({"message": message}).to_string();
+                            return full(status, "application/json", body);
+                        }
+                    }
                 }
                 shared.last_activity.store(unix_now(), Ordering::Relaxed);
                 proxy::forward(req, &target).await
@@ -313,6 +357,7 @@ async fn run(config: Config) -> i32 {
             reason: None,
             last_activity_at: None,
             detail: None,
+            connected_users: vec![],
         })
         .await
     {
@@ -348,6 +393,7 @@ async fn run(config: Config) -> i32 {
                     reason: None,
                     last_activity_at: (last > 0).then(|| rfc3339(last)),
                     detail: None,
+                    connected_users: vec![],
                 };
                 if let Some(reply) = session.report(report).await {
                     if reply.stop_requested {
@@ -432,6 +478,7 @@ async fn fail_early(config: &Config, code: i32, reason: String) -> i32 {
                     reason: Some(reason),
                     last_activity_at: None,
                     detail: None,
+                    connected_users: vec![],
                 })
                 .await;
         }

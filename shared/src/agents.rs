@@ -27,6 +27,10 @@ pub struct AgentReportInput {
     pub last_activity_at: Option<String>,
     #[serde(default)]
     pub detail: Option<String>,
+    /// Users holding the session's connect cookie: the answer names those whose role no
+    /// longer allows connecting.
+    #[serde(default)]
+    pub connected_users: Vec<String>,
 }
 
 /// The answer: whether a stop was requested, and when to report next.
@@ -35,7 +39,11 @@ pub struct AgentReportInput {
 pub struct AgentReply {
     pub stop_requested: bool,
     pub report_seconds: u64,
+    pub revoked_users: Vec<String>,
 }
+
+/// Most users one report may ask about (they come from one session's cookies).
+const MAX_CONNECTED_USERS: usize = 50;
 
 /// Longest failure reason kept (a status reason is shown in lists).
 const MAX_AGENT_REASON: usize = 1000;
@@ -70,7 +78,21 @@ pub async fn agent_report(app: &App, token: &str, input: AgentReportInput) -> Re
     if !is_well_formed(IdKind::Workspace, ws) || !is_well_formed(IdKind::Studio, st) {
         return Err(Error::Unauthenticated);
     }
-    let fetched = app.store.fetch(ws, &[Key::Studio(st.to_string())]).await?;
+    if input.connected_users.len() > MAX_CONNECTED_USERS
+        || input
+            .connected_users
+            .iter()
+            .any(|u| u.is_empty() || u.len() > 256)
+    {
+        return Err(Error::invalid(
+            "connectedUsers",
+            "at most 50 user ids of 1-256 characters",
+        ));
+    }
+    // One read: the studio and the member items of the connected users.
+    let mut keys = vec![Key::Studio(st.to_string())];
+    keys.extend(input.connected_users.iter().cloned().map(Key::Member));
+    let fetched = app.store.fetch(ws, &keys).await?;
     let studio = fetched.studios.get(st).ok_or(Error::Unauthenticated)?;
     let session = studio
         .session
@@ -129,9 +151,21 @@ pub async fn agent_report(app: &App, token: &str, input: AgentReportInput) -> Re
     if after != before {
         app.store.record_agent(studio, attempt, &after).await?;
     }
+    let revoked_users = input
+        .connected_users
+        .iter()
+        .filter(|u| {
+            !fetched
+                .members
+                .get(u.as_str())
+                .is_some_and(|m| m.role.allows(Permission::Connect))
+        })
+        .cloned()
+        .collect();
     Ok(AgentReply {
         stop_requested: studio.status == StudioStatus::Stopping,
         report_seconds: app.config.agent.report_seconds,
+        revoked_users,
     })
 }
 

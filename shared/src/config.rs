@@ -47,6 +47,20 @@ pub struct Config {
     pub job_definitions: crate::compute::JobDefinitions,
     /// The sessions' agents and their channel (docs/agent.md).
     pub agent: AgentSettings,
+    /// The key connect links are signed with (docs/api.md, "Connect links").
+    pub connect_key: ConnectKey,
+}
+
+/// Where the connect-link signing key is.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum ConnectKey {
+    /// No key: connect answers the plain URL and sessions check nothing (tests).
+    #[default]
+    None,
+    /// A P-256 PKCS#8 key, base64 (`CONNECT_SIGNING_KEY`; the local run makes one).
+    Local(String),
+    /// The stack's KMS key (`CONNECT_SIGNING_KEY_ID`).
+    Kms(String),
 }
 
 /// How the control plane talks with session agents.
@@ -200,7 +214,16 @@ impl Config {
             report_seconds: seconds("AGENT_REPORT_SECONDS", 15)?.max(1),
             stop_grace_seconds: seconds("STOP_GRACE_SECONDS", 120)?,
         };
+        let connect_key = match (
+            get("CONNECT_SIGNING_KEY_ID").filter(|v| !v.trim().is_empty()),
+            get("CONNECT_SIGNING_KEY").filter(|v| !v.trim().is_empty()),
+        ) {
+            (Some(id), _) => ConnectKey::Kms(id.trim().to_string()),
+            (None, Some(key)) => ConnectKey::Local(key),
+            (None, None) => ConnectKey::None,
+        };
         Ok(Config {
+            connect_key,
             agent,
             image_registries,
             cleanup_queue_url: get("CLEANUP_QUEUE_URL").filter(|u| !u.trim().is_empty()),

@@ -11,6 +11,7 @@ pub mod checkpoints;
 pub mod cleanup;
 pub mod compute;
 pub mod config;
+pub mod connect;
 pub mod domain;
 pub mod error;
 pub mod events;

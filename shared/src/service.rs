@@ -49,6 +49,8 @@ pub struct App {
     /// Clean-up tasks (deleting released checkpoint data), off the table stream.
     pub tasks: Arc<dyn Tasks>,
     pub events: Arc<dyn EventSink>,
+    /// Signs connect links; `None`: links carry no token (`ConnectKey::None`).
+    pub connect: Option<Arc<dyn crate::connect::Signer>>,
     pub config: Arc<Config>,
 }
 
@@ -86,6 +88,7 @@ impl App {
                 aws_sdk_eventbridge::Client::new(sdk),
                 config.event_bus.clone(),
             )),
+            connect: crate::connect::signer(sdk, &config.connect_key),
             config: Arc::new(config),
         }
     }

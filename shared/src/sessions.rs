@@ -147,6 +147,7 @@ pub fn job_spec(app: &App, studio: &Studio, session: &Session) -> Result<JobSpec
             url_path(&app.config.connect_url(&studio.workspace_id, &studio.id)),
         ),
     ];
+    environment.push(("STUDIO_ATTEMPT_ID".into(), session.attempt_id.clone()));
     if let Some(channel) = &session.agent_channel {
         environment.push(("STUDIO_AGENT_TOKEN".into(), channel.token.clone()));
         if let Some(url) = &channel.api_url {
@@ -169,6 +170,26 @@ pub fn job_spec(app: &App, studio: &Studio, session: &Session) -> Result<JobSpec
             (TAG_ATTEMPT.into(), session.attempt_id.clone()),
         ],
     })
+}
+
+/// What a session needs to check connect links: the public key (base64 of the P-256
+/// point) and the studio's connect URL (its scheme decides the cookie's `Secure`).
+async fn connect_environment(app: &App, studio: &Studio) -> Result<Vec<(String, String)>> {
+    use base64::Engine;
+    let Some(signer) = &app.connect else {
+        return Ok(vec![]);
+    };
+    let point = signer.public_key().await?;
+    Ok(vec![
+        (
+            "STUDIO_CONNECT_PUBLIC_KEY".into(),
+            base64::engine::general_purpose::STANDARD.encode(point),
+        ),
+        (
+            "STUDIO_CONNECT_URL".into(),
+            app.config.connect_url(&studio.workspace_id, &studio.id),
+        ),
+    ])
 }
 
 /// The path of a URL (`https://h/connect/st-1/` → `/connect/st-1/`), always ending in `/`.
@@ -195,8 +216,19 @@ pub async fn submit(app: &App, studio: Studio, previous: StudioStatus) -> Result
         .session
         .clone()
         .ok_or_else(|| Error::internal("submit without a session"))?;
-    let spec = job_spec(app, &studio, &session)?;
-    match app.compute.submit(&spec).await {
+    let mut spec = job_spec(app, &studio, &session)?;
+    let outcome = match connect_environment(app, &studio).await {
+        Ok(env) => {
+            spec.environment.extend(env);
+            app.compute.submit(&spec).await
+        }
+        Err(e) => {
+            // Nothing was submitted: the start is put back, as when Batch is busy.
+            tracing::warn!(studio = studio.id, error = %e, "no connect key; start rolled back");
+            Err(SubmitError::Throttled)
+        }
+    };
+    match outcome {
         Ok(job_id) => {
             if let Err(e) = app
                 .store
@@ -936,7 +968,22 @@ pub async fn connect_studio(
         )
         .await?;
     studio.connected_users.insert(caller.id.clone(), connection);
-    let url = app.config.connect_url(&studio.workspace_id, &studio.id);
+    let mut url = app.config.connect_url(&studio.workspace_id, &studio.id);
+    if let Some(signer) = &app.connect {
+        let now = chrono::Utc::now().timestamp();
+        let claims = crate::connect::LinkClaims {
+            sub: caller.id.clone(),
+            name: caller.name.clone(),
+            ws: studio.workspace_id.clone(),
+            st: studio.id.clone(),
+            att: attempt_id,
+            iat: now,
+            exp: now + crate::connect::LINK_SECONDS,
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+        };
+        let token = crate::connect::sign_link(signer.as_ref(), &claims).await?;
+        url = crate::connect::with_token(&url, &token);
+    }
     Ok((studio, url))
 }
 

@@ -65,7 +65,10 @@ async fn an_agent_reports_ready_and_learns_of_a_stop_before_batch_ends_its_job()
         .ok(200);
     let c = cost(t.log.take());
     assert_eq!(c.operations, ["BatchGetItem", "UpdateItem"]);
-    assert_eq!(reply, json!({"stopRequested": false, "reportSeconds": 15}));
+    assert_eq!(
+        reply,
+        json!({"stopRequested": false, "reportSeconds": 15, "revokedUsers": []})
+    );
     let view = get(&t, &s.ws, &id).await;
     assert_eq!(view["session"]["ready"], true);
     assert_eq!(view["session"]["progress"], Value::Null);
@@ -215,4 +218,108 @@ async fn studio_id_running(
     let id = studio(t, &s.ws, &s.ce, "quiet").await;
     let job = running(t, &s.ws, &id).await;
     (id, job)
+}
+
+#[tokio::test]
+async fn the_channel_says_whose_access_was_revoked() {
+    let t = TestApp::new().await;
+    let s = setup(&t).await;
+    let id = studio(&t, &s.ws, &s.ce, "shared").await;
+    let job = running(&t, &s.ws, &id).await;
+    let credential = token(&job);
+    let ask = |users: Value| {
+        let credential = credential.clone();
+        let t = &t;
+        async move {
+            t.log.take();
+            let r = report(
+                t,
+                &credential,
+                json!({"state": "ready", "connectedUsers": users}),
+            )
+            .await
+            .ok(200);
+            (r["revokedUsers"].clone(), cost(t.log.take()))
+        }
+    };
+    // view may not connect; a stranger is no member.
+    let (revoked, c) = ask(json!(["connect", "view", "stranger", "owner"])).await;
+    assert_eq!(revoked, json!(["view", "stranger"]));
+    assert_eq!(c.round_trips, 2, "one read, one write (ready)");
+    // connect is removed from the workspace: its cookie stops working at the next report.
+    t.req(A::RemoveMember)
+        .user("owner")
+        .param("ws", &s.ws)
+        .param("userId", "connect")
+        .send()
+        .await
+        .ok(204);
+    let (revoked, c) = ask(json!(["connect", "owner"])).await;
+    assert_eq!(revoked, json!(["connect"]));
+    assert_eq!(c.operations, ["BatchGetItem"]);
+    let too_many: Vec<String> = (0..51).map(|i| format!("u{i}")).collect();
+    let (_, message) = report(
+        &t,
+        &credential,
+        json!({"state": "ready", "connectedUsers": too_many}),
+    )
+    .await
+    .err(400);
+    assert!(message.contains("connectedUsers"), "{message}");
+}
+
+#[tokio::test]
+async fn connect_links_are_signed_for_the_user_studio_and_session() {
+    use base64::Engine;
+    let t = TestApp::new().await;
+    let s = setup(&t).await;
+    let id = studio(&t, &s.ws, &s.ce, "linked").await;
+    let job = running(&t, &s.ws, &id).await;
+    let r = t
+        .req(A::ConnectStudio)
+        .user("connect")
+        .param("ws", &s.ws)
+        .param("id", &id)
+        .send()
+        .await
+        .ok(200);
+    let url = r["url"].as_str().unwrap();
+    let (base, token) = url.split_once("?studio_token=").expect("a token");
+    assert_eq!(base, format!("https://studios.example.org/{}/{id}/", s.ws));
+    let mut parts = token.split('.');
+    let (header, body, sig) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let claims: Value = serde_json::from_slice(&b64.decode(body).unwrap()).unwrap();
+    assert_eq!(claims["sub"], "connect");
+    assert_eq!(claims["st"], id.as_str());
+    assert_eq!(
+        claims["att"],
+        job_env(&job, "STUDIO_ATTEMPT_ID").unwrap().as_str()
+    );
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        120
+    );
+    // The session verifies it with the public key its job got, nothing else.
+    let point = base64::engine::general_purpose::STANDARD
+        .decode(job_env(&job, "STUDIO_CONNECT_PUBLIC_KEY").unwrap())
+        .unwrap();
+    let key = aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+        &point,
+    );
+    assert!(key
+        .verify(
+            format!("{header}.{body}").as_bytes(),
+            &b64.decode(sig).unwrap()
+        )
+        .is_ok());
+    assert_eq!(
+        job_env(&job, "STUDIO_CONNECT_URL").unwrap(),
+        format!("https://studios.example.org/{}/{id}/", s.ws)
+    );
 }

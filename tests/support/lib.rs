@@ -147,6 +147,9 @@ pub fn test_config(table: &str) -> Config {
         start_deadline_seconds: 3600,
         force_stop_after_seconds: 900,
         agent: studios_shared::config::AgentSettings::default(),
+        connect_key: studios_shared::config::ConnectKey::Local(
+            studios_shared::connect::LocalSigner::generate().unwrap(),
+        ),
         connect_url_pattern: CONNECT_URL_PATTERN.into(),
         job_name_prefix: "studios-test".into(),
         stack_limits: Default::default(),
@@ -197,6 +200,7 @@ impl TestApp {
                 aws_sdk_eventbridge::Client::new(&sdk),
                 config.event_bus.clone(),
             )),
+            connect: studios_shared::connect::signer(&sdk, &config.connect_key),
             config: Arc::new(config),
         };
         log.take();

@@ -44,6 +44,12 @@ async fn serve(port: &str) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e} (set STUDIOS_PORT)"))?;
     let addr = listener.local_addr()?;
     let mut config = Config::from_env()?;
+    // Connect links are signed with a key made now (on AWS: the stack's KMS key).
+    if config.connect_key == studios_shared::config::ConnectKey::None {
+        config.connect_key = studios_shared::config::ConnectKey::Local(
+            studios_shared::connect::LocalSigner::generate()?,
+        );
+    }
     // Sessions' agents report to this API.
     config
         .agent
