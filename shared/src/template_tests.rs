@@ -305,3 +305,14 @@ fn template_images_default_to_the_stacks_own_repositories() {
         .exists());
     }
 }
+
+#[test]
+fn connect_links_are_signed_by_the_stacks_kms_key() {
+    let key = resource("ConnectSigningKey");
+    assert!(key.contains("KeySpec: ECC_NIST_P256") && key.contains("KeyUsage: SIGN_VERIFY"));
+    assert!(TEMPLATE.contains("CONNECT_SIGNING_KEY_ID: !GetAtt ConnectSigningKey.Arn"));
+    assert!(resource("ConnectStudioFunction").contains("Action: [kms:Sign]"));
+    for f in ["AddStudioFunction", "StartStudioFunction", "CloneStudioFunction"] {
+        assert!(resource(f).contains("Action: [kms:GetPublicKey]"), "{f}");
+    }
+}
