@@ -56,7 +56,8 @@ stop_emulator() {
 # packages when missing and we may (root with apt-get); otherwise says what to install.
 ensure_tools() {
   local missing=() tool
-  for tool in curl jq; do
+  # curl and jq for the walkthrough; chromium (Debian's, headless) for the browser test.
+  for tool in curl jq chromium; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -64,7 +65,7 @@ ensure_tools() {
     echo "installing ${missing[*]} (Debian packages)" >&2
     apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "the walkthrough test needs ${missing[*]}: install them (e.g. apt-get install ${missing[*]})" >&2
+    echo "the walkthrough and browser tests need ${missing[*]}: install them (e.g. apt-get install ${missing[*]})" >&2
     return 1
   fi
 }

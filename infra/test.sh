@@ -24,9 +24,13 @@ cargo build --locked --quiet -p studios-functions --bin studios-local -p studios
 trap stop_emulator EXIT
 start_emulator
 cargo test --workspace --locked "$@"
-# The local run under sustained use (only for a full run, not a filtered one): 20 rounds
-# of 16 contested starts, every winner stopped; fails if the emulator grows by more than
-# 10 MB per 1,000 transactions or a lone request slows down (docs/performance.md, "Soak").
+# Only for a full run, not a filtered one: the browser test, then the local run under
+# sustained use (20 rounds of 16 contested starts, every winner stopped; fails if the
+# emulator grows by more than 10 MB per 1,000 transactions or a lone request slows
+# down: docs/performance.md, "Soak").
 if [ $# -eq 0 ]; then
+  # Connect in a real browser: JupyterLab through a connect link, a kernel over its
+  # WebSocket, and the refusals (tests/browser/connect.py).
+  "$VENV/bin/python" tests/browser/connect.py
   infra/soak.sh --rounds 20 --warmup 5 --max-mb-per-1000 10 | tail -n 2
 fi

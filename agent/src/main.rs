@@ -393,9 +393,16 @@ async fn run(config: Config) -> i32 {
                     reason: None,
                     last_activity_at: (last > 0).then(|| rfc3339(last)),
                     detail: None,
-                    connected_users: vec![],
+                    connected_users: gate
+                        .as_ref()
+                        .map(|g| g.users(unix_now()))
+                        .unwrap_or_default(),
                 };
                 if let Some(reply) = session.report(report).await {
+                    if let (Some(gate), false) = (&gate, reply.revoked_users.is_empty()) {
+                        tracing::info!(users = ?reply.revoked_users, "access revoked");
+                        gate.revoke(&reply.revoked_users);
+                    }
                     if reply.stop_requested {
                         tracing::info!("stop requested: saving");
                         stop_ide(&mut child).await;

@@ -312,7 +312,11 @@ fn connect_links_are_signed_by_the_stacks_kms_key() {
     assert!(key.contains("KeySpec: ECC_NIST_P256") && key.contains("KeyUsage: SIGN_VERIFY"));
     assert!(TEMPLATE.contains("CONNECT_SIGNING_KEY_ID: !GetAtt ConnectSigningKey.Arn"));
     assert!(resource("ConnectStudioFunction").contains("Action: [kms:Sign]"));
-    for f in ["AddStudioFunction", "StartStudioFunction", "CloneStudioFunction"] {
+    for f in [
+        "AddStudioFunction",
+        "StartStudioFunction",
+        "CloneStudioFunction",
+    ] {
         assert!(resource(f).contains("Action: [kms:GetPublicKey]"), "{f}");
     }
 }
