@@ -1,4 +1,4 @@
-//! Checkpoints (DESIGN §7): the history of a studio, renaming, "start as new" (a clone
+//! Checkpoints (docs/api.md, docs/storage.md): the history of a studio, renaming, "start as new" (a clone
 //! seeded from a checkpoint) and the deletion of checkpoint data nothing depends on.
 //!
 //! A clone holds its own copies of the checkpoint records it inherits (so renames and

@@ -157,7 +157,7 @@ impl BatchCompute {
                     resources,
                     fuse,
                 ))
-                // A session is never retried: its states only move forward (DESIGN §5).
+                // A session is never retried: its states only move forward (docs/architecture.md, "The status machine").
                 .retry_strategy(RetryStrategy::builder().attempts(1).build())
                 .propagate_tags(true)
                 .send()

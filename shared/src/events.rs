@@ -1,4 +1,4 @@
-//! Status events (DESIGN §8): what customers route to their alerting. They are derived
+//! Status events (docs/events.md): what customers route to their alerting. They are derived
 //! from the table's change stream, so every status change — by the API, a Batch event
 //! or the reconciler — is published at least once, in order per studio, without the
 //! writers doing anything extra.

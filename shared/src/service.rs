@@ -601,7 +601,7 @@ pub(crate) async fn read_with_mounts(
     Ok((fetched?, held?))
 }
 
-/// "Unavailable" flags for mounts that running studios hold (DESIGN §4: flagged at add).
+/// "Unavailable" flags for mounts that running studios hold (flagged at add: docs/api.md).
 pub fn held_mount_warnings(mounts: &[Mount], held: &[HeldMount], studio_id: &str) -> Vec<String> {
     let mut warnings = Vec::new();
     for (i, m) in mounts.iter().enumerate() {

@@ -1,4 +1,4 @@
-//! Studio sessions on AWS Batch (DESIGN §5–§8): start, stop, the Batch event consumer,
+//! Studio sessions on AWS Batch (docs/architecture.md): start, stop, the Batch event consumer,
 //! the reconciler, and the publisher of status events. Decisions come from
 //! `domain::lifecycle`; every status change is one conditional transaction that also
 //! takes or releases the session's mount locks and records its checkpoint.
@@ -100,7 +100,7 @@ pub fn begin(app: &App, studio: &Studio, caller: &Caller) -> Studio {
     next
 }
 
-/// What AWS Batch runs for a session (DESIGN §7).
+/// What AWS Batch runs for a session (docs/api.md, the job environment).
 pub fn job_spec(app: &App, studio: &Studio, session: &Session) -> Result<JobSpec> {
     let image = match &studio.config.template {
         Template::Kind { kind } => app
@@ -743,7 +743,7 @@ pub struct ReconcileReport {
     pub unknown: usize,
 }
 
-/// Repairs what events missed (DESIGN §5), through the same decisions as the consumer.
+/// Repairs what events missed (docs/architecture.md), through the same decisions as the consumer.
 pub async fn reconcile(app: &App) -> Result<ReconcileReport> {
     let studios = app.store.active_studios().await?;
     let mut report = ReconcileReport {

@@ -1,5 +1,5 @@
 //! Checkpoints, "start as new" clones, connect, and what a delete leaves behind
-//! (DESIGN §4, §7) — through the production handlers, Batch events and the table-stream
+//! (docs/api.md) — through the production handlers, Batch events and the table-stream
 //! consumer, on the emulator.
 
 use crate::lifecycle::{get, on_studio, running, setup, started, studio_with_mount, Setup};

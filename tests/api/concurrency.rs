@@ -1,5 +1,5 @@
 //! Races forced with a barrier: every contender finishes its read before any writes, so
-//! the conditional write alone must decide (DESIGN §9: do not hope threads collide).
+//! the conditional write alone must decide (docs/architecture.md: do not hope threads collide).
 
 use async_trait::async_trait;
 use serde_json::json;

@@ -1,5 +1,5 @@
 //! DynamoDB cost per API action, counted by an SDK interceptor: requests per operation
-//! and sequential round trips. Budgets (DESIGN §10): a read action waits on exactly one
+//! and sequential round trips. Budgets (docs/performance.md): a read action waits on exactly one
 //! round trip; a write action on at most one read and one write. `cargo test costs --
 //! --nocapture` prints the table kept in docs/performance.md.
 

@@ -1,5 +1,5 @@
 //! The role matrix: six roles, a non-member and an anonymous caller against every
-//! workspace endpoint (DESIGN §3): allowed → 2xx, member lacking the role → 403,
+//! workspace endpoint (docs/api.md): allowed → 2xx, member lacking the role → 403,
 //! non-member → 404, no claims → 401.
 
 use serde_json::json;

@@ -1,4 +1,4 @@
-//! The session lifecycle (DESIGN §5): how AWS Batch job states move a studio. Pure: the
+//! The session lifecycle (docs/architecture.md, "The status machine"): how AWS Batch job states move a studio. Pure: the
 //! event consumer and the reconciler both decide here, then write what was decided.
 
 use super::{S3Prefix, StudioStatus, UserRef};

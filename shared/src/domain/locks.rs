@@ -1,4 +1,4 @@
-//! Mount locks (DESIGN §6): only one running session per workspace may mount a path.
+//! Mount locks (docs/storage.md, docs/architecture.md): only one running session per workspace may mount a path.
 //!
 //! Each mounted path gets an exclusive lock item; each of its ancestor prefixes gets an
 //! "intent" (a string-set entry naming the session). A path can be locked only if its

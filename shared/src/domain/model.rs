@@ -278,7 +278,7 @@ pub enum CheckpointStatus {
     Invalid,
 }
 
-/// The state a session saved when its job ended (DESIGN §7). A clone holds its own
+/// The state a session saved when its job ended (docs/api.md). A clone holds its own
 /// copies of the checkpoints it inherited: same id and data, its own name.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -358,7 +358,7 @@ impl Studio {
         self.compute_env.work_dir.child(".studios").child(&self.id)
     }
 
-    /// The studio as the API returns it (DESIGN §4); `url` is its share link while it runs.
+    /// The studio as the API returns it (docs/api.md); `url` is its share link while it runs.
     pub fn to_json(&self, warnings: &[String], url: Option<String>) -> serde_json::Value {
         let c = &self.config;
         serde_json::json!({

@@ -1,4 +1,4 @@
-//! Workspace roles and the permission table of DESIGN §3.
+//! Workspace roles and the permission table (docs/api.md).
 
 use serde::{Deserialize, Serialize};
 
@@ -78,7 +78,7 @@ mod tests {
     use super::*;
     use Permission::*;
 
-    /// The table of DESIGN §3, row by row: (role, read, connect, operate, administer, grant owner).
+    /// The table of docs/api.md, row by row: (role, read, connect, operate, administer, grant owner).
     const TABLE: [(Role, bool, bool, bool, bool, bool); 6] = [
         (Role::View, true, false, false, false, false),
         (Role::Connect, true, true, false, false, false),

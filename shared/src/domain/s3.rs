@@ -1,5 +1,5 @@
 //! S3 locations as validated, normalised prefixes. Mount-lock conflicts compare these,
-//! so every spelling of one location must normalise to one string (DESIGN §6).
+//! so every spelling of one location must normalise to one string (docs/architecture.md).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

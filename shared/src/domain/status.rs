@@ -1,4 +1,4 @@
-//! Studio status model (DESIGN §5).
+//! Studio status model (docs/architecture.md, "The status machine").
 
 use serde::{Deserialize, Serialize};
 
