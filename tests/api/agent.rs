@@ -323,3 +323,45 @@ async fn connect_links_are_signed_for_the_user_studio_and_session() {
         format!("https://studios.example.org/{}/{id}/", s.ws)
     );
 }
+
+#[tokio::test]
+async fn links_signed_by_a_kms_key_verify_with_its_public_key() {
+    use base64::Engine;
+    use studios_shared::connect::{sign_link, KmsSigner, LinkClaims, Signer};
+    let t = TestApp::new().await;
+    let kms = aws_sdk_kms::Client::new(&aws_config::load_from_env().await);
+    let key = kms
+        .create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+        .send()
+        .await
+        .unwrap();
+    let arn = key.key_metadata().unwrap().arn().unwrap().to_string();
+    let signer = KmsSigner::new(kms, arn);
+    let claims = LinkClaims {
+        sub: "carol".into(),
+        name: "Carol".into(),
+        ws: "ws-1".into(),
+        st: "st-1".into(),
+        att: "a1".into(),
+        iat: 1,
+        exp: 121,
+        jti: "j".into(),
+    };
+    // Several times: KMS's DER signatures vary in length (leading zeros).
+    let point = signer.public_key().await.unwrap();
+    let key = aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+        &point,
+    );
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    for _ in 0..8 {
+        let token = sign_link(&signer, &claims).await.unwrap();
+        let (input, sig) = token.rsplit_once('.').unwrap();
+        assert!(key
+            .verify(input.as_bytes(), &b64.decode(sig).unwrap())
+            .is_ok());
+    }
+    drop(t);
+}
