@@ -46,6 +46,31 @@ pub enum Decision {
     },
 }
 
+/// The claims of a compact ES256 JWS signed by the control plane's key (`point`), or
+/// why not.
+pub fn verify_token(point: &[u8], token: &str) -> Result<serde_json::Value, &'static str> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(body), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("it is not a token");
+    };
+    let sig = URL_SAFE_NO_PAD
+        .decode(sig)
+        .map_err(|_| "it is not a token")?;
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
+        .verify(format!("{header}.{body}").as_bytes(), &sig)
+        .map_err(|_| "its signature is not Studios'")?;
+    let json = |part: &str| -> Option<serde_json::Value> {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
+    };
+    let header = json(header).ok_or("it is not a token")?;
+    if header["alg"] != "ES256" {
+        return Err("it is not a token");
+    }
+    json(body).ok_or("it is not a token")
+}
+
 impl Gate {
     pub fn new(
         point: Vec<u8>,
@@ -130,31 +155,7 @@ impl Gate {
 
     fn open_link(&self, token: &str, now: i64) -> Result<String, String> {
         let bad = |why: &str| format!("this connect link cannot be used: {why}; connect again");
-        let mut parts = token.split('.');
-        let (Some(header), Some(body), Some(sig), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(bad("it is not a token"));
-        };
-        let sig = URL_SAFE_NO_PAD
-            .decode(sig)
-            .map_err(|_| bad("it is not a token"))?;
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &self.point)
-            .verify(format!("{header}.{body}").as_bytes(), &sig)
-            .map_err(|_| bad("its signature is not Studios'"))?;
-        let header: serde_json::Value = URL_SAFE_NO_PAD
-            .decode(header)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| bad("it is not a token"))?;
-        if header["alg"] != "ES256" {
-            return Err(bad("it is not a token"));
-        }
-        let claims: serde_json::Value = URL_SAFE_NO_PAD
-            .decode(body)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| bad("it is not a token"))?;
+        let claims = verify_token(&self.point, token).map_err(bad)?;
         if claims["st"] != self.studio.as_str() {
             return Err(bad("it is for another studio"));
         }

@@ -14,3 +14,4 @@ pub mod manifest;
 pub mod mounts;
 pub mod objects;
 pub mod proxy;
+pub mod tunnel;
