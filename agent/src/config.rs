@@ -38,6 +38,9 @@ pub struct Config {
     pub connect_url: Option<String>,
     /// This session (`STUDIO_ATTEMPT_ID`): links of other sessions are refused.
     pub attempt_id: Option<String>,
+    /// The connect relay (`STUDIO_RELAY_ADDR`) and this session's token for it
+    /// (`STUDIO_RELAY_TOKEN`).
+    pub relay: Option<(String, String)>,
     pub ide_start_timeout: Duration,
 }
 
@@ -126,6 +129,7 @@ impl Config {
             },
             connect_url: optional("STUDIO_CONNECT_URL"),
             attempt_id: optional("STUDIO_ATTEMPT_ID"),
+            relay: optional("STUDIO_RELAY_ADDR").zip(optional("STUDIO_RELAY_TOKEN")),
             ide_start_timeout: seconds("STUDIO_IDE_START_SECONDS", 600)?,
         })
     }

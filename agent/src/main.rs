@@ -260,6 +260,17 @@ async fn run(config: Config) -> i32 {
             "studio-agent listening on http://{addr}{}",
             config.base_path
         );
+        // Browsers reach the session through the relay: an outbound tunnel to this port.
+        if let Some((relay, token)) = &config.relay {
+            match studios_agent::tunnel::Relay::new(relay, token) {
+                Ok(tunnel) => {
+                    tracing::info!(relay, "tunnel to the connect relay");
+                    let local = std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()));
+                    tokio::spawn(tunnel.run(local));
+                }
+                Err(e) => return session.fail(2, e).await,
+            }
+        }
     }
     let gate = config.connect_public_key.clone().map(|point| {
         Arc::new(studios_agent::auth::Gate::new(

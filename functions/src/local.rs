@@ -62,8 +62,12 @@ pub struct Local {
     pub secret: String,
     /// For `GET /_local/jobs/{jobId}/event` (builds an event from DescribeJobs).
     pub batch: Option<aws_sdk_batch::Client>,
-    /// The sessions' agents: `/connect/<studio>/…` is forwarded to the studio's agent.
+    /// The sessions' agents: `/connect/<studio>/…` is forwarded to the studio's agent
+    /// (when there is no relay).
     pub agents: Option<Arc<crate::simulate::Agents>>,
+    /// The connect relay's public port: `/connect/<studio>/…` goes there, and through the
+    /// session's tunnel to its agent (as on AWS).
+    pub relay: Option<std::net::SocketAddr>,
 }
 
 fn json_reply(status: u16, body: Value) -> Reply {
@@ -251,15 +255,17 @@ impl Local {
         }
     }
 
-    /// `/connect/<studio>/…`: the route to a running session (on AWS, the deployer's
-    /// proxy or the connect relay): forwarded, WebSockets included, to the studio's
-    /// agent, which forwards to the IDE.
+    /// `/connect/<studio>/…`: the route to a running session, forwarded (WebSockets
+    /// included) to the connect relay, which reaches the session's agent through its
+    /// tunnel (without a relay: straight to the agent).
     async fn connect(&self, req: Request<Incoming>, path: &str) -> Response<ProxyBody> {
         let studio = path
             .strip_prefix("/connect/")
             .and_then(|rest| rest.split('/').next())
             .unwrap_or_default();
-        let address = self.agents.as_ref().and_then(|a| a.address(studio));
+        let address = self
+            .relay
+            .or_else(|| self.agents.as_ref().and_then(|a| a.address(studio)));
         match address {
             Some(addr) => {
                 let target = studios_agent::proxy::Target {

@@ -49,6 +49,9 @@ pub struct Config {
     pub agent: AgentSettings,
     /// The key connect links are signed with (docs/api.md, "Connect links").
     pub connect_key: ConnectKey,
+    /// Where sessions open their tunnel to the connect relay (`RELAY_TUNNEL_ADDR`,
+    /// `tls://host:port` or `tcp://host:port`); unset: no relay.
+    pub relay_tunnel_addr: Option<String>,
 }
 
 /// Where the connect-link signing key is.
@@ -223,6 +226,7 @@ impl Config {
             (None, None) => ConnectKey::None,
         };
         Ok(Config {
+            relay_tunnel_addr: get("RELAY_TUNNEL_ADDR").filter(|v| !v.trim().is_empty()),
             connect_key,
             agent,
             image_registries,

@@ -192,8 +192,26 @@ pub fn signer(
     }
 }
 
-/// A compact JWS (`header.claims.signature`).
+/// A connect link's token.
 pub async fn sign_link(signer: &dyn Signer, claims: &LinkClaims) -> Result<String> {
+    sign_claims(signer, claims).await
+}
+
+/// What a session shows the connect relay to get its tunnel (`aud` `relay`).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct RelayClaims {
+    pub aud: &'static str,
+    pub st: String,
+    pub att: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// How long a relay token lasts (longer than any session is expected to run).
+pub const RELAY_TOKEN_SECONDS: i64 = 30 * 24 * 3600;
+
+/// A compact JWS (`header.claims.signature`).
+pub async fn sign_claims<T: Serialize + Sync>(signer: &dyn Signer, claims: &T) -> Result<String> {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"ES256","typ":"JWT"}"#);
     let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).map_err(Error::internal)?);
     let input = format!("{header}.{body}");

@@ -180,7 +180,7 @@ async fn connect_environment(app: &App, studio: &Studio) -> Result<Vec<(String, 
         return Ok(vec![]);
     };
     let point = signer.public_key().await?;
-    Ok(vec![
+    let mut env = vec![
         (
             "STUDIO_CONNECT_PUBLIC_KEY".into(),
             base64::engine::general_purpose::STANDARD.encode(point),
@@ -189,7 +189,22 @@ async fn connect_environment(app: &App, studio: &Studio) -> Result<Vec<(String, 
             "STUDIO_CONNECT_URL".into(),
             app.config.connect_url(&studio.workspace_id, &studio.id),
         ),
-    ])
+    ];
+    // The session's tunnel to the connect relay: its address and the session's token.
+    if let (Some(addr), Some(session)) = (&app.config.relay_tunnel_addr, &studio.session) {
+        let now = chrono::Utc::now().timestamp();
+        let claims = crate::connect::RelayClaims {
+            aud: "relay",
+            st: studio.id.clone(),
+            att: session.attempt_id.clone(),
+            iat: now,
+            exp: now + crate::connect::RELAY_TOKEN_SECONDS,
+        };
+        let token = crate::connect::sign_claims(signer.as_ref(), &claims).await?;
+        env.push(("STUDIO_RELAY_ADDR".into(), addr.clone()));
+        env.push(("STUDIO_RELAY_TOKEN".into(), token));
+    }
+    Ok(env)
 }
 
 /// The path of a URL (`https://h/connect/st-1/` → `/connect/st-1/`), always ending in `/`.

@@ -322,6 +322,18 @@ async fn connect_links_are_signed_for_the_user_studio_and_session() {
         job_env(&job, "STUDIO_CONNECT_URL").unwrap(),
         format!("https://studios.example.org/{}/{id}/", s.ws)
     );
+    // And its tunnel to the connect relay: the address, and a token for this session.
+    assert_eq!(
+        job_env(&job, "STUDIO_RELAY_ADDR").as_deref(),
+        Some("tcp://relay.example.org:8081")
+    );
+    let relay_token = job_env(&job, "STUDIO_RELAY_TOKEN").unwrap();
+    let relay_claims: Value =
+        serde_json::from_slice(&b64.decode(relay_token.split('.').nth(1).unwrap()).unwrap())
+            .unwrap();
+    assert_eq!(relay_claims["aud"], "relay");
+    assert_eq!(relay_claims["st"], id.as_str());
+    assert_eq!(relay_claims["att"], claims["att"]);
 }
 
 #[tokio::test]

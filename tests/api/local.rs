@@ -55,6 +55,7 @@ async fn the_local_api_serves_signed_requests_over_http() {
         secret: SECRET.into(),
         batch: None,
         agents: None,
+        relay: None,
     });
     let server = tokio::spawn(local.run(listener));
 
@@ -130,6 +131,7 @@ async fn batch_events_can_be_built_and_replayed_by_hand() {
         secret: SECRET.into(),
         batch: Some(t.batch.clone()),
         agents: None,
+        relay: None,
     });
     let server = tokio::spawn(local.run(listener));
 

@@ -147,6 +147,7 @@ pub fn test_config(table: &str) -> Config {
         start_deadline_seconds: 3600,
         force_stop_after_seconds: 900,
         agent: studios_shared::config::AgentSettings::default(),
+        relay_tunnel_addr: Some("tcp://relay.example.org:8081".into()),
         connect_key: studios_shared::config::ConnectKey::Local(
             studios_shared::connect::LocalSigner::generate().unwrap(),
         ),

@@ -50,6 +50,31 @@ async fn serve(port: &str) -> Result<(), Box<dyn std::error::Error>> {
             studios_shared::connect::LocalSigner::generate()?,
         );
     }
+    // The connect relay, in process: sessions open their tunnels to it, and the API's
+    // `/connect/<studio>/` route forwards browsers to it.
+    let point = match &config.connect_key {
+        studios_shared::config::ConnectKey::Local(pkcs8) => {
+            use studios_shared::connect::Signer;
+            Some(
+                studios_shared::connect::LocalSigner::from_pkcs8(pkcs8)?
+                    .public_key()
+                    .await?,
+            )
+        }
+        _ => None,
+    };
+    let mut relay_public = None;
+    if let Some(point) = point {
+        let relay = studios_relay::Relay::new(point);
+        let public = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let tunnels = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        relay_public = Some(public.local_addr()?);
+        config
+            .relay_tunnel_addr
+            .get_or_insert(format!("tcp://{}", tunnels.local_addr()?));
+        tokio::spawn(relay.clone().serve_public(public));
+        tokio::spawn(relay.serve_tunnels(tunnels));
+    }
     // Sessions' agents report to this API.
     config
         .agent
@@ -130,6 +155,7 @@ async fn serve(port: &str) -> Result<(), Box<dyn std::error::Error>> {
         secret,
         batch: Some(aws_sdk_batch::Client::new(&sdk)),
         agents: Some(agents),
+        relay: relay_public,
     });
     tokio::select! {
         r = local.run(listener) => r?,
