@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the four template images and pushes them to the stack's ECR repositories
+# Builds the four template images (and the connect relay's) and pushes them to the stack's ECR repositories
 # (outputs TemplateRepository*), tagged latest and with the commit:
 #
 #   images/build-push.sh STACK_NAME [REGION]
@@ -17,7 +17,10 @@ output() {
 }
 registry="$(output TemplateRepositoryJupyter | cut -d/ -f1)"
 aws ecr get-login-password --region "$region" | docker login --username AWS --password-stdin "$registry"
-for kind in jupyter rstudio vscode xpra; do
+# The four templates, and the connect relay if the stack runs one (RelayDomain set).
+kinds="jupyter rstudio vscode xpra"
+[ -n "$(output TemplateRepositoryRelay)" ] && [ "$(output TemplateRepositoryRelay)" != None ] && kinds="$kinds relay"
+for kind in $kinds; do
   key="TemplateRepository$(tr '[:lower:]' '[:upper:]' <<<"${kind:0:1}")${kind:1}"
   repo="$(output "$key")"
   echo "building $kind → $repo" >&2

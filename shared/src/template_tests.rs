@@ -320,3 +320,28 @@ fn connect_links_are_signed_by_the_stacks_kms_key() {
         assert!(resource(f).contains("Action: [kms:GetPublicKey]"), "{f}");
     }
 }
+
+#[test]
+fn the_relay_is_deployed_with_a_domain_and_sessions_tunnel_to_it() {
+    assert!(TEMPLATE.contains(
+        "RELAY_TUNNEL_ADDR: !If [DeploysRelay, !Sub \"tls://${RelayDomain}:8443\", \"\"]"
+    ));
+    for name in [
+        "RelayService",
+        "RelayLoadBalancer",
+        "RelayPublicListener",
+        "RelayTunnelListener",
+        "RelayTaskDefinition",
+    ] {
+        assert!(resource(name).contains("Condition: DeploysRelay"), "{name}");
+    }
+    let task_role = resource("RelayTaskRole");
+    assert!(task_role.contains("Action: [kms:GetPublicKey]") && !task_role.contains("kms:Sign"));
+    assert!(resource("RelayPublicListener").contains("Port: 443"));
+    assert!(resource("RelayTunnelListener").contains("Port: 8443"));
+    assert!(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../images/relay/Dockerfile"
+    ))
+    .exists());
+}
