@@ -16,6 +16,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod jobs;
 pub mod objects;
 pub mod service;
 pub mod sessions;

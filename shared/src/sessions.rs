@@ -3,7 +3,7 @@
 //! `domain::lifecycle`; every status change is one conditional transaction that also
 //! takes or releases the session's mount locks and records its checkpoint.
 
-use crate::compute::{JobSpec, SubmitError, TAG_ATTEMPT, TAG_STUDIO, TAG_WORKSPACE};
+use crate::compute::SubmitError;
 use crate::domain::ids::{new_id, IdKind};
 use crate::domain::lifecycle::{
     on_job_report, on_missing_job, Actor, AgentChannel, BatchStatus, Finish, JobName, JobReport,
@@ -13,13 +13,15 @@ use crate::domain::validate::{default_checkpoint_name, StartInput};
 use crate::domain::*;
 use crate::error::{Error, Missing, Result};
 use crate::events::{events_for, Change};
+use crate::jobs::connect_environment;
+pub use crate::jobs::job_spec;
 use crate::objects::Presence;
 use crate::service::{
     authorize, authorized_studio, changed_config, guard, readable, workspace_id, App, Caller,
     ConfigChanges,
 };
 use crate::store::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Handler names of the functions that are not API routes (template.yaml uses them).
 pub const BATCH_EVENTS_HANDLER: &str = "batch-events";
@@ -98,128 +100,6 @@ pub fn begin(app: &App, studio: &Studio, caller: &Caller) -> Studio {
     next.session = Some(session);
     next.version += 1;
     next
-}
-
-/// What AWS Batch runs for a session (docs/api.md, the job environment).
-pub fn job_spec(app: &App, studio: &Studio, session: &Session) -> Result<JobSpec> {
-    let image = match &studio.config.template {
-        Template::Kind { kind } => app
-            .config
-            .template_images
-            .get(kind)
-            .cloned()
-            .ok_or_else(|| Error::internal(format!("no image configured for {kind:?}")))?,
-        Template::Image { image } => image.clone(),
-    };
-    let mounts: Vec<Value> = studio
-        .config
-        .mounts
-        .iter()
-        .map(|m| json!({"uri": m.uri, "mountPath": m.mount_path, "access": m.access}))
-        .collect();
-    let r = studio.config.resources;
-    let mut environment = vec![
-        ("STUDIO_ID".into(), studio.id.clone()),
-        ("WORKSPACE_ID".into(), studio.workspace_id.clone()),
-        (
-            "CHECKPOINT_RESTORE_URI".into(),
-            session
-                .restore_uri
-                .as_ref()
-                .map(|u| u.to_string())
-                .unwrap_or_default(),
-        ),
-        ("CHECKPOINT_SAVE_URI".into(), session.save_uri.to_string()),
-        ("STUDIO_MOUNTS".into(), Value::from(mounts).to_string()),
-        (
-            "CONDA_PACKAGES".into(),
-            json!(studio.config.conda_packages).to_string(),
-        ),
-        (
-            "STUDIO_TEMPLATE".into(),
-            match &studio.config.template {
-                Template::Kind { kind } => kind.as_str().to_string(),
-                Template::Image { .. } => "custom".to_string(),
-            },
-        ),
-        (
-            "STUDIO_BASE_PATH".into(),
-            url_path(&app.config.connect_url(&studio.workspace_id, &studio.id)),
-        ),
-    ];
-    environment.push(("STUDIO_ATTEMPT_ID".into(), session.attempt_id.clone()));
-    if let Some(channel) = &session.agent_channel {
-        environment.push(("STUDIO_AGENT_TOKEN".into(), channel.token.clone()));
-        if let Some(url) = &channel.api_url {
-            environment.push(("STUDIO_API_URL".into(), url.clone()));
-        }
-    }
-    Ok(JobSpec {
-        name: session.job_name.clone(),
-        queue: studio.compute_env.job_queue.clone(),
-        image,
-        vcpus: r.cpus,
-        memory_mib: r.memory_mib,
-        gpus: r.gpus,
-        environment,
-        job_role_arn: studio.compute_env.job_role_arn.clone(),
-        fuse: !studio.config.mounts.is_empty(),
-        tags: vec![
-            (TAG_WORKSPACE.into(), studio.workspace_id.clone()),
-            (TAG_STUDIO.into(), studio.id.clone()),
-            (TAG_ATTEMPT.into(), session.attempt_id.clone()),
-        ],
-    })
-}
-
-/// What a session needs to check connect links: the public key (base64 of the P-256
-/// point) and the studio's connect URL (its scheme decides the cookie's `Secure`).
-async fn connect_environment(app: &App, studio: &Studio) -> Result<Vec<(String, String)>> {
-    use base64::Engine;
-    let Some(signer) = &app.connect else {
-        return Ok(vec![]);
-    };
-    let point = signer.public_key().await?;
-    let mut env = vec![
-        (
-            "STUDIO_CONNECT_PUBLIC_KEY".into(),
-            base64::engine::general_purpose::STANDARD.encode(point),
-        ),
-        (
-            "STUDIO_CONNECT_URL".into(),
-            app.config.connect_url(&studio.workspace_id, &studio.id),
-        ),
-    ];
-    // The session's tunnel to the connect relay: its address and the session's token.
-    if let (Some(addr), Some(session)) = (&app.config.relay_tunnel_addr, &studio.session) {
-        let now = chrono::Utc::now().timestamp();
-        let claims = crate::connect::RelayClaims {
-            aud: "relay",
-            st: studio.id.clone(),
-            att: session.attempt_id.clone(),
-            iat: now,
-            exp: now + crate::connect::RELAY_TOKEN_SECONDS,
-        };
-        let token = crate::connect::sign_claims(signer.as_ref(), &claims).await?;
-        env.push(("STUDIO_RELAY_ADDR".into(), addr.clone()));
-        env.push(("STUDIO_RELAY_TOKEN".into(), token));
-    }
-    Ok(env)
-}
-
-/// The path of a URL (`https://h/connect/st-1/` → `/connect/st-1/`), always ending in `/`.
-fn url_path(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let mut path = rest
-        .find('/')
-        .map_or("/".to_string(), |i| rest[i..].to_string());
-    if let Some(q) = path.find(['?', '#']) {
-        path.truncate(q);
-    }
-    if !path.ends_with('/') {
-        path.push('/');
-    }
-    path
 }
 
 /// Submits a studio just moved to `starting` from `previous`. If Batch refuses, the
@@ -1000,22 +880,4 @@ pub async fn connect_studio(
         url = crate::connect::with_token(&url, &token);
     }
     Ok((studio, url))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base_paths_come_from_the_connect_url() {
-        assert_eq!(
-            url_path("https://h.example/connect/st-1/"),
-            "/connect/st-1/"
-        );
-        assert_eq!(url_path("https://st-1.h.example"), "/");
-        assert_eq!(
-            url_path("http://127.0.0.1:3000/connect/st-1?x=1"),
-            "/connect/st-1/"
-        );
-    }
 }
