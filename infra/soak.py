@@ -19,8 +19,6 @@ is over twice that of the first third.
 import argparse
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,13 +26,7 @@ import time
 import urllib.error
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from localrun import ROOT, local_run
 
 
 class Api:
@@ -82,31 +74,9 @@ def main():
     parser.add_argument("--max-mb-per-1000", type=float, default=None)
     args = parser.parse_args()
 
-    port = free_port()
     # The control plane alone: sessions run no agent (their stops end them at once).
-    env = dict(os.environ, STUDIOS_PORT=str(port), STUDIOS_LOCAL_JOB_DELAY_MS="20", STUDIOS_AGENT_BIN="none")
-    env.pop("AWS_ENDPOINT_URL", None)
-    stack = subprocess.Popen(
-        [os.path.join(ROOT, "infra/run-local.sh")],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        for line in stack.stdout:
-            if line.startswith("ready"):
-                break
-        else:
-            raise SystemExit("the local run did not start")
-        # Keep reading its console (status events) so it never blocks on a full pipe.
-        threading.Thread(target=lambda: [None for _ in stack.stdout], daemon=True).start()
-        run(args, port, stack.pid)
-    finally:
-        os.killpg(stack.pid, signal.SIGTERM)
-        stack.wait()
+    with local_run({"STUDIOS_LOCAL_JOB_DELAY_MS": "20", "STUDIOS_AGENT_BIN": "none"}) as (port, pid):
+        run(args, port, pid)
 
 
 def emulator_stats(pgid, query=""):

@@ -28,13 +28,36 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn starting(detail: impl Into<String>) -> Report {
+    fn new(state: &'static str) -> Report {
         Report {
-            state: "starting",
+            state,
             reason: None,
             last_activity_at: None,
-            detail: Some(detail.into()),
+            detail: None,
             connected_users: vec![],
+        }
+    }
+
+    pub fn starting(detail: impl Into<String>) -> Report {
+        Report {
+            detail: Some(detail.into()),
+            ..Report::new("starting")
+        }
+    }
+
+    /// Ready, with the last user request seen and the users holding the cookie.
+    pub fn ready(last_activity_at: Option<String>, connected_users: Vec<String>) -> Report {
+        Report {
+            last_activity_at,
+            connected_users,
+            ..Report::new("ready")
+        }
+    }
+
+    pub fn failed(reason: String) -> Report {
+        Report {
+            reason: Some(reason),
+            ..Report::new("failed")
         }
     }
 }

@@ -78,14 +78,7 @@ impl Session {
 
     async fn fail(&self, code: i32, reason: String) -> i32 {
         tracing::error!(reason, "session ends");
-        self.report(Report {
-            state: "failed",
-            reason: Some(reason),
-            last_activity_at: None,
-            detail: None,
-            connected_users: vec![],
-        })
-        .await;
+        self.report(Report::failed(reason)).await;
         code
     }
 }
@@ -362,16 +355,7 @@ async fn run(config: Config) -> i32 {
     shared.ready.store(true, Ordering::Relaxed);
     tracing::info!("IDE ready");
     let mut every = Duration::from_secs(15);
-    if let Some(reply) = session
-        .report(Report {
-            state: "ready",
-            reason: None,
-            last_activity_at: None,
-            detail: None,
-            connected_users: vec![],
-        })
-        .await
-    {
+    if let Some(reply) = session.report(Report::ready(None, vec![])).await {
         every = reply
             .report_seconds
             .map(Duration::from_secs)
@@ -399,16 +383,10 @@ async fn run(config: Config) -> i32 {
             }
             _ = tokio::time::sleep_until(next_report), if session.channel.is_some() => {
                 let last = shared.last_activity.load(Ordering::Relaxed);
-                let report = Report {
-                    state: "ready",
-                    reason: None,
-                    last_activity_at: (last > 0).then(|| rfc3339(last)),
-                    detail: None,
-                    connected_users: gate
-                        .as_ref()
-                        .map(|g| g.users(unix_now()))
-                        .unwrap_or_default(),
-                };
+                let report = Report::ready(
+                    (last > 0).then(|| rfc3339(last)),
+                    gate.as_ref().map(|g| g.users(unix_now())).unwrap_or_default(),
+                );
                 if let Some(reply) = session.report(report).await {
                     if let (Some(gate), false) = (&gate, reply.revoked_users.is_empty()) {
                         tracing::info!(users = ?reply.revoked_users, "access revoked");
@@ -490,15 +468,7 @@ async fn fail_early(config: &Config, code: i32, reason: String) -> i32 {
     tracing::error!(reason, "session ends");
     if let (Some(url), Some(token)) = (&config.api_url, &config.agent_token) {
         if let Ok(channel) = Channel::new(url, token) {
-            let _ = channel
-                .report(&Report {
-                    state: "failed",
-                    reason: Some(reason),
-                    last_activity_at: None,
-                    detail: None,
-                    connected_users: vec![],
-                })
-                .await;
+            let _ = channel.report(&Report::failed(reason)).await;
         }
     }
     code
@@ -535,11 +505,9 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("no free loopback port for the IDE: {e}"))
 }
 
+/// Randomness for the IDE's token (a failure here must not leave a guessable token).
 fn rand_bytes() -> [u8; 32] {
     let mut buf = [0u8; 32];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut buf);
-    }
+    aws_lc_rs::rand::fill(&mut buf).expect("the system's random source");
     buf
 }

@@ -214,12 +214,7 @@ async fn a_corrupt_checkpoint_ends_the_session_with_its_reason_on_the_channel() 
     );
     let (code, log) = exit(&mut s).await;
     assert_eq!(code, 3, "{log}");
-    let reports = channel.reports();
-    let failed = reports
-        .iter()
-        .find(|r| r["state"] == "failed")
-        .expect("a failure report");
-    let reason = failed["reason"].as_str().unwrap();
+    let reason = channel.failure();
     assert!(
         reason.contains("is corrupt: a.txt: chunk 0 has checksum"),
         "{reason}"
@@ -265,12 +260,7 @@ async fn an_ide_that_dies_ends_the_session_with_a_reason() {
     let mut s = start(&studio, dir.path(), "cp-1", None, &extra);
     let (code, log) = exit(&mut s).await;
     assert_eq!(code, 1, "{log}");
-    let reports = channel.reports();
-    let reason = reports
-        .iter()
-        .find(|r| r["state"] == "failed")
-        .and_then(|r| r["reason"].as_str().map(String::from))
-        .expect("a failure report");
+    let reason = channel.failure();
     assert!(
         reason.contains("the IDE exited before it was ready (exit status: 7)"),
         "{reason}"
@@ -319,6 +309,15 @@ impl Channel {
 
     fn reports(&self) -> Vec<serde_json::Value> {
         self.reports.lock().unwrap().clone()
+    }
+
+    /// The reason of the agent's failure report.
+    fn failure(&self) -> String {
+        self.reports()
+            .iter()
+            .find(|r| r["state"] == "failed")
+            .and_then(|r| r["reason"].as_str().map(String::from))
+            .expect("a failure report")
     }
 }
 
@@ -473,11 +472,7 @@ async fn a_spec_that_cannot_be_solved_ends_the_session_with_the_solvers_message(
     assert!(reports
         .iter()
         .any(|r| r["state"] == "starting" && r["detail"] == "installing 1 conda packages"));
-    let reason = reports
-        .iter()
-        .find(|r| r["state"] == "failed")
-        .and_then(|r| r["reason"].as_str().map(String::from))
-        .expect("a failure report");
+    let reason = channel.failure();
     assert!(
         reason.starts_with("the conda environment could not be created: error: Cannot solve the request because of: No candidates were found for plot-helper >=2"),
         "{reason}"
@@ -530,12 +525,7 @@ async fn mounts_come_before_the_ide_and_a_failing_one_ends_the_session() {
     let mut s = start(&unique("bad-mount"), dir.path(), "cp-1", None, &extra);
     let (code, log) = exit(&mut s).await;
     assert_eq!(code, 6, "{log}");
-    let reason = channel
-        .reports()
-        .iter()
-        .find(|r| r["state"] == "failed")
-        .and_then(|r| r["reason"].as_str().map(String::from))
-        .expect("a failure report");
+    let reason = channel.failure();
     assert!(
         reason.contains("cannot mount s3://data/reads/ at ")
             && reason.ends_with(

@@ -62,9 +62,6 @@ pub struct Local {
     pub secret: String,
     /// For `GET /_local/jobs/{jobId}/event` (builds an event from DescribeJobs).
     pub batch: Option<aws_sdk_batch::Client>,
-    /// The sessions' agents: `/connect/<studio>/…` is forwarded to the studio's agent
-    /// (when there is no relay).
-    pub agents: Option<Arc<crate::simulate::Agents>>,
     /// The connect relay's public port: `/connect/<studio>/…` goes there, and through the
     /// session's tunnel to its agent (as on AWS).
     pub relay: Option<std::net::SocketAddr>,
@@ -257,16 +254,13 @@ impl Local {
 
     /// `/connect/<studio>/…`: the route to a running session, forwarded (WebSockets
     /// included) to the connect relay, which reaches the session's agent through its
-    /// tunnel (without a relay: straight to the agent).
+    /// tunnel.
     async fn connect(&self, req: Request<Incoming>, path: &str) -> Response<ProxyBody> {
         let studio = path
             .strip_prefix("/connect/")
             .and_then(|rest| rest.split('/').next())
             .unwrap_or_default();
-        let address = self
-            .relay
-            .or_else(|| self.agents.as_ref().and_then(|a| a.address(studio)));
-        match address {
+        match self.relay.filter(|_| !studio.is_empty()) {
             Some(addr) => {
                 let target = studios_agent::proxy::Target {
                     addr,
@@ -277,7 +271,7 @@ impl Local {
             }
             None => boxed(json_reply(
                 404,
-                json!({"message": "no running session of that studio here"}),
+                json!({"message": "no connect relay in this local run"}),
             )),
         }
     }

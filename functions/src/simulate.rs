@@ -9,7 +9,6 @@ use std::sync::Arc;
 use studios_shared::App;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use studios_shared::compute::{job_state_change_event, Compute, JobSpec, SubmitError};
 use studios_shared::events::{change_from_record, Change};
@@ -213,19 +212,11 @@ impl Simulation {
     }
 }
 
-/// The agents the local run started: by job (to stop them) and by studio (where the
-/// local run's `/connect/<studio>/` goes).
+/// The agents the local run started, by job (to stop them). Browsers reach them
+/// through the connect relay (their tunnels), not by address.
 #[derive(Default)]
-pub struct Agents {
+struct Agents {
     jobs: std::sync::Mutex<HashMap<String, u32>>,
-    studios: std::sync::Mutex<HashMap<String, SocketAddr>>,
-}
-
-impl Agents {
-    /// Where the running session of `studio_id` listens.
-    pub fn address(&self, studio_id: &str) -> Option<SocketAddr> {
-        self.studios.lock().ok()?.get(studio_id).copied()
-    }
 }
 
 /// What a stand-in IDE runs for the templates other than `jupyter` (no RStudio,
@@ -316,7 +307,6 @@ impl Simulator {
             .filter_map(|kv| Some((kv.name()?.to_string(), kv.value()?.to_string())))
             .collect();
         let var = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        let studio = var("STUDIO_ID").unwrap_or_default();
         let dir = self.sessions_dir.join(id);
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -352,15 +342,9 @@ impl Simulator {
         if let (Some(pid), Ok(mut jobs)) = (child.id(), self.agents.jobs.lock()) {
             jobs.insert(id.to_string(), pid);
         }
-        if let Ok(mut studios) = self.agents.studios.lock() {
-            studios.insert(studio.clone(), SocketAddr::from(([127, 0, 0, 1], port)));
-        }
         let status = child.wait().await;
         if let Ok(mut jobs) = self.agents.jobs.lock() {
             jobs.remove(id);
-        }
-        if let Ok(mut studios) = self.agents.studios.lock() {
-            studios.remove(&studio);
         }
         let code = status.ok().and_then(|s| s.code()).unwrap_or(137);
         let terminated = self
@@ -441,12 +425,8 @@ fn signal(pid: u32, sig: i32) {
 /// Wires the local stack: `app` with its Batch simulated (unless `simulation` is off),
 /// the table-stream consumer following the stream (status events printed to stdout as a
 /// customer's rule would receive them), and the reconciler every minute. Returns the app
-/// to serve, and the running agents (for `/connect/<studio>/`).
-pub fn local_stack(
-    sdk: &aws_config::SdkConfig,
-    app: App,
-    simulation: Simulation,
-) -> (App, Arc<Agents>) {
+/// to serve.
+pub fn local_stack(sdk: &aws_config::SdkConfig, app: App, simulation: Simulation) -> App {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let app = if simulation.enabled {
         App {
@@ -459,14 +439,13 @@ pub fn local_stack(
     } else {
         app
     };
-    let agents = Arc::new(Agents::default());
     let simulator = Arc::new(Simulator {
         app: app.clone(),
         step: simulation.step,
         batch: aws_sdk_batch::Client::new(sdk),
         agent: simulation.agent.clone(),
         sessions_dir: simulation.sessions_dir.clone(),
-        agents: agents.clone(),
+        agents: Arc::new(Agents::default()),
         http: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build_http(),
         endpoint: sdk
@@ -524,7 +503,7 @@ pub fn local_stack(
             }
         }
     });
-    (app, agents)
+    app
 }
 
 #[cfg(test)]

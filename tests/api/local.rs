@@ -54,7 +54,6 @@ async fn the_local_api_serves_signed_requests_over_http() {
         app: t.app.clone(),
         secret: SECRET.into(),
         batch: None,
-        agents: None,
         relay: None,
     });
     let server = tokio::spawn(local.run(listener));
@@ -130,7 +129,6 @@ async fn batch_events_can_be_built_and_replayed_by_hand() {
         app: t.app.clone(),
         secret: SECRET.into(),
         batch: Some(t.batch.clone()),
-        agents: None,
         relay: None,
     });
     let server = tokio::spawn(local.run(listener));

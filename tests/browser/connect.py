@@ -14,24 +14,17 @@ Run by infra/test.sh (`python tests/browser/connect.py`); needs Debian's chromiu
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 
 from playwright.sync_api import sync_playwright
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "infra"))
+from localrun import local_run  # noqa: E402
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Api:
@@ -95,24 +88,8 @@ async () => {
 
 
 def main():
-    port = free_port()
-    env = dict(os.environ, STUDIOS_PORT=str(port), STUDIOS_LOCAL_JOB_DELAY_MS="200")
-    env.pop("AWS_ENDPOINT_URL", None)
-    stack = subprocess.Popen(
-        [os.path.join(ROOT, "infra/run-local.sh")], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
-    )
-    try:
-        for line in stack.stdout:
-            if line.startswith("ready"):
-                break
-        else:
-            raise SystemExit("the local run did not start")
-        threading.Thread(target=lambda: [None for _ in stack.stdout], daemon=True).start()
+    with local_run({"STUDIOS_LOCAL_JOB_DELAY_MS": "200"}) as (port, _):
         run(Api(f"http://127.0.0.1:{port}"))
-    finally:
-        os.killpg(stack.pid, signal.SIGTERM)
-        stack.wait()
 
 
 def run(api):

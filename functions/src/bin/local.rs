@@ -103,7 +103,7 @@ async fn serve(port: &str) -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!(error = %e, "event bus not created (it may exist already)");
     }
     let agent = simulation.agent.clone();
-    let (app, agents) = local_stack(&sdk, App::from_sdk(&sdk, config), simulation.clone());
+    let app = local_stack(&sdk, App::from_sdk(&sdk, config), simulation.clone());
     let ws = demo::bootstrap(&app, &queue).await?;
     let secret = secret()?;
     println!();
@@ -154,7 +154,6 @@ async fn serve(port: &str) -> Result<(), Box<dyn std::error::Error>> {
         app,
         secret,
         batch: Some(aws_sdk_batch::Client::new(&sdk)),
-        agents: Some(agents),
         relay: relay_public,
     });
     tokio::select! {

@@ -164,6 +164,23 @@ fn build_err(e: impl std::error::Error + Send + Sync + 'static) -> Error {
 }
 
 /// SDK errors that mean "try again later" become `Throttled`; the rest are internal.
+/// Whether a conditional single-item write applied: a failed condition is an answer,
+/// not an error.
+fn applied<T, E>(result: std::result::Result<T, SdkError<E>>) -> Result<bool>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(SdkError::ServiceError(se))
+            if se.err().code() == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(sdk_error(e)),
+    }
+}
+
 fn sdk_error<E>(err: SdkError<E>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -975,17 +992,8 @@ impl Store for DynamoStore {
             .expression_attribute_values(":null", s("NULL"))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // The session already ended, or an event recorded the job first: nothing to do.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(sdk_error(e)),
-        }
+        // Not applied: the session already ended, or an event recorded the job first.
+        applied(result).map(|_| ())
     }
 
     async fn record_agent(
@@ -1015,16 +1023,7 @@ impl Store for DynamoStore {
             .expression_attribute_values(":one", n(1))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(sdk_error(e)),
-        }
+        applied(result)
     }
 
     async fn list_mounts(&self, ws: &str) -> Result<Vec<HeldMount>> {
@@ -1582,16 +1581,7 @@ impl DynamoStore {
             .condition_expression(condition)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(sdk_error(e)),
-        }
+        applied(result)
     }
 
     /// `BatchWriteItem` puts, 25 at a time, retrying what comes back unprocessed.
