@@ -17,24 +17,46 @@ pub fn token_hash(token: &str) -> String {
 }
 
 /// What an agent reports (`POST /agent/report`, docs/api.md).
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentReportInput {
+    #[schema(value_type = ReportedState)]
     pub state: String,
     #[serde(default)]
     pub reason: Option<String>,
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub last_activity_at: Option<String>,
     #[serde(default)]
     pub detail: Option<String>,
     /// Users holding the session's connect cookie: the answer names those whose role no
     /// longer allows connecting.
     #[serde(default)]
+    #[schema(max_items = 50, schema_with = connected_users_schema)]
     pub connected_users: Vec<String>,
 }
 
+/// What a session's agent reports it is doing.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // the document's enum; the input is checked as a string
+pub enum ReportedState {
+    Starting,
+    Ready,
+    Failed,
+}
+
+fn connected_users_schema() -> utoipa::openapi::schema::Schema {
+    serde_json::from_value(serde_json::json!({
+        "type": "array",
+        "maxItems": MAX_CONNECTED_USERS,
+        "items": {"type": "string", "minLength": 1, "maxLength": 256},
+    }))
+    .expect("a valid schema")
+}
+
 /// The answer: whether a stop was requested, and when to report next.
-#[derive(Debug, serde::Serialize, PartialEq)]
+#[derive(Debug, serde::Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentReply {
     pub stop_requested: bool,

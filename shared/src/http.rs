@@ -5,7 +5,7 @@ use crate::domain::validate::*;
 use crate::domain::{Studio, StudioStatus};
 use crate::error::{Error, Missing, Result};
 use crate::service::{self, App, Caller, StudioQuery};
-use crate::{checkpoints, sessions};
+use crate::{checkpoints, sessions, views};
 use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::DeserializeOwned;
@@ -41,6 +41,7 @@ pub enum Action {
     ConnectStudio,
     ListMounts,
     AgentReport,
+    GetOpenApi,
 }
 
 /// (action, handler name, method, path) — template.yaml uses the same names and paths.
@@ -73,11 +74,13 @@ pub const ROUTES: &[(Action, &str, &str, &str)] = &[
     (Action::RenameCheckpoint, "rename-checkpoint", "PATCH", "/workspaces/{ws}/studios/{id}/checkpoints/{cpId}"),
     (Action::ListMounts, "list-mounts", "GET", "/workspaces/{ws}/mounts"),
     (Action::AgentReport, "agent-report", "POST", "/agent/report"),
+    (Action::GetOpenApi, "get-openapi", "GET", "/openapi.json"),
 ];
 
 /// Routes without the JWT authorizer: their caller proves itself otherwise (a session's
-/// agent, by its session's credential).
-pub const UNAUTHORIZED_ROUTES: &[Action] = &[Action::AgentReport];
+/// agent, by its session's credential), or there is nothing to protect (the API
+/// document).
+pub const UNAUTHORIZED_ROUTES: &[Action] = &[Action::AgentReport, Action::GetOpenApi];
 
 impl Action {
     pub fn from_handler(name: &str) -> Option<Action> {
@@ -216,6 +219,7 @@ async fn dispatch(app: &App, action: Action, req: &Request) -> Result<Response<B
     // The agent channel has no user: its session's credential is checked instead.
     let caller = match action {
         AgentReport => return agent_report(app, req).await,
+        GetOpenApi => return openapi_document(),
         _ => caller(req)?,
     };
     let c = &caller;
@@ -223,65 +227,72 @@ async fn dispatch(app: &App, action: Action, req: &Request) -> Result<Response<B
     match action {
         ListWorkspaces => {
             let members = service::list_workspaces(app, c).await?;
-            let list: Vec<Value> = members
+            let workspaces = members
                 .iter()
-                .map(|m| json!({"id": m.workspace_id, "name": m.workspace_name, "role": m.role}))
+                .map(|m| views::WorkspaceSummary {
+                    id: m.workspace_id.clone(),
+                    name: m.workspace_name.clone(),
+                    role: m.role,
+                })
                 .collect();
-            ok(json!({ "workspaces": list }))
+            ok(&views::WorkspaceList { workspaces })
         }
         CreateWorkspace => {
-            let (w, owner) = service::create_workspace(app, c, body(req)?).await?;
-            let mut v = to_value(&w)?;
-            v["role"] = json!(owner.role);
-            created(v)
+            let (workspace, owner) = service::create_workspace(app, c, body(req)?).await?;
+            created(&views::WorkspaceView {
+                workspace,
+                role: owner.role,
+            })
         }
         ListMembers => {
             let members = service::list_members(app, c, ws()?).await?;
-            ok(json!({ "members": members.iter().map(member_json).collect::<Vec<_>>() }))
+            ok(&views::MemberList {
+                members: members.iter().map(views::MemberView::from).collect(),
+            })
         }
         SetMember => {
             let m =
                 service::set_member(app, c, ws()?, path_param(req, "userId")?, body(req)?).await?;
-            ok(member_json(&m))
+            ok(&views::MemberView::from(&m))
         }
         RemoveMember => {
             service::remove_member(app, c, ws()?, path_param(req, "userId")?).await?;
             no_content()
         }
         ListComputeEnvs => {
-            let envs = service::list_compute_envs(app, c, ws()?).await?;
-            ok(json!({ "computeEnvs": envs }))
+            let compute_envs = service::list_compute_envs(app, c, ws()?).await?;
+            ok(&views::ComputeEnvList { compute_envs })
         }
-        CreateComputeEnv => created(to_value(
+        CreateComputeEnv => created(
             &service::create_compute_env(app, c, ws()?, body::<ComputeEnvInput>(req)?).await?,
-        )?),
-        GetComputeEnv => ok(to_value(
-            &service::get_compute_env(app, c, ws()?, path_param(req, "ceId")?).await?,
-        )?),
+        ),
+        GetComputeEnv => {
+            ok(&service::get_compute_env(app, c, ws()?, path_param(req, "ceId")?).await?)
+        }
         DeleteComputeEnv => {
             service::delete_compute_env(app, c, ws()?, path_param(req, "ceId")?).await?;
             no_content()
         }
         ListDataLinks => {
-            let links = service::list_data_links(app, c, ws()?).await?;
-            ok(json!({ "dataLinks": links }))
+            let data_links = service::list_data_links(app, c, ws()?).await?;
+            ok(&views::DataLinkList { data_links })
         }
-        CreateDataLink => created(to_value(
-            &service::create_data_link(app, c, ws()?, body::<DataLinkInput>(req)?).await?,
-        )?),
-        GetDataLink => ok(to_value(
-            &service::get_data_link(app, c, ws()?, path_param(req, "linkId")?).await?,
-        )?),
+        CreateDataLink => {
+            created(&service::create_data_link(app, c, ws()?, body::<DataLinkInput>(req)?).await?)
+        }
+        GetDataLink => {
+            ok(&service::get_data_link(app, c, ws()?, path_param(req, "linkId")?).await?)
+        }
         DeleteDataLink => {
             service::delete_data_link(app, c, ws()?, path_param(req, "linkId")?).await?;
             no_content()
         }
         ListTemplates => {
-            let list: Vec<Value> = service::templates(app)
+            let templates = service::templates(app)
                 .into_iter()
-                .map(|(kind, image)| json!({"kind": kind, "image": image}))
+                .map(|(kind, image)| views::TemplateEntry { kind, image })
                 .collect();
-            ok(json!({ "templates": list }))
+            ok(&views::TemplateList { templates })
         }
         ListStudios => {
             let query = StudioQuery {
@@ -290,12 +301,15 @@ async fn dispatch(app: &App, action: Action, req: &Request) -> Result<Response<B
                 cursor: query_param(req, "cursor"),
             };
             let page = service::list_studios(app, c, ws()?, query).await?;
-            let studios: Vec<Value> = page
+            let studios = page
                 .items
                 .iter()
-                .map(|s| studio_json(app, s, &[]))
+                .map(|s| studio_view(app, s, &[]))
                 .collect();
-            ok(json!({ "studios": studios, "nextCursor": page.next_cursor }))
+            ok(&views::StudioPage {
+                studios,
+                next_cursor: page.next_cursor,
+            })
         }
         AddStudio => {
             let auto_start = auto_start(req)?.unwrap_or(false);
@@ -321,13 +335,13 @@ async fn dispatch(app: &App, action: Action, req: &Request) -> Result<Response<B
         }
         ConnectStudio => {
             let (_, url) = sessions::connect_studio(app, c, ws()?, path_param(req, "id")?).await?;
-            ok(json!({ "url": url }))
+            ok(&views::ConnectLink { url })
         }
         StartStudio => {
             let input: StartInput = optional_body(req)?.unwrap_or_default();
             let studio =
                 sessions::start_studio(app, c, ws()?, path_param(req, "id")?, input).await?;
-            json_response(StatusCode::ACCEPTED, &studio_json(app, &studio, &[]))
+            json_response(StatusCode::ACCEPTED, &studio_view(app, &studio, &[]))
         }
         StopStudio => {
             let force = match query_param(req, "force") {
@@ -337,44 +351,40 @@ async fn dispatch(app: &App, action: Action, req: &Request) -> Result<Response<B
             };
             let id = path_param(req, "id")?;
             let studio = sessions::stop_studio(app, c, ws()?, id, force).await?;
-            json_response(StatusCode::ACCEPTED, &studio_json(app, &studio, &[]))
+            json_response(StatusCode::ACCEPTED, &studio_view(app, &studio, &[]))
         }
         ListCheckpoints => {
             let id = path_param(req, "id")?;
             let (limit, cursor) = (query_param(req, "limit"), query_param(req, "cursor"));
             let page = checkpoints::list_checkpoints(app, c, ws()?, id, limit, cursor).await?;
-            ok(json!({ "checkpoints": page.items, "nextCursor": page.next_cursor }))
+            ok(&views::CheckpointPage {
+                checkpoints: page.items,
+                next_cursor: page.next_cursor,
+            })
         }
         RenameCheckpoint => {
             let (id, cp) = (path_param(req, "id")?, path_param(req, "cpId")?);
             let patch: CheckpointPatch = body(req)?;
             let renamed = checkpoints::rename_checkpoint(app, c, ws()?, id, cp, patch).await?;
-            ok(to_value(&renamed)?)
+            ok(&renamed)
         }
         AgentReport => agent_report(app, req).await,
+        GetOpenApi => openapi_document(),
         ListMounts => {
             let held = sessions::list_mounts(app, c, ws()?).await?;
-            let mounts: Vec<Value> = held
-                .iter()
-                .map(|h| {
-                    json!({
-                        "uri": h.holder.path,
-                        "studio": {"id": h.holder.studio_id, "name": h.holder.studio_name},
-                        "since": h.since,
-                    })
-                })
-                .collect();
-            ok(json!({ "mounts": mounts }))
+            ok(&views::MountList {
+                mounts: held.iter().map(views::MountHolder::from).collect(),
+            })
         }
         GetStudio => {
             let studio = service::get_studio(app, c, ws()?, path_param(req, "id")?).await?;
-            ok(studio_json(app, &studio, &[]))
+            ok(&studio_view(app, &studio, &[]))
         }
         UpdateStudio => {
             let patch: StudioPatch = body(req)?;
             let (studio, warnings) =
                 service::update_studio(app, c, ws()?, path_param(req, "id")?, patch).await?;
-            ok(studio_json(app, &studio, &warnings))
+            ok(&studio_view(app, &studio, &warnings))
         }
         DeleteStudio => {
             service::delete_studio(app, c, ws()?, path_param(req, "id")?).await?;
@@ -384,10 +394,10 @@ async fn dispatch(app: &App, action: Action, req: &Request) -> Result<Response<B
 }
 
 /// A studio as returned; its share link is shown while it runs.
-fn studio_json(app: &App, studio: &Studio, warnings: &[String]) -> Value {
+fn studio_view(app: &App, studio: &Studio, warnings: &[String]) -> views::StudioView {
     let url = (studio.status == StudioStatus::Running)
         .then(|| app.config.connect_url(&studio.workspace_id, &studio.id));
-    studio.to_json(warnings, url)
+    views::StudioView::of(studio, warnings, url)
 }
 
 /// 201 for an added studio, 202 if it is starting too.
@@ -397,7 +407,7 @@ fn added(app: &App, studio: &Studio, warnings: &[String], started: bool) -> Resu
     } else {
         StatusCode::CREATED
     };
-    json_response(status, &studio_json(app, studio, warnings))
+    json_response(status, &studio_view(app, studio, warnings))
 }
 
 fn auto_start(req: &Request) -> Result<Option<bool>> {
@@ -407,16 +417,6 @@ fn auto_start(req: &Request) -> Result<Option<bool>> {
         Some("false") => Ok(Some(false)),
         Some(_) => Err(Error::invalid("autoStart", "must be true or false")),
     }
-}
-
-fn member_json(m: &crate::domain::Member) -> Value {
-    json!({
-        "userId": m.user_id,
-        "name": m.name,
-        "role": m.role,
-        "updatedAt": m.updated_at,
-        "updatedBy": m.updated_by,
-    })
 }
 
 /// The caller from API Gateway's JWT authorizer: `sub`, with a display name from the
@@ -452,7 +452,18 @@ async fn agent_report(app: &App, req: &Request) -> Result<Response<Body>> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(Error::Unauthenticated)?;
     let reply = crate::agents::agent_report(app, token.trim(), body(req)?).await?;
-    ok(to_value(&reply)?)
+    ok(&reply)
+}
+
+/// `GET /openapi.json`: built once per process.
+fn openapi_document() -> Result<Response<Body>> {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = TEXT.get_or_init(crate::openapi::document_text);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(text.as_str()))
+        .map_err(Error::internal)
 }
 
 /// The API's URL as the request reached it: `https://<domainName>[/<stage>]`.
@@ -614,24 +625,21 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-fn to_value<T: serde::Serialize>(value: &T) -> Result<Value> {
-    serde_json::to_value(value).map_err(Error::internal)
-}
-
-fn json_response(status: StatusCode, value: &Value) -> Result<Response<Body>> {
+fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Result<Response<Body>> {
+    let body = serde_json::to_string(value).map_err(Error::internal)?;
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(value.to_string()))
+        .body(Body::from(body))
         .map_err(Error::internal)
 }
 
-fn ok(value: Value) -> Result<Response<Body>> {
-    json_response(StatusCode::OK, &value)
+fn ok<T: serde::Serialize>(value: &T) -> Result<Response<Body>> {
+    json_response(StatusCode::OK, value)
 }
 
-fn created(value: Value) -> Result<Response<Body>> {
-    json_response(StatusCode::CREATED, &value)
+fn created<T: serde::Serialize>(value: &T) -> Result<Response<Body>> {
+    json_response(StatusCode::CREATED, value)
 }
 
 fn no_content() -> Result<Response<Body>> {
@@ -700,10 +708,13 @@ pub fn error_response(err: &Error, request_id: &str) -> Response<Body> {
             )
         }
     };
-    let mut error = json!({ "code": code, "message": message });
-    if let Some(field) = field {
-        error["field"] = json!(field);
-    }
+    let error = crate::views::ErrorBody {
+        error: crate::views::ErrorDetail {
+            code: code.to_string(),
+            message,
+            field: field.map(str::to_string),
+        },
+    };
     let mut builder = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json");
@@ -714,7 +725,9 @@ pub fn error_response(err: &Error, request_id: &str) -> Response<Body> {
         builder = builder.header(header::ALLOW, allow.as_str());
     }
     builder
-        .body(Body::from(json!({ "error": error }).to_string()))
+        .body(Body::from(
+            serde_json::to_string(&error).unwrap_or_default(),
+        ))
         .unwrap_or_else(|_| Response::new(Body::Empty))
 }
 

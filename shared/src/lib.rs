@@ -5,6 +5,8 @@
 //! - `service`: one function per API action over the port.
 //! - `http`: API Gateway requests in, JSON responses out; the one place errors become
 //!   status codes.
+//! - `views`: the response types; `openapi`: the API document derived from them and
+//!   from the request types and the route table.
 
 pub mod agents;
 pub mod checkpoints;
@@ -18,10 +20,12 @@ pub mod events;
 pub mod http;
 pub mod jobs;
 pub mod objects;
+pub mod openapi;
 pub mod service;
 pub mod sessions;
 pub mod store;
 pub mod telemetry;
+pub mod views;
 
 pub use config::Config;
 pub use error::{Error, Result};

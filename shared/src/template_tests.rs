@@ -273,7 +273,7 @@ fn no_arn_names_a_partition_literally() {
 }
 
 #[test]
-fn only_the_agent_channel_skips_the_jwt_authorizer() {
+fn only_the_open_routes_skip_the_jwt_authorizer() {
     use crate::http::{ROUTES, UNAUTHORIZED_ROUTES};
     for (action, handler, _, _) in ROUTES {
         let name: String = handler

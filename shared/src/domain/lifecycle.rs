@@ -5,7 +5,7 @@ use super::{S3Prefix, StudioStatus, UserRef};
 use serde::{Deserialize, Serialize};
 
 /// AWS Batch job states, in the order a job passes through them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum BatchStatus {
     Submitted,

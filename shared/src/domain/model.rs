@@ -17,13 +17,13 @@ pub fn age(timestamp: &str) -> chrono::Duration {
         .unwrap_or_else(|_| chrono::Duration::zero())
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserRef {
     pub id: String,
     pub name: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Workspace {
     pub id: String,
@@ -46,7 +46,7 @@ pub struct Member {
     pub updated_by: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ComputeEnv {
     pub id: String,
@@ -105,7 +105,7 @@ impl From<&ComputeEnv> for ComputeEnvSnapshot {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DataLink {
     pub id: String,
@@ -117,7 +117,7 @@ pub struct DataLink {
     pub created_by: UserRef,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TemplateKind {
     Jupyter,
@@ -149,14 +149,14 @@ impl TemplateKind {
 }
 
 /// `{"kind": "jupyter"}` or `{"image": "<uri>"}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Template {
     Kind { kind: TemplateKind },
     Image { image: String },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Resources {
     pub cpus: u32,
@@ -175,14 +175,14 @@ impl Default for Resources {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Access {
     ReadOnly,
     ReadWrite,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Mount {
     pub uri: S3Prefix,
@@ -193,7 +193,7 @@ pub struct Mount {
     pub data_link_id: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Parent {
     pub studio_id: String,
@@ -269,7 +269,7 @@ pub struct CheckpointRef {
     pub uri: S3Prefix,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckpointStatus {
     /// The session wrote its manifest: safe to restore.
@@ -280,7 +280,7 @@ pub enum CheckpointStatus {
 
 /// The state a session saved when its job ended (docs/api.md). A clone holds its own
 /// copies of the checkpoints it inherited: same id and data, its own name.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Checkpoint {
     pub id: String,
@@ -356,58 +356,5 @@ impl Studio {
     /// Where this studio's sessions save their checkpoints: `<workDir>.studios/<id>/`.
     pub fn data_prefix(&self) -> S3Prefix {
         self.compute_env.work_dir.child(".studios").child(&self.id)
-    }
-
-    /// The studio as the API returns it (docs/api.md); `url` is its share link while it runs.
-    pub fn to_json(&self, warnings: &[String], url: Option<String>) -> serde_json::Value {
-        let c = &self.config;
-        serde_json::json!({
-            "id": self.id,
-            "workspaceId": self.workspace_id,
-            "name": c.name,
-            "description": c.description,
-            "template": c.template,
-            "condaPackages": c.conda_packages,
-            "computeEnv": {
-                "id": self.compute_env.id,
-                "name": self.compute_env.name,
-                "region": self.compute_env.region,
-            },
-            "resources": c.resources,
-            "mounts": c.mounts,
-            "status": self.status,
-            "statusReason": self.status_reason,
-            "statusUpdatedAt": self.status_updated_at,
-            "author": self.author,
-            "createdAt": self.created_at,
-            "updatedAt": self.updated_at,
-            "lastStartedAt": self.last_started_at,
-            "parent": self.parent,
-            "connectedUsers": self.connected_list(),
-            "session": self.session.as_ref().map(|s| serde_json::json!({
-                "jobId": s.job_id,
-                "jobStatus": s.batch_status,
-                "startedAt": s.started_at,
-                "stopRequestedBy": s.stop_requested_by,
-                "ready": s.agent_ready(),
-                "lastActivityAt": s.agent.as_ref().and_then(|a| a.last_activity_at.clone()),
-                "progress": s.agent.as_ref().and_then(|a| a.detail.clone()),
-            })),
-            "restoreFrom": self.latest_checkpoint.as_ref().map(|c| serde_json::json!({
-                "checkpointId": c.id,
-                "uri": c.uri,
-            })),
-            "url": url,
-            "warnings": warnings,
-        })
-    }
-
-    /// Connected users, most recent first.
-    pub fn connected_list(&self) -> Vec<serde_json::Value> {
-        let mut list: Vec<_> = self.connected_users.iter().collect();
-        list.sort_by(|a, b| b.1.last_seen_at.cmp(&a.1.last_seen_at).then(a.0.cmp(b.0)));
-        list.into_iter()
-            .map(|(id, c)| serde_json::json!({"id": id, "name": c.name, "lastSeenAt": c.last_seen_at}))
-            .collect()
     }
 }

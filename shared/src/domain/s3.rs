@@ -13,6 +13,20 @@ const MAX_LEN: usize = 1024;
 #[serde(try_from = "String", into = "String")]
 pub struct S3Prefix(String);
 
+/// In the API document: a normalised `s3://bucket/prefix/` string.
+impl utoipa::PartialSchema for S3Prefix {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/(.+/)?$"))
+            .max_length(Some(MAX_LEN))
+            .description(Some("A normalised S3 prefix: `s3://bucket/prefix/`."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for S3Prefix {}
+
 impl S3Prefix {
     /// Parses and normalises; the error is the rule that was broken.
     pub fn parse(input: &str) -> Result<S3Prefix, String> {

@@ -31,42 +31,52 @@ pub const MIN_MEMORY_MIB: u32 = 512;
 pub const MAX_LOCK_ITEMS: usize = 96;
 pub const MOUNT_ROOT: &str = "/workspace/data";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkspaceInput {
+    #[schema(min_length = 1, max_length = 80)]
     pub name: String,
+    #[schema(max_length = 2048)]
     pub description: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemberInput {
+    #[schema(value_type = Role)]
     pub role: String,
     /// Display name shown in member lists until the user's own token says otherwise.
     pub name: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ComputeEnvInput {
+    #[schema(min_length = 1, max_length = 80)]
     pub name: String,
     pub region: String,
     pub job_queue: String,
     #[serde(default)]
     pub gpu_enabled: bool,
+    #[schema(minimum = 1)]
     pub max_cpus: u32,
     #[serde(rename = "maxMemoryMiB")]
+    #[schema(minimum = 512)]
     pub max_memory_mib: u32,
     #[serde(default, deserialize_with = "at_most_buckets")]
+    #[schema(max_items = 50)]
     pub allowed_write_buckets: Vec<String>,
+    #[schema(max_length = 1024)]
     pub work_dir: String,
     pub job_role_arn: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DataLinkInput {
+    #[schema(min_length = 1, max_length = 80)]
     pub name: String,
+    #[schema(max_length = 1000)]
     pub uri: String,
     pub region: String,
 }
@@ -78,12 +88,15 @@ pub struct TemplateInput {
     pub image: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourcesInput {
+    #[schema(minimum = 1)]
     pub cpus: Option<u32>,
+    #[schema(maximum = 16)]
     pub gpus: Option<u32>,
     #[serde(rename = "memoryMiB")]
+    #[schema(minimum = 512)]
     pub memory_mib: Option<u32>,
 }
 
@@ -94,44 +107,111 @@ pub struct MountInput {
     pub uri: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StudioInput {
+    #[schema(min_length = 1, max_length = 80)]
     pub name: String,
+    #[schema(max_length = 2048)]
     pub description: Option<String>,
     pub compute_env_id: String,
     pub template: TemplateInput,
     #[serde(default, deserialize_with = "at_most_conda")]
+    #[schema(schema_with = conda_packages_schema)]
     pub conda_packages: Option<Vec<String>>,
     pub resources: Option<ResourcesInput>,
     #[serde(default, deserialize_with = "at_most_mounts")]
+    #[schema(max_items = 96)]
     pub mounts: Option<Vec<MountInput>>,
 }
 
+/// A schema of the API document written as JSON (for the shapes derive cannot say:
+/// "exactly one of").
+fn json_schema(value: serde_json::Value) -> utoipa::openapi::schema::Schema {
+    serde_json::from_value(value).expect("a valid schema")
+}
+
+/// `{kind}` or `{image}`, exactly one.
+impl utoipa::ToSchema for TemplateInput {}
+
+impl utoipa::PartialSchema for TemplateInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        template_input_schema().into()
+    }
+}
+
+fn template_input_schema() -> utoipa::openapi::schema::Schema {
+    json_schema(serde_json::json!({
+        "oneOf": [
+            {"type": "object", "additionalProperties": false, "required": ["kind"],
+             "properties": {"kind": {"$ref": "#/components/schemas/TemplateKind"}}},
+            {"type": "object", "additionalProperties": false, "required": ["image"],
+             "properties": {"image": {"type": "string", "minLength": 1,
+                "description": "A container image reference (with the studio agent as its entrypoint: docs/agent.md)."}}},
+        ]
+    }))
+}
+
+/// `{dataLinkId}` or `{uri}`, exactly one.
+impl utoipa::ToSchema for MountInput {}
+
+impl utoipa::PartialSchema for MountInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        mount_input_schema().into()
+    }
+}
+
+fn mount_input_schema() -> utoipa::openapi::schema::Schema {
+    json_schema(serde_json::json!({
+        "oneOf": [
+            {"type": "object", "additionalProperties": false, "required": ["dataLinkId"],
+             "properties": {"dataLinkId": {"type": "string"}}},
+            {"type": "object", "additionalProperties": false, "required": ["uri"],
+             "properties": {"uri": {"type": "string", "maxLength": MAX_MOUNT_URI}}},
+        ]
+    }))
+}
+
+/// Conda match specs: at most 100 of at most 200 characters.
+fn conda_packages_schema() -> utoipa::openapi::schema::Schema {
+    json_schema(serde_json::json!({
+        "type": ["array", "null"],
+        "maxItems": MAX_CONDA_PACKAGES,
+        "items": {"type": "string", "minLength": 1, "maxLength": MAX_CONDA_SPEC},
+    }))
+}
+
 /// PATCH body: present fields replace; `resources` merges field by field.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StudioPatch {
+    #[schema(min_length = 1, max_length = 80)]
     pub name: Option<String>,
+    #[schema(max_length = 2048)]
     pub description: Option<String>,
     /// Accepted only to explain that it cannot change (`null` included).
     #[serde(default, deserialize_with = "present")]
+    #[schema(ignore)]
     pub compute_env_id: Option<serde_json::Value>,
     pub template: Option<TemplateInput>,
     #[serde(default, deserialize_with = "at_most_conda")]
+    #[schema(schema_with = conda_packages_schema)]
     pub conda_packages: Option<Vec<String>>,
     pub resources: Option<ResourcesInput>,
     #[serde(default, deserialize_with = "at_most_mounts")]
+    #[schema(max_items = 96)]
     pub mounts: Option<Vec<MountInput>>,
 }
 
 /// `POST …/start` body (optional): overrides saved into the studio's configuration.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartInput {
+    #[schema(max_length = 2048)]
     pub description: Option<String>,
     pub resources: Option<ResourcesInput>,
     #[serde(default, deserialize_with = "at_most_mounts")]
+    #[schema(max_items = 96)]
     pub mounts: Option<Vec<MountInput>>,
 }
 
@@ -218,9 +298,10 @@ pub fn checkpoint_name(value: &str) -> Result<String> {
 }
 
 /// `PATCH …/checkpoints/{cpId}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointPatch {
+    #[schema(min_length = 1, max_length = 80)]
     pub name: String,
 }
 
@@ -297,25 +378,32 @@ fn present<'de, D: serde::Deserializer<'de>>(
 }
 
 /// `POST …/studios/{id}/clone` ("start as new").
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CloneInput {
+    #[schema(min_length = 1, max_length = 80)]
     pub name: String,
     pub checkpoint_id: Option<String>,
+    #[schema(max_length = 2048)]
     pub description: Option<String>,
     pub resources: Option<ResourcesInput>,
     #[serde(default, deserialize_with = "at_most_mounts")]
+    #[schema(max_items = 96)]
     pub mounts: Option<Vec<MountInput>>,
     pub auto_start: Option<bool>,
     /// Accepted only to explain that a clone keeps them; an explicit `null` is setting
     /// them too.
     #[serde(default, deserialize_with = "present")]
+    #[schema(ignore)]
     pub template: Option<serde_json::Value>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(ignore)]
     pub compute_env_id: Option<serde_json::Value>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(ignore)]
     pub conda_packages: Option<serde_json::Value>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(ignore)]
     pub parent: Option<serde_json::Value>,
 }
 
