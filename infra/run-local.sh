@@ -30,8 +30,9 @@ if [ "${1:-}" = "token" ]; then
 fi
 
 ensure_venv
-# The API stand-in, and the studio agent that every simulated session runs.
-cargo build --quiet --locked -p studios-functions --bin studios-local -p studios-agent --bin studio-agent
+# The API stand-in, the studio agent that every simulated session runs, and the
+# `studios` command (README, docs/cli.md).
+cargo build --quiet --locked -p studios-functions --bin studios-local -p studios-agent --bin studio-agent -p studios-cli --bin studios
 trap stop_emulator EXIT
 start_emulator
 export STUDIOS_LOCAL_QUEUE

@@ -20,7 +20,9 @@ SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" \
 "$VENV/bin/python" infra/iam-lint.py template.yaml | grep -v "^note "
 # The walkthrough test starts infra/run-local.sh, which builds this binary: build it now,
 # so that test does not compile while the others run.
-cargo build --locked --quiet -p studios-functions --bin studios-local -p studios-agent --bin studio-agent
+cargo build --locked --quiet -p studios-functions --bin studios-local -p studios-agent --bin studio-agent -p studios-cli --bin studios
+# The API document the code derives is the committed docs/openapi.json, and valid.
+infra/openapi.sh --check
 trap stop_emulator EXIT
 start_emulator
 cargo test --workspace --locked "$@"
@@ -32,5 +34,12 @@ if [ $# -eq 0 ]; then
   # Connect in a real browser: JupyterLab through a connect link, a kernel over its
   # WebSocket, and the refusals (tests/browser/connect.py).
   "$VENV/bin/python" tests/browser/connect.py
+  # Schemathesis against the local run, as a maintainer and as an owner: no 5xx, every
+  # answer as docs/openapi.json says (tests/fuzz/api.py).
+  fuzz_log=$(mktemp)
+  if ! "$VENV/bin/python" tests/fuzz/api.py >"$fuzz_log" 2>&1; then
+    cat "$fuzz_log"; exit 1
+  fi
+  grep -E "^(GET|==)|generated" "$fuzz_log"
   infra/soak.sh --rounds 20 --warmup 5 --max-mb-per-1000 10 | tail -n 2
 fi

@@ -1,6 +1,7 @@
-//! README's walkthrough, exactly as written, against the local run started the way
-//! README says (`infra/run-local.sh`, on a free port): every line marked `# → X` must
-//! print X (`…` matches anything), and nothing else may print.
+//! README's walkthroughs, exactly as written, against the local run started the way
+//! README says (`infra/run-local.sh`, on a free port): the curl one, then the one with
+//! the `studios` command. Every line marked `# → X` must print X (`…` matches anything),
+//! and nothing else may print.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -15,13 +16,15 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The shell block between the walkthrough markers of README.md.
-fn walkthrough() -> String {
+/// The shell block between the `<!-- {name}:start -->` and `:end` markers of README.md.
+fn walkthrough(name: &str) -> String {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let start = readme
-        .find("<!-- walkthrough:start -->")
+        .find(&format!("<!-- {name}:start -->"))
         .expect("start marker");
-    let end = readme.find("<!-- walkthrough:end -->").expect("end marker");
+    let end = readme
+        .find(&format!("<!-- {name}:end -->"))
+        .expect("end marker");
     let block = &readme[start..end];
     let open = block.find("```sh\n").expect("a sh block") + "```sh\n".len();
     let close = block[open..].find("```").expect("closed block") + open;
@@ -110,29 +113,8 @@ fn the_readme_walkthrough_runs_as_written() {
         .iter()
         .any(|l| l.starts_with("  export CAROL=")));
 
-    let script = walkthrough();
-    let expected: Vec<&str> = script
-        .lines()
-        .filter_map(|l| l.split_once("# → ").map(|(_, e)| e.trim_end()))
-        .collect();
-    assert!(expected.len() >= 10, "the walkthrough shows its results");
-    let out = Command::new("timeout")
-        .args(["180", "bash", "-e", "-o", "pipefail", "-c", &script])
-        .current_dir(root())
-        .env("STUDIOS_PORT", &port)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "walkthrough failed: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let actual: Vec<&str> = stdout.lines().collect();
-    assert_eq!(actual.len(), expected.len(), "printed:\n{stdout}");
-    for (e, a) in expected.iter().zip(&actual) {
-        assert!(matches(e, a), "expected `{e}`, printed `{a}`");
+    for name in ["walkthrough", "cli-walkthrough"] {
+        run_block(name, &port);
     }
 
     // The console showed the status events a customer's rule would get.
@@ -148,6 +130,41 @@ fn the_readme_walkthrough_runs_as_written() {
             "status events not printed:\n{printed}"
         );
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Runs one README block; its output must be what its `# →` comments say.
+fn run_block(name: &str, port: &str) {
+    let script = walkthrough(name);
+    let expected: Vec<&str> = script
+        .lines()
+        .filter_map(|l| l.split_once("# → ").map(|(_, e)| e.trim_end()))
+        .collect();
+    assert!(expected.len() >= 10, "the walkthrough shows its results");
+    // `studios login` saves its settings here, not in the user's home.
+    let config = tempfile::tempdir().unwrap();
+    let out = Command::new("timeout")
+        .args(["180", "bash", "-e", "-o", "pipefail", "-c", &script])
+        .current_dir(root())
+        .env("STUDIOS_PORT", port)
+        .env("STUDIOS_CONFIG", config.path().join("config.json"))
+        .env("STUDIOS_WAIT_INTERVAL_MS", "500")
+        .env_remove("STUDIOS_TOKEN")
+        .env_remove("STUDIOS_WORKSPACE")
+        .env_remove("STUDIOS_API_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{name} failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let actual: Vec<&str> = stdout.lines().collect();
+    assert_eq!(actual.len(), expected.len(), "printed:\n{stdout}");
+    for (e, a) in expected.iter().zip(&actual) {
+        assert!(matches(e, a), "expected `{e}`, printed `{a}`");
     }
 }
 
