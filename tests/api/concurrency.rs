@@ -48,30 +48,20 @@ impl BarrierStore {
 }
 
 #[async_trait]
-impl Store for BarrierStore {
+impl Reads for BarrierStore {
     async fn fetch(&self, ws: &str, keys: &[Key]) -> Result<Fetched> {
         self.inner.fetch(ws, keys).await
     }
+}
+
+// The ports it changes: member writes and studio writes wait; the others forward.
+#[async_trait]
+impl WorkspaceStore for BarrierStore {
     async fn memberships(&self, u: &str) -> Result<Vec<Member>> {
         self.inner.memberships(u).await
     }
     async fn list_members(&self, ws: &str) -> Result<Vec<Member>> {
         self.inner.list_members(ws).await
-    }
-    async fn list_compute_envs(&self, ws: &str) -> Result<Vec<ComputeEnv>> {
-        self.inner.list_compute_envs(ws).await
-    }
-    async fn list_data_links(&self, ws: &str) -> Result<Vec<DataLink>> {
-        self.inner.list_data_links(ws).await
-    }
-    async fn list_studios(
-        &self,
-        ws: &str,
-        f: &StudioFilter,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> Result<Page<Studio>> {
-        self.inner.list_studios(ws, f, limit, cursor).await
     }
     async fn create_workspace(&self, w: &Workspace, o: &Member) -> Result<()> {
         self.inner.create_workspace(w, o).await
@@ -84,11 +74,18 @@ impl Store for BarrierStore {
         self.member_write(&g.user_id, self.inner.remove_member(g, m))
             .await
     }
-    async fn delete_empty_lock(&self, ws: &str, sk: &str) -> Result<bool> {
-        self.inner.delete_empty_lock(ws, sk).await
-    }
     async fn check_role(&self, g: &RoleGuard) -> Result<()> {
         self.inner.check_role(g).await
+    }
+}
+
+#[async_trait]
+impl CatalogStore for BarrierStore {
+    async fn list_compute_envs(&self, ws: &str) -> Result<Vec<ComputeEnv>> {
+        self.inner.list_compute_envs(ws).await
+    }
+    async fn list_data_links(&self, ws: &str) -> Result<Vec<DataLink>> {
+        self.inner.list_data_links(ws).await
     }
     async fn create_compute_env(&self, g: &RoleGuard, ce: &ComputeEnv) -> Result<()> {
         self.inner.create_compute_env(g, ce).await
@@ -101,6 +98,19 @@ impl Store for BarrierStore {
     }
     async fn delete_data_link(&self, g: &RoleGuard, id: &str) -> Result<()> {
         self.inner.delete_data_link(g, id).await
+    }
+}
+
+#[async_trait]
+impl StudioStore for BarrierStore {
+    async fn list_studios(
+        &self,
+        ws: &str,
+        f: &StudioFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Studio>> {
+        self.inner.list_studios(ws, f, limit, cursor).await
     }
     async fn create_studio(
         &self,
@@ -128,9 +138,37 @@ impl Store for BarrierStore {
     ) -> Result<bool> {
         self.inner.record_agent(s, attempt, agent).await
     }
+    async fn record_connection(
+        &self,
+        g: &RoleGuard,
+        s: &Studio,
+        attempt: &str,
+        user: &str,
+        c: &Connection,
+    ) -> Result<()> {
+        self.inner.record_connection(g, s, attempt, user, c).await
+    }
+    async fn active_studios(&self) -> Result<Vec<Studio>> {
+        self.inner.active_studios().await
+    }
+    async fn delete_studio(&self, g: &RoleGuard, s: &Studio) -> Result<()> {
+        self.barrier.wait().await;
+        self.inner.delete_studio(g, s).await
+    }
+}
+
+#[async_trait]
+impl LockStore for BarrierStore {
     async fn list_mounts(&self, ws: &str) -> Result<Vec<HeldMount>> {
         self.inner.list_mounts(ws).await
     }
+    async fn delete_empty_lock(&self, ws: &str, sk: &str) -> Result<bool> {
+        self.inner.delete_empty_lock(ws, sk).await
+    }
+}
+
+#[async_trait]
+impl CheckpointStore for BarrierStore {
     async fn list_checkpoints(
         &self,
         ws: &str,
@@ -146,28 +184,11 @@ impl Store for BarrierStore {
     async fn rename_checkpoint(&self, g: &RoleGuard, cp: &Checkpoint, name: &str) -> Result<()> {
         self.inner.rename_checkpoint(g, cp, name).await
     }
-    async fn record_connection(
-        &self,
-        g: &RoleGuard,
-        s: &Studio,
-        attempt: &str,
-        user: &str,
-        c: &Connection,
-    ) -> Result<()> {
-        self.inner.record_connection(g, s, attempt, user, c).await
-    }
     async fn purge_checkpoints(&self, ws: &str, id: &str) -> Result<usize> {
         self.inner.purge_checkpoints(ws, id).await
     }
     async fn release_data(&self, ws: &str, id: &str) -> Result<bool> {
         self.inner.release_data(ws, id).await
-    }
-    async fn active_studios(&self) -> Result<Vec<Studio>> {
-        self.inner.active_studios().await
-    }
-    async fn delete_studio(&self, g: &RoleGuard, s: &Studio) -> Result<()> {
-        self.barrier.wait().await;
-        self.inner.delete_studio(g, s).await
     }
 }
 

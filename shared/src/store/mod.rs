@@ -120,15 +120,43 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+/// One consistent read of several items of a workspace (every action starts with it).
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Reads: Send + Sync {
     /// One consistent read of several items of a workspace.
     async fn fetch(&self, workspace_id: &str, keys: &[Key]) -> Result<Fetched>;
+}
+
+/// Workspaces and their members.
+#[async_trait]
+pub trait WorkspaceStore: Send + Sync {
     /// The caller's memberships across workspaces.
     async fn memberships(&self, user_id: &str) -> Result<Vec<Member>>;
     async fn list_members(&self, workspace_id: &str) -> Result<Vec<Member>>;
+    async fn create_workspace(&self, workspace: &Workspace, owner: &Member) -> Result<()>;
+    /// Fails with `Conflict("last_owner")` if it would leave the workspace without an owner.
+    async fn put_member(&self, guard: &RoleGuard, change: &MemberChange) -> Result<()>;
+    async fn remove_member(&self, guard: &RoleGuard, member: &Member) -> Result<()>;
+    /// The caller's role, checked as a write would (one `ConditionCheck`): for effects
+    /// outside the table (a TerminateJob) that must still follow the role.
+    async fn check_role(&self, guard: &RoleGuard) -> Result<()>;
+}
+
+/// Compute environments and data links.
+#[async_trait]
+pub trait CatalogStore: Send + Sync {
     async fn list_compute_envs(&self, workspace_id: &str) -> Result<Vec<ComputeEnv>>;
     async fn list_data_links(&self, workspace_id: &str) -> Result<Vec<DataLink>>;
+    async fn create_compute_env(&self, guard: &RoleGuard, ce: &ComputeEnv) -> Result<()>;
+    /// Fails with `Conflict("compute_env_in_use")` while a studio uses it.
+    async fn delete_compute_env(&self, guard: &RoleGuard, ce_id: &str) -> Result<()>;
+    async fn create_data_link(&self, guard: &RoleGuard, link: &DataLink) -> Result<()>;
+    async fn delete_data_link(&self, guard: &RoleGuard, link_id: &str) -> Result<()>;
+}
+
+/// Studios and their sessions.
+#[async_trait]
+pub trait StudioStore: Send + Sync {
     /// Newest first.
     async fn list_studios(
         &self,
@@ -137,22 +165,6 @@ pub trait Store: Send + Sync {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<Studio>>;
-
-    async fn create_workspace(&self, workspace: &Workspace, owner: &Member) -> Result<()>;
-    /// Fails with `Conflict("last_owner")` if it would leave the workspace without an owner.
-    async fn put_member(&self, guard: &RoleGuard, change: &MemberChange) -> Result<()>;
-    async fn remove_member(&self, guard: &RoleGuard, member: &Member) -> Result<()>;
-    /// Deletes a mount-lock item if it still has neither holder nor intents (a start may
-    /// have taken it again meanwhile); whether it did.
-    async fn delete_empty_lock(&self, ws: &str, sort_key: &str) -> Result<bool>;
-    /// The caller's role, checked as a write would (one `ConditionCheck`): for effects
-    /// outside the table (a TerminateJob) that must still follow the role.
-    async fn check_role(&self, guard: &RoleGuard) -> Result<()>;
-    async fn create_compute_env(&self, guard: &RoleGuard, ce: &ComputeEnv) -> Result<()>;
-    /// Fails with `Conflict("compute_env_in_use")` while a studio uses it.
-    async fn delete_compute_env(&self, guard: &RoleGuard, ce_id: &str) -> Result<()>;
-    async fn create_data_link(&self, guard: &RoleGuard, link: &DataLink) -> Result<()>;
-    async fn delete_data_link(&self, guard: &RoleGuard, link_id: &str) -> Result<()>;
     /// Fails with `Conflict("name_taken")` if the name is in use in the workspace; with a
     /// session (add-and-start) also takes its mount locks, or fails `mount_locked`. A
     /// clone is written with its inherited history and registered as a dependent of the
@@ -177,7 +189,35 @@ pub trait Store: Send + Sync {
         attempt_id: &str,
         agent: &crate::domain::lifecycle::AgentState,
     ) -> Result<bool>;
+    /// Records `user_id` as connected to the session `attempt_id`, if it still runs
+    /// (`Conflict("studio_not_running")` otherwise).
+    async fn record_connection(
+        &self,
+        guard: &RoleGuard,
+        studio: &Studio,
+        attempt_id: &str,
+        user_id: &str,
+        connection: &Connection,
+    ) -> Result<()>;
+    /// Every studio with a session (starting, running, stopping), across workspaces.
+    async fn active_studios(&self) -> Result<Vec<Studio>>;
+    /// Deletes if the stored studio is still `studio` (same version) and at rest, and
+    /// withdraws it as a dependent of the checkpoint data it used.
+    async fn delete_studio(&self, guard: &RoleGuard, studio: &Studio) -> Result<()>;
+}
+
+/// Mount locks beyond the studio transactions that take and release them.
+#[async_trait]
+pub trait LockStore: Send + Sync {
     async fn list_mounts(&self, workspace_id: &str) -> Result<Vec<HeldMount>>;
+    /// Deletes a mount-lock item if it still has neither holder nor intents (a start may
+    /// have taken it again meanwhile); whether it did.
+    async fn delete_empty_lock(&self, ws: &str, sort_key: &str) -> Result<bool>;
+}
+
+/// Checkpoint records and the data they point to.
+#[async_trait]
+pub trait CheckpointStore: Send + Sync {
     /// A page of a studio's checkpoints, newest first.
     async fn list_checkpoints(
         &self,
@@ -196,24 +236,20 @@ pub trait Store: Send + Sync {
         checkpoint: &Checkpoint,
         name: &str,
     ) -> Result<()>;
-    /// Records `user_id` as connected to the session `attempt_id`, if it still runs
-    /// (`Conflict("studio_not_running")` otherwise).
-    async fn record_connection(
-        &self,
-        guard: &RoleGuard,
-        studio: &Studio,
-        attempt_id: &str,
-        user_id: &str,
-        connection: &Connection,
-    ) -> Result<()>;
-    /// Every studio with a session (starting, running, stopping), across workspaces.
-    async fn active_studios(&self) -> Result<Vec<Studio>>;
-    /// Deletes if the stored studio is still `studio` (same version) and at rest, and
-    /// withdraws it as a dependent of the checkpoint data it used.
-    async fn delete_studio(&self, guard: &RoleGuard, studio: &Studio) -> Result<()>;
     /// Removes the checkpoint records of a deleted studio; returns how many.
     async fn purge_checkpoints(&self, workspace_id: &str, studio_id: &str) -> Result<usize>;
     /// Stops tracking the checkpoint data saved by `studio_id` if no studio depends on
     /// it any more. `true`: nothing can depend on it again, so it may be deleted.
     async fn release_data(&self, workspace_id: &str, studio_id: &str) -> Result<bool>;
+}
+
+/// The storage port: one narrow port per aggregate; a store is all of them.
+pub trait Store:
+    Reads + WorkspaceStore + CatalogStore + StudioStore + LockStore + CheckpointStore
+{
+}
+
+impl<T> Store for T where
+    T: Reads + WorkspaceStore + CatalogStore + StudioStore + LockStore + CheckpointStore
+{
 }

@@ -1,0 +1,90 @@
+//! Compute environments and data links.
+
+use super::*;
+
+#[async_trait]
+impl CatalogStore for DynamoStore {
+    async fn list_compute_envs(&self, ws: &str) -> Result<Vec<ComputeEnv>> {
+        self.list(ws, "CE#").await
+    }
+
+    async fn list_data_links(&self, ws: &str) -> Result<Vec<DataLink>> {
+        self.list(ws, "DL#").await
+    }
+
+    async fn create_compute_env(&self, guard: &RoleGuard, ce: &ComputeEnv) -> Result<()> {
+        let mut item = to_item(&ce.workspace_id, sk(&Key::ComputeEnv(ce.id.clone())), ce)?;
+        item.insert("studioCount".into(), n(0));
+        let mut tx = Tx::default();
+        self.push_guard(&mut tx, guard)?;
+        tx.push(self.put(item, "attribute_not_exists(PK)")?, |_| {
+            Error::conflict("exists", "a compute environment with this id exists")
+        });
+        self.transact(tx).await
+    }
+
+    async fn delete_compute_env(&self, guard: &RoleGuard, ce_id: &str) -> Result<()> {
+        let mut tx = Tx::default();
+        self.push_guard(&mut tx, guard)?;
+        // The studio count is kept by studio add/delete in the same transactions, so this
+        // condition cannot race with a studio being added.
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                &guard.workspace_id,
+                sk(&Key::ComputeEnv(ce_id.to_string())),
+            )))
+            .condition_expression("attribute_exists(PK) AND studioCount = :zero")
+            .expression_attribute_values(":zero", n(0))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_err)?;
+        tx.push(
+            TransactWriteItem::builder().delete(delete).build(),
+            |old| match old {
+                None => Error::NotFound(Missing::ComputeEnv),
+                Some(item) => {
+                    let count = item_u64(item, "studioCount").unwrap_or(0);
+                    let name = item_str(item, "name").unwrap_or_default();
+                    Error::conflict(
+                        "compute_env_in_use",
+                        format!("compute environment '{name}' is used by {count} studio(s); delete them first"),
+                    )
+                }
+            },
+        );
+        self.transact(tx).await
+    }
+
+    async fn create_data_link(&self, guard: &RoleGuard, link: &DataLink) -> Result<()> {
+        let item = to_item(
+            &link.workspace_id,
+            sk(&Key::DataLink(link.id.clone())),
+            link,
+        )?;
+        let mut tx = Tx::default();
+        self.push_guard(&mut tx, guard)?;
+        tx.push(self.put(item, "attribute_not_exists(PK)")?, |_| {
+            Error::conflict("exists", "a data link with this id exists")
+        });
+        self.transact(tx).await
+    }
+
+    async fn delete_data_link(&self, guard: &RoleGuard, link_id: &str) -> Result<()> {
+        let mut tx = Tx::default();
+        self.push_guard(&mut tx, guard)?;
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                &guard.workspace_id,
+                sk(&Key::DataLink(link_id.to_string())),
+            )))
+            .condition_expression("attribute_exists(PK)")
+            .build()
+            .map_err(build_err)?;
+        tx.push(TransactWriteItem::builder().delete(delete).build(), |_| {
+            Error::NotFound(Missing::DataLink)
+        });
+        self.transact(tx).await
+    }
+}
