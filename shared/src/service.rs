@@ -603,18 +603,7 @@ pub(crate) async fn read_with_mounts(
 
 /// "Unavailable" flags for mounts that running studios hold (flagged at add: docs/api.md).
 pub fn held_mount_warnings(mounts: &[Mount], held: &[HeldMount], studio_id: &str) -> Vec<String> {
-    let mut warnings = Vec::new();
-    for (i, m) in mounts.iter().enumerate() {
-        for h in held {
-            if h.holder.studio_id != studio_id && h.holder.path.overlaps(&m.uri) {
-                warnings.push(format!(
-                    "mounts[{i}]: {} is unavailable: {} is mounted by running studio '{}' ({}); starting will fail until it stops",
-                    m.uri, h.holder.path, h.holder.studio_name, h.holder.studio_id
-                ));
-            }
-        }
-    }
-    warnings
+    crate::domain::mounts::held_warnings(mounts, held.iter().map(|h| &h.holder), studio_id)
 }
 
 pub async fn get_studio(app: &App, caller: &Caller, ws: &str, id: &str) -> Result<Studio> {

@@ -1,27 +1,36 @@
 //! Request bodies as received (`*Input`, unknown fields rejected) and the rules that turn
 //! them into entities. Every failure names the field and the rule (400).
 
+pub use super::inputs::*;
+pub use super::mounts::{mount_name, mount_uri, mounts};
 use super::s3::validate_bucket;
 use super::*;
 use crate::error::{Error, Result};
 use rattler_conda_types::{MatchSpec, ParseStrictness};
-use serde::Deserialize;
 use std::collections::HashMap;
 
 pub const MAX_NAME: usize = 80;
+
 pub const MAX_DESCRIPTION: usize = 2048;
+
 pub const MAX_CONDA_PACKAGES: usize = 100;
+
 /// Longest conda match spec (a name, channel, version and build fit easily).
 pub const MAX_CONDA_SPEC: usize = 200;
+
 /// Longest mount URI (and data link URI), in bytes: its lock item's sort key
 /// (`LOCK#<uri>`) must fit DynamoDB's 1,024-byte limit.
 pub const MAX_MOUNT_URI: usize = 1000;
+
 /// Longest key part of a compute environment's `workDir`, in bytes: checkpoint objects go
 /// under `<workDir>.studios/<studio>/checkpoints/<checkpoint>/`, and the session's own
 /// object names below that need room, within S3's 1,024-byte key limit.
 pub const MAX_WORK_DIR_KEY: usize = 700;
+
 pub const MAX_GPUS: u32 = 16;
+
 pub const MIN_MEMORY_MIB: u32 = 512;
+
 /// A start writes the studio, a role check and one lock item per mounted path and per
 /// ancestor prefix in one `TransactWriteItems` (at most 100 items: 2 + 96); a session's
 /// end writes the studio, releases the locks and records a checkpoint and its name
@@ -29,220 +38,8 @@ pub const MIN_MEMORY_MIB: u32 = 512;
 /// compute environment and tracks checkpoint data: with the most lock items it does not
 /// fit, and the store answers 400 (add, then start).
 pub const MAX_LOCK_ITEMS: usize = 96;
+
 pub const MOUNT_ROOT: &str = "/workspace/data";
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WorkspaceInput {
-    #[schema(min_length = 1, max_length = 80)]
-    pub name: String,
-    #[schema(max_length = 2048)]
-    pub description: Option<String>,
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MemberInput {
-    #[schema(value_type = Role)]
-    pub role: String,
-    /// Display name shown in member lists until the user's own token says otherwise.
-    pub name: Option<String>,
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ComputeEnvInput {
-    #[schema(min_length = 1, max_length = 80)]
-    pub name: String,
-    pub region: String,
-    pub job_queue: String,
-    #[serde(default)]
-    pub gpu_enabled: bool,
-    #[schema(minimum = 1)]
-    pub max_cpus: u32,
-    #[serde(rename = "maxMemoryMiB")]
-    #[schema(minimum = 512)]
-    pub max_memory_mib: u32,
-    #[serde(default, deserialize_with = "at_most_buckets")]
-    #[schema(max_items = 50)]
-    pub allowed_write_buckets: Vec<String>,
-    #[schema(max_length = 1024)]
-    pub work_dir: String,
-    pub job_role_arn: Option<String>,
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DataLinkInput {
-    #[schema(min_length = 1, max_length = 80)]
-    pub name: String,
-    #[schema(max_length = 1000)]
-    pub uri: String,
-    pub region: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TemplateInput {
-    pub kind: Option<String>,
-    pub image: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ResourcesInput {
-    #[schema(minimum = 1)]
-    pub cpus: Option<u32>,
-    #[schema(maximum = 16)]
-    pub gpus: Option<u32>,
-    #[serde(rename = "memoryMiB")]
-    #[schema(minimum = 512)]
-    pub memory_mib: Option<u32>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct MountInput {
-    pub data_link_id: Option<String>,
-    pub uri: Option<String>,
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct StudioInput {
-    #[schema(min_length = 1, max_length = 80)]
-    pub name: String,
-    #[schema(max_length = 2048)]
-    pub description: Option<String>,
-    pub compute_env_id: String,
-    pub template: TemplateInput,
-    #[serde(default, deserialize_with = "at_most_conda")]
-    #[schema(schema_with = conda_packages_schema)]
-    pub conda_packages: Option<Vec<String>>,
-    pub resources: Option<ResourcesInput>,
-    #[serde(default, deserialize_with = "at_most_mounts")]
-    #[schema(max_items = 96)]
-    pub mounts: Option<Vec<MountInput>>,
-}
-
-/// A schema of the API document written as JSON (for the shapes derive cannot say:
-/// "exactly one of").
-fn json_schema(value: serde_json::Value) -> utoipa::openapi::schema::Schema {
-    serde_json::from_value(value).expect("a valid schema")
-}
-
-/// `{kind}` or `{image}`, exactly one.
-impl utoipa::ToSchema for TemplateInput {}
-
-impl utoipa::PartialSchema for TemplateInput {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        template_input_schema().into()
-    }
-}
-
-fn template_input_schema() -> utoipa::openapi::schema::Schema {
-    json_schema(serde_json::json!({
-        "oneOf": [
-            {"type": "object", "additionalProperties": false, "required": ["kind"],
-             "properties": {"kind": {"$ref": "#/components/schemas/TemplateKind"}}},
-            {"type": "object", "additionalProperties": false, "required": ["image"],
-             "properties": {"image": {"type": "string", "minLength": 1,
-                "description": "A container image reference (with the studio agent as its entrypoint: docs/agent.md)."}}},
-        ]
-    }))
-}
-
-/// `{dataLinkId}` or `{uri}`, exactly one.
-impl utoipa::ToSchema for MountInput {}
-
-impl utoipa::PartialSchema for MountInput {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        mount_input_schema().into()
-    }
-}
-
-fn mount_input_schema() -> utoipa::openapi::schema::Schema {
-    json_schema(serde_json::json!({
-        "oneOf": [
-            {"type": "object", "additionalProperties": false, "required": ["dataLinkId"],
-             "properties": {"dataLinkId": {"type": "string"}}},
-            {"type": "object", "additionalProperties": false, "required": ["uri"],
-             "properties": {"uri": {"type": "string", "maxLength": MAX_MOUNT_URI}}},
-        ]
-    }))
-}
-
-/// Conda match specs: at most 100 of at most 200 characters.
-fn conda_packages_schema() -> utoipa::openapi::schema::Schema {
-    json_schema(serde_json::json!({
-        "type": ["array", "null"],
-        "maxItems": MAX_CONDA_PACKAGES,
-        "items": {"type": "string", "minLength": 1, "maxLength": MAX_CONDA_SPEC},
-    }))
-}
-
-/// PATCH body: present fields replace; `resources` merges field by field.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct StudioPatch {
-    #[schema(min_length = 1, max_length = 80)]
-    pub name: Option<String>,
-    #[schema(max_length = 2048)]
-    pub description: Option<String>,
-    /// Accepted only to explain that it cannot change (`null` included).
-    #[serde(default, deserialize_with = "present")]
-    #[schema(ignore)]
-    pub compute_env_id: Option<serde_json::Value>,
-    pub template: Option<TemplateInput>,
-    #[serde(default, deserialize_with = "at_most_conda")]
-    #[schema(schema_with = conda_packages_schema)]
-    pub conda_packages: Option<Vec<String>>,
-    pub resources: Option<ResourcesInput>,
-    #[serde(default, deserialize_with = "at_most_mounts")]
-    #[schema(max_items = 96)]
-    pub mounts: Option<Vec<MountInput>>,
-}
-
-/// `POST …/start` body (optional): overrides saved into the studio's configuration.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StartInput {
-    #[schema(max_length = 2048)]
-    pub description: Option<String>,
-    pub resources: Option<ResourcesInput>,
-    #[serde(default, deserialize_with = "at_most_mounts")]
-    #[schema(max_items = 96)]
-    pub mounts: Option<Vec<MountInput>>,
-}
-
-impl StartInput {
-    pub fn data_link_ids(&self) -> Vec<String> {
-        data_link_ids(self.mounts.as_deref().unwrap_or_default())
-    }
-}
-
-impl StudioInput {
-    /// The data links the mounts refer to (fetched in the same read as the rest).
-    pub fn data_link_ids(&self) -> Vec<String> {
-        data_link_ids(self.mounts.as_deref().unwrap_or_default())
-    }
-}
-
-impl StudioPatch {
-    pub fn data_link_ids(&self) -> Vec<String> {
-        data_link_ids(self.mounts.as_deref().unwrap_or_default())
-    }
-}
-
-fn data_link_ids(mounts: &[MountInput]) -> Vec<String> {
-    let mut ids: Vec<String> = mounts
-        .iter()
-        .filter_map(|m| m.data_link_id.clone())
-        .collect();
-    ids.sort();
-    ids.dedup();
-    ids
-}
 
 /// A name shown to people: 1..=max characters, no control characters, no outer spaces.
 pub fn name(field: &str, value: &str, max: usize) -> Result<String> {
@@ -295,136 +92,6 @@ pub fn checkpoint_name(value: &str) -> Result<String> {
         ));
     }
     Ok(value)
-}
-
-/// `PATCH …/checkpoints/{cpId}`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CheckpointPatch {
-    #[schema(min_length = 1, max_length = 80)]
-    pub name: String,
-}
-
-/// Most items any list in a request body may have; more is a 400 while parsing, before
-/// anything is read or computed from the list (`mounts` is bounded by the lock budget,
-/// `condaPackages` by `MAX_CONDA_PACKAGES`, `allowedWriteBuckets` by this).
-pub const MAX_WRITE_BUCKETS: usize = 50;
-
-/// A list of at most `N` items (or `null`/absent: `None`), refused while parsing.
-fn at_most<'de, D, T, const N: usize>(d: D) -> std::result::Result<Option<Vec<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    use serde::de::{Error as _, SeqAccess, Visitor};
-    struct Bounded<T, const N: usize>(std::marker::PhantomData<T>);
-    impl<'de, T: Deserialize<'de>, const N: usize> Visitor<'de> for Bounded<T, N> {
-        type Value = Option<Vec<T>>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            write!(f, "a list of at most {N} items")
-        }
-        fn visit_none<E: serde::de::Error>(self) -> std::result::Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_some<D2: serde::Deserializer<'de>>(
-            self,
-            d: D2,
-        ) -> std::result::Result<Self::Value, D2::Error> {
-            d.deserialize_seq(self)
-        }
-        fn visit_seq<A: SeqAccess<'de>>(
-            self,
-            mut seq: A,
-        ) -> std::result::Result<Self::Value, A::Error> {
-            let mut out = Vec::new();
-            while let Some(item) = seq.next_element()? {
-                if out.len() == N {
-                    return Err(A::Error::custom(format!("must have at most {N} items")));
-                }
-                out.push(item);
-            }
-            Ok(Some(out))
-        }
-    }
-    d.deserialize_option(Bounded::<T, N>(std::marker::PhantomData))
-}
-
-fn at_most_mounts<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<Vec<MountInput>>, D::Error> {
-    at_most::<D, MountInput, MAX_LOCK_ITEMS>(d)
-}
-
-fn at_most_conda<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<Vec<String>>, D::Error> {
-    at_most::<D, String, MAX_CONDA_PACKAGES>(d)
-}
-
-fn at_most_buckets<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Vec<String>, D::Error> {
-    at_most::<D, String, MAX_WRITE_BUCKETS>(d).map(Option::unwrap_or_default)
-}
-
-/// A field that is there, whatever its value (`null` too); absent is `None`.
-fn present<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<serde_json::Value>, D::Error> {
-    <serde_json::Value as Deserialize>::deserialize(d).map(Some)
-}
-
-/// `POST …/studios/{id}/clone` ("start as new").
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct CloneInput {
-    #[schema(min_length = 1, max_length = 80)]
-    pub name: String,
-    pub checkpoint_id: Option<String>,
-    #[schema(max_length = 2048)]
-    pub description: Option<String>,
-    pub resources: Option<ResourcesInput>,
-    #[serde(default, deserialize_with = "at_most_mounts")]
-    #[schema(max_items = 96)]
-    pub mounts: Option<Vec<MountInput>>,
-    pub auto_start: Option<bool>,
-    /// Accepted only to explain that a clone keeps them; an explicit `null` is setting
-    /// them too.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(ignore)]
-    pub template: Option<serde_json::Value>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(ignore)]
-    pub compute_env_id: Option<serde_json::Value>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(ignore)]
-    pub conda_packages: Option<serde_json::Value>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(ignore)]
-    pub parent: Option<serde_json::Value>,
-}
-
-impl CloneInput {
-    pub fn data_link_ids(&self) -> Vec<String> {
-        data_link_ids(self.mounts.as_deref().unwrap_or_default())
-    }
-
-    /// 400 naming the first field a clone cannot set.
-    pub fn check_fixed(&self) -> Result<()> {
-        let fixed = [
-            ("template", self.template.is_some()),
-            ("computeEnvId", self.compute_env_id.is_some()),
-            ("condaPackages", self.conda_packages.is_some()),
-            ("parent", self.parent.is_some()),
-        ];
-        match fixed.into_iter().find(|(_, set)| *set) {
-            Some((field, _)) => Err(fixed_for_clone(field)),
-            None => Ok(()),
-        }
-    }
 }
 
 /// The error for changing what a clone keeps from its source.
@@ -587,23 +254,6 @@ pub fn compute_env(
         created_at: now(),
         created_by: by,
     })
-}
-
-/// A data link's name becomes a directory under /workspace/data.
-pub fn mount_name(field: &str, value: &str) -> Result<String> {
-    let ok = (1..=MAX_NAME).contains(&value.len())
-        && !value.starts_with('.')
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(value.to_string())
-    } else {
-        Err(Error::invalid(
-            field,
-            format!("must be 1 to {MAX_NAME} letters, digits, '.', '_' or '-', not starting with '.' (it names the mount directory)"),
-        ))
-    }
 }
 
 pub fn data_link(
@@ -792,21 +442,6 @@ pub fn within_stack(ce: &ComputeEnv, limits: &crate::config::StackLimits) -> Res
     Ok(())
 }
 
-/// An S3 location that can be mounted (and so locked): at most `MAX_MOUNT_URI` bytes.
-pub fn mount_uri(field: &str, value: &str) -> Result<S3Prefix> {
-    let uri = s3_prefix(field, value)?;
-    if uri.as_str().len() > MAX_MOUNT_URI {
-        return Err(Error::invalid(
-            field,
-            format!(
-                "must be at most {MAX_MOUNT_URI} characters (got {}), so that its mount lock fits",
-                uri.as_str().len()
-            ),
-        ));
-    }
-    Ok(uri)
-}
-
 pub fn conda_packages(field: &str, specs: &[String]) -> Result<Vec<String>> {
     if specs.len() > MAX_CONDA_PACKAGES {
         return Err(Error::invalid(
@@ -878,94 +513,6 @@ pub fn resources(
     Ok(r)
 }
 
-/// Resolves and checks mounts; returns them with warnings (e.g. cross-region data).
-pub fn mounts(
-    field: &str,
-    inputs: &[MountInput],
-    ce: &ComputeEnvSnapshot,
-    links: &HashMap<String, DataLink>,
-) -> Result<(Vec<Mount>, Vec<String>)> {
-    let mut out: Vec<Mount> = Vec::new();
-    let mut warnings = Vec::new();
-    for (i, input) in inputs.iter().enumerate() {
-        let at = format!("{field}[{i}]");
-        let (uri, name, link_id) = match (&input.data_link_id, &input.uri) {
-            (Some(id), None) => {
-                let link = links.get(id).ok_or_else(|| {
-                    Error::invalid(
-                        format!("{at}.dataLinkId"),
-                        format!("no data link '{id}' in this workspace"),
-                    )
-                })?;
-                if link.region != ce.region {
-                    warnings.push(format!(
-                        "{at}: data link '{}' is in {} but compute environment '{}' is in {}; reads cross regions (slower, with transfer charges)",
-                        link.name, link.region, ce.name, ce.region
-                    ));
-                }
-                (link.uri.clone(), link.name.clone(), Some(id.clone()))
-            }
-            (None, Some(uri)) => {
-                let uri = mount_uri(&format!("{at}.uri"), uri)?;
-                let name = sanitise_dir_name(uri.last_segment());
-                (uri, name, None)
-            }
-            _ => return Err(Error::invalid(at, "give exactly one of dataLinkId or uri")),
-        };
-        if let Some((j, other)) = out.iter().enumerate().find(|(_, m)| m.uri.overlaps(&uri)) {
-            return Err(Error::invalid(
-                at,
-                format!("{uri} overlaps {field}[{j}] ({})", other.uri),
-            ));
-        }
-        if let Some(j) = out.iter().position(|m| m.name == name) {
-            return Err(Error::invalid(
-                at,
-                format!("mount directory '{name}' is already used by {field}[{j}]"),
-            ));
-        }
-        let access = if ce.allowed_write_buckets.iter().any(|b| b == uri.bucket()) {
-            Access::ReadWrite
-        } else {
-            Access::ReadOnly
-        };
-        out.push(Mount {
-            mount_path: format!("{MOUNT_ROOT}/{name}"),
-            uri,
-            name,
-            access,
-            data_link_id: link_id,
-        });
-    }
-    let paths: Vec<&S3Prefix> = out.iter().map(|m| &m.uri).collect();
-    let lock_items = super::locks::item_count(&paths);
-    if lock_items > MAX_LOCK_ITEMS {
-        return Err(Error::invalid(
-            field,
-            format!("these mounts need {lock_items} mount-lock items (one per path and per parent prefix) but at most {MAX_LOCK_ITEMS} fit in one start; mount fewer or shallower paths"),
-        ));
-    }
-    Ok((out, warnings))
-}
-
-fn sanitise_dir_name(segment: &str) -> String {
-    let cleaned: String = segment
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(MAX_NAME)
-        .collect();
-    match cleaned.trim_start_matches('.') {
-        "" => "data".to_string(),
-        s => s.to_string(),
-    }
-}
-
 /// Everything a studio's configuration must satisfy, whatever built it (add, update, ...).
 pub struct ConfigDraft<'a> {
     pub name: &'a str,
@@ -1005,24 +552,6 @@ pub fn studio_config(
         },
         warnings,
     ))
-}
-
-/// The draft of a patch applied over a studio's current configuration.
-pub fn mount_inputs_of(config: &StudioConfig) -> Vec<MountInput> {
-    config
-        .mounts
-        .iter()
-        .map(|m| match &m.data_link_id {
-            Some(id) => MountInput {
-                data_link_id: Some(id.clone()),
-                uri: None,
-            },
-            None => MountInput {
-                data_link_id: None,
-                uri: Some(m.uri.to_string()),
-            },
-        })
-        .collect()
 }
 
 pub fn template_input_of(template: &Template) -> TemplateInput {
@@ -1428,13 +957,6 @@ mod tests {
             false,
         );
         assert!(err(too_deep).starts_with("mounts: these mounts need 99 mount-lock items"));
-    }
-
-    #[test]
-    fn raw_uri_mounts_get_a_safe_directory_name() {
-        assert_eq!(sanitise_dir_name("my data (v2)"), "my-data--v2-");
-        assert_eq!(sanitise_dir_name(".hidden"), "hidden");
-        assert_eq!(sanitise_dir_name("..."), "data");
     }
 
     #[test]

@@ -31,16 +31,6 @@ pub struct LockState {
     pub intents: Vec<Holder>,
 }
 
-impl LockState {
-    /// Who blocks `studio_id` from mounting this path, if anyone else does.
-    pub fn blocker(&self, studio_id: &str) -> Option<&Holder> {
-        self.holder
-            .iter()
-            .chain(&self.intents)
-            .find(|h| h.studio_id != studio_id)
-    }
-}
-
 /// A held mount (`GET …/mounts`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct HeldMount {
@@ -74,7 +64,6 @@ pub struct Fetched {
     pub compute_envs: HashMap<String, ComputeEnv>,
     pub data_links: HashMap<String, DataLink>,
     pub studios: HashMap<String, Studio>,
-    pub locks: HashMap<S3Prefix, LockState>,
     /// By checkpoint id.
     pub checkpoints: HashMap<String, Checkpoint>,
 }

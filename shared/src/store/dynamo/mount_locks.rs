@@ -1,22 +1,13 @@
 //! Mount locks: taken and released inside the studio transactions.
 
 use super::*;
+use crate::domain::mounts;
 
 /// The 409 for a lock that could not be taken, from the item that blocked it.
 pub(super) fn lock_conflict(requested: &S3Prefix, old: Option<&Item>) -> Error {
     let state = old.map(lock_state).unwrap_or_default();
-    let message = match state.holder.as_ref().or(state.intents.first()) {
-        Some(h) if &h.path == requested => format!(
-            "{requested} is mounted by running studio '{}' ({}); stop it first",
-            h.studio_name, h.studio_id
-        ),
-        Some(h) => format!(
-            "{requested} overlaps {}, mounted by running studio '{}' ({}); stop it first",
-            h.path, h.studio_name, h.studio_id
-        ),
-        None => format!("{requested} is mounted by another running studio"),
-    };
-    Error::conflict("mount_locked", message)
+    let blocker = state.holder.as_ref().or(state.intents.first());
+    Error::conflict("mount_locked", mounts::conflict_message(requested, blocker))
 }
 
 #[async_trait]

@@ -67,10 +67,6 @@ impl Reads for DynamoStore {
                 fetched.data_links.insert(id.to_string(), from_item(item)?);
             } else if let Some(id) = sort.strip_prefix("STUDIO#") {
                 fetched.studios.insert(id.to_string(), from_item(item)?);
-            } else if let Some(path) = sort.strip_prefix("LOCK#") {
-                if let Ok(path) = S3Prefix::parse(path) {
-                    fetched.locks.insert(path, lock_state(item));
-                }
             } else if sort.starts_with("CP#") {
                 let cp: Checkpoint = from_item(item)?;
                 fetched.checkpoints.insert(cp.id.clone(), cp);

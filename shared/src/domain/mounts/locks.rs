@@ -6,7 +6,7 @@
 //! ancestor has a holder (nothing above it is mounted). Adding and removing set entries
 //! is idempotent, so releasing twice is harmless.
 
-use super::S3Prefix;
+use super::s3::S3Prefix;
 use std::collections::BTreeMap;
 
 /// One lock item's part in a start (or release): hold it, and/or add intents to it.
