@@ -128,7 +128,7 @@ impl Local {
                     return json_reply(400, json!({"message": format!("not JSON: {e}")}));
                 }
             };
-            return match studios_shared::sessions::on_batch_event(&self.app, &event).await {
+            return match studios_shared::consumers::on_batch_event(&self.app, &event).await {
                 Ok(applied) => json_reply(200, json!({"applied": format!("{applied:?}")})),
                 Err(e) => json_reply(500, json!({"message": e.to_string()})),
             };

@@ -10,7 +10,7 @@ use lambda_runtime::LambdaEvent;
 use serde_json::{json, Value};
 use studios_shared::events::change_from_record;
 use studios_shared::http::{handle, Action};
-use studios_shared::{sessions, App, Config};
+use studios_shared::{consumers, App, Config};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -20,15 +20,15 @@ async fn main() -> Result<(), Error> {
     let app = App::from_env(config).await;
     let app = &app;
     match handler.as_str() {
-        sessions::BATCH_EVENTS_HANDLER => {
+        consumers::BATCH_EVENTS_HANDLER => {
             lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
                 // An error makes Lambda retry, then the on-failure destination keeps it.
-                let applied = sessions::on_batch_event(app, &event.payload).await?;
+                let applied = consumers::on_batch_event(app, &event.payload).await?;
                 Ok::<_, Error>(json!({ "applied": format!("{applied:?}") }))
             }))
             .await
         }
-        sessions::TABLE_STREAM_HANDLER => {
+        consumers::TABLE_STREAM_HANDLER => {
             lambda_runtime::run(service_fn(
                 move |event: LambdaEvent<StreamEvent>| async move {
                     let mut changes = Vec::new();
@@ -40,7 +40,7 @@ async fn main() -> Result<(), Error> {
                             changes.push(change);
                         }
                     }
-                    let report = sessions::on_table_changes(app, &changes).await?;
+                    let report = consumers::on_table_changes(app, &changes).await?;
                     Ok::<_, Error>(json!({
                         "published": report.published,
                         "purged": report.purged,
@@ -78,9 +78,9 @@ async fn main() -> Result<(), Error> {
             }))
             .await
         }
-        sessions::RECONCILE_HANDLER => {
+        consumers::RECONCILE_HANDLER => {
             lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
-                let report = sessions::reconcile(app).await?;
+                let report = consumers::reconcile(app).await?;
                 Ok::<_, Error>(json!({
                     "checked": report.checked,
                     "changed": report.changed,

@@ -11,8 +11,8 @@ use studios_shared::App;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use studios_shared::compute::{job_state_change_event, Compute, JobSpec, SubmitError};
+use studios_shared::consumers;
 use studios_shared::events::{change_from_record, Change};
-use studios_shared::sessions;
 use tokio::sync::mpsc;
 
 /// Reads a table's change stream from the start, as the stream's Lambda trigger would.
@@ -268,7 +268,7 @@ impl Simulator {
         };
         let started = job.started_at().is_some();
         let event = job_state_change_event(&job, status, started, reason, exit);
-        if let Err(e) = sessions::on_batch_event(&self.app, &event).await {
+        if let Err(e) = consumers::on_batch_event(&self.app, &event).await {
             tracing::warn!(error = %e, job = id, "event not applied (the reconciler will)");
         }
     }
@@ -486,7 +486,7 @@ pub fn local_stack(sdk: &aws_config::SdkConfig, app: App, simulation: Simulation
                             })
                         );
                     }
-                    if let Err(e) = sessions::on_table_changes(&publisher, &changes).await {
+                    if let Err(e) = consumers::on_table_changes(&publisher, &changes).await {
                         tracing::warn!(error = %e, "table changes not processed");
                     }
                 }
@@ -498,7 +498,7 @@ pub fn local_stack(sdk: &aws_config::SdkConfig, app: App, simulation: Simulation
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-            if let Err(e) = sessions::reconcile(&reconciler).await {
+            if let Err(e) = consumers::reconcile(&reconciler).await {
                 tracing::warn!(error = %e, "reconcile failed");
             }
         }

@@ -2,9 +2,9 @@
 //! a session's own credential, not a user's token, is checked; the agent reports ready,
 //! progress, activity and failures, and learns whether a stop was requested.
 
+use crate::access::App;
 use crate::domain::*;
 use crate::error::{Error, Result};
-use crate::service::App;
 use crate::store::*;
 
 /// SHA-256 (hex) of an agent credential.

@@ -7,14 +7,14 @@
 //! points into it; when a delete empties that set, the table-stream consumer deletes
 //! the data (`delete_released_data`).
 
+use crate::access::{
+    authorize, guard, held_mount_warnings, read_with_mounts, resource_id, workspace_id, App, Caller,
+};
 use crate::domain::ids::{new_id, IdKind};
 use crate::domain::validate::{self, CheckpointPatch, CloneInput};
+use crate::domain::validate::{changed_config, ConfigChanges};
 use crate::domain::*;
 use crate::error::{Error, Missing, Result};
-use crate::service::{
-    authorize, changed_config, guard, held_mount_warnings, read_with_mounts, resource_id,
-    workspace_id, App, Caller, ConfigChanges,
-};
 use crate::store::*;
 
 /// `GET …/checkpoints`: one page, newest first (the studio read beside the query).
@@ -27,7 +27,7 @@ pub async fn list_checkpoints(
     cursor: Option<&str>,
 ) -> Result<Page<Checkpoint>> {
     let ws = workspace_id(ws)?;
-    let limit = crate::service::page_limit(limit)?;
+    let limit = crate::access::page_limit(limit)?;
     let keys = [Key::Member(caller.id.clone()), Key::Studio(id.to_string())];
     let (fetched, page) = tokio::join!(
         app.store.fetch(ws, &keys),

@@ -1,6 +1,7 @@
 //! Configuration, read once at cold start from the environment; fails fast and says what
 //! is missing.
 
+pub use crate::domain::validate::StackLimits;
 use crate::domain::TemplateKind;
 use std::collections::HashMap;
 
@@ -96,17 +97,6 @@ impl Config {
             .replace("{workspaceId}", workspace_id)
             .replace("{studioId}", studio_id)
     }
-}
-
-/// The queues and buckets the stack's IAM policies allow (see `Config::stack_limits`).
-#[derive(Clone, Debug, Default)]
-pub struct StackLimits {
-    pub job_queues: Option<Vec<String>>,
-    pub checkpoint_buckets: Option<Vec<String>>,
-    pub write_buckets: Option<Vec<String>>,
-    /// Compute environments' job roles must be under this IAM path (`SESSION_ROLE_PATH`,
-    /// e.g. `/studios-sessions/`): the only roles the stack may pass.
-    pub session_role_path: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

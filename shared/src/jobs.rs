@@ -2,11 +2,11 @@
 //! job contract of docs/api.md), including what its agent needs to check connect links
 //! and to reach the connect relay.
 
+use crate::access::App;
 use crate::compute::{JobSpec, TAG_ATTEMPT, TAG_STUDIO, TAG_WORKSPACE};
 use crate::domain::lifecycle::Session;
 use crate::domain::*;
 use crate::error::{Error, Result};
-use crate::service::App;
 use serde_json::{json, Value};
 
 /// What AWS Batch runs for a session (docs/api.md, the job environment).

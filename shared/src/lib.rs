@@ -8,12 +8,14 @@
 //! - `views`: the response types; `openapi`: the API document derived from them and
 //!   from the request types and the route table.
 
+pub mod access;
 pub mod agents;
 pub mod checkpoints;
 pub mod cleanup;
 pub mod compute;
 pub mod config;
 pub mod connect;
+pub mod consumers;
 pub mod domain;
 pub mod error;
 pub mod events;
@@ -21,16 +23,19 @@ pub mod http;
 pub mod jobs;
 pub mod objects;
 pub mod openapi;
+pub mod routes;
 pub mod service;
 pub mod sessions;
 pub mod store;
 pub mod telemetry;
 pub mod views;
 
+pub use access::App;
 pub use config::Config;
 pub use error::{Error, Result};
-pub use service::App;
 
+#[cfg(test)]
+mod architecture_tests;
 #[cfg(test)]
 mod template_tests;
 #[cfg(test)]

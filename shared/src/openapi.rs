@@ -10,7 +10,7 @@ use crate::agents::{AgentReply, AgentReportInput, ReportedState};
 use crate::domain::lifecycle::BatchStatus;
 use crate::domain::validate::*;
 use crate::domain::*;
-use crate::http::{Action, ROUTES, UNAUTHORIZED_ROUTES};
+use crate::routes::{Action, ROUTES, UNAUTHORIZED_ROUTES};
 use crate::views::*;
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
@@ -239,7 +239,7 @@ fn query_parameter(q: Query) -> Value {
     let (name, schema, description) = match q {
         Query::Limit => (
             "limit",
-            json!({"type": "integer", "minimum": 1, "maximum": crate::service::MAX_PAGE, "default": crate::service::DEFAULT_PAGE}),
+            json!({"type": "integer", "minimum": 1, "maximum": crate::access::MAX_PAGE, "default": crate::access::DEFAULT_PAGE}),
             "Page size.",
         ),
         Query::Cursor => (

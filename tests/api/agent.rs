@@ -106,7 +106,7 @@ async fn an_agent_reports_ready_and_learns_of_a_stop_before_batch_ends_its_job()
         .ok(200);
     assert_eq!(reply["stopRequested"], true);
     // The reconciler leaves it to the agent within the grace period.
-    studios_shared::sessions::reconcile(&t.app).await.unwrap();
+    studios_shared::consumers::reconcile(&t.app).await.unwrap();
     assert_ne!(batch_status(&t, &job).await, "FAILED", "not terminated");
 
     // The agent saved and exited 0: stopped, by whom, with its checkpoint.

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use studios_integration_tests::{TestApp, A};
 use studios_shared::compute::{Compute, JobSpec, SubmitError};
+use studios_shared::consumers::reconcile;
 use studios_shared::domain::lifecycle::{BatchStatus, JobReport};
-use studios_shared::sessions::reconcile;
 use studios_shared::{App, Config, Result};
 
 /// Real submits; DescribeJobs / ListJobs answers from a script.

@@ -17,7 +17,7 @@ use studios_shared::events::EventBridgeSink;
 use studios_shared::http::{handle, Action, ApiGatewayEvent};
 use studios_shared::objects::S3Objects;
 use studios_shared::store::dynamo::{create_table, DynamoStore};
-use studios_shared::{sessions, App, Config};
+use studios_shared::{consumers, sessions, App, Config};
 
 pub use studios_shared::http::Action as A;
 
@@ -620,7 +620,7 @@ impl TestApp {
 
     /// Delivers an EventBridge event to the Batch event consumer, as Lambda would.
     pub async fn deliver(&self, event: &Value) -> sessions::Applied {
-        sessions::on_batch_event(&self.app, event)
+        consumers::on_batch_event(&self.app, event)
             .await
             .expect("the consumer acknowledges the event")
     }
@@ -649,11 +649,11 @@ impl TestApp {
     }
 
     /// The table-stream consumer over the records so far: events, then clean-up.
-    pub async fn process_stream(&self) -> sessions::StreamReport {
+    pub async fn process_stream(&self) -> consumers::StreamReport {
         let mut reader = self.stream.lock().await;
         let reader = reader.get_or_insert_with(|| StreamReader::new(&self.sdk, &self.table));
         let changes = reader.next_changes().await.expect("stream records");
-        sessions::on_table_changes(&self.app, &changes)
+        consumers::on_table_changes(&self.app, &changes)
             .await
             .unwrap()
     }

@@ -392,7 +392,18 @@ fn role_path(arn: &str) -> String {
 /// A compute environment may use only what the stack's IAM policies allow: its queue
 /// among `JobQueueArns`, its `workDir` in `CheckpointBuckets`, its write buckets among
 /// `WriteBuckets`. Otherwise sessions would fail at the first start or save.
-pub fn within_stack(ce: &ComputeEnv, limits: &crate::config::StackLimits) -> Result<()> {
+/// The queues and buckets the stack's IAM policies allow (the configuration sets them).
+#[derive(Clone, Debug, Default)]
+pub struct StackLimits {
+    pub job_queues: Option<Vec<String>>,
+    pub checkpoint_buckets: Option<Vec<String>>,
+    pub write_buckets: Option<Vec<String>>,
+    /// Compute environments' job roles must be under this IAM path (`SESSION_ROLE_PATH`,
+    /// e.g. `/studios-sessions/`): the only roles the stack may pass.
+    pub session_role_path: Option<String>,
+}
+
+pub fn within_stack(ce: &ComputeEnv, limits: &StackLimits) -> Result<()> {
     let listed = |allowed: &Option<Vec<String>>, value: &str| {
         allowed
             .as_ref()
@@ -565,6 +576,59 @@ pub fn template_input_of(template: &Template) -> TemplateInput {
             image: Some(image.clone()),
         },
     }
+}
+
+pub fn require_at_rest(studio: &Studio, doing: &str) -> Result<()> {
+    if studio.status.is_at_rest() {
+        return Ok(());
+    }
+    Err(Error::conflict(
+        "studio_not_stopped",
+        format!(
+            "cannot {doing} studio '{}' while it is {}; stop it first",
+            studio.config.name,
+            studio.status.as_str()
+        ),
+    ))
+}
+
+/// Changes to a studio's configuration, as PATCH and start overrides give them.
+#[derive(Default)]
+pub struct ConfigChanges<'a> {
+    pub name: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub template: Option<&'a TemplateInput>,
+    pub conda_packages: Option<&'a [String]>,
+    pub resources: Option<ResourcesInput>,
+    pub mounts: Option<&'a [MountInput]>,
+}
+
+/// The studio's configuration with `changes` applied, validated as an add would be.
+pub fn changed_config(
+    current: &Studio,
+    changes: ConfigChanges<'_>,
+    links: &HashMap<String, DataLink>,
+) -> Result<(StudioConfig, Vec<String>)> {
+    let old = &current.config;
+    let template = match changes.template {
+        Some(t) => t.clone(),
+        None => template_input_of(&old.template),
+    };
+    let draft = ConfigDraft {
+        name: changes.name.unwrap_or(&old.name),
+        description: Some(changes.description.unwrap_or(&old.description)),
+        template: &template,
+        conda_packages: changes.conda_packages.unwrap_or(&old.conda_packages),
+        resources: changes.resources.unwrap_or_default(),
+        base_resources: old.resources,
+        mounts: changes.mounts.unwrap_or_default(),
+    };
+    let (mut config, warnings) = studio_config(draft, &current.compute_env, links)?;
+    if changes.mounts.is_none() {
+        // Unchanged mounts were validated when set; their data links may be gone since.
+        config.mounts = old.mounts.clone();
+    }
+    Ok((config, warnings))
 }
 
 #[cfg(test)]
