@@ -14,7 +14,7 @@ use crate::domain::ids::{new_id, IdKind};
 use crate::domain::validate::{self, CheckpointPatch, CloneInput};
 use crate::domain::validate::{changed_config, ConfigChanges};
 use crate::domain::*;
-use crate::error::{Error, Missing, Result};
+use crate::error::{Conflict, Error, Missing, Result};
 use crate::store::*;
 
 /// `GET …/checkpoints`: one page, newest first (the studio read beside the query).
@@ -88,19 +88,16 @@ fn fork_point<'a>(
     let name = &source.config.name;
     let Some(cp_id) = requested else {
         if !source.status.is_at_rest() {
-            return Err(Error::conflict(
-                "studio_not_stopped",
-                format!(
-                    "studio '{name}' is {}; pass checkpointId to start from one of its earlier checkpoints",
-                    source.status.as_str()
-                ),
-            ));
+            return Err(Conflict::CloneSourceActive {
+                studio: name.to_string(),
+                status: source.status.as_str(),
+            }
+            .into());
         }
         let latest = source.latest_checkpoint.as_ref().ok_or_else(|| {
-            Error::conflict(
-                "no_checkpoint",
-                format!("studio '{name}' has no finalized checkpoint to start from"),
-            )
+            Error::from(Conflict::NoCheckpoint {
+                studio: name.to_string(),
+            })
         })?;
         return history
             .iter()
@@ -114,13 +111,10 @@ fn fork_point<'a>(
         )
     })?;
     if cp.status != CheckpointStatus::Finalized {
-        return Err(Error::conflict(
-            "checkpoint_invalid",
-            format!(
-                "checkpoint '{}' is invalid (its save did not complete); choose a finalized one",
-                cp.name
-            ),
-        ));
+        return Err(Conflict::CheckpointInvalid {
+            checkpoint: cp.name.clone(),
+        }
+        .into());
     }
     let in_use = source
         .session
@@ -128,13 +122,11 @@ fn fork_point<'a>(
         .and_then(|s| s.restore_uri.as_ref())
         .is_some_and(|uri| uri == &cp.uri);
     if in_use {
-        return Err(Error::conflict(
-            "checkpoint_in_use",
-            format!(
-                "checkpoint '{}' is in use by the running session of studio '{name}'; choose another or stop it first",
-                cp.name
-            ),
-        ));
+        return Err(Conflict::CheckpointInUse {
+            checkpoint: cp.name.clone(),
+            studio: name.to_string(),
+        }
+        .into());
     }
     Ok(cp)
 }
@@ -307,18 +299,12 @@ mod tests {
         let none = source(StudioStatus::Errored, None);
         assert!(matches!(
             fork_point(&none, &h, None),
-            Err(Error::Conflict {
-                code: "no_checkpoint",
-                ..
-            })
+            Err(Error::Conflict(Conflict::NoCheckpoint { .. }))
         ));
         let running = source(StudioStatus::Running, Some(&h[0]));
         assert!(matches!(
             fork_point(&running, &h, None),
-            Err(Error::Conflict {
-                code: "studio_not_stopped",
-                ..
-            })
+            Err(Error::Conflict(Conflict::CloneSourceActive { .. }))
         ));
     }
 
@@ -332,10 +318,7 @@ mod tests {
         assert_eq!(fork_point(&s, &h, Some("cp-1")).unwrap().id, "cp-1");
         assert!(matches!(
             fork_point(&s, &h, Some("cp-2")),
-            Err(Error::Conflict {
-                code: "checkpoint_invalid",
-                ..
-            })
+            Err(Error::Conflict(Conflict::CheckpointInvalid { .. }))
         ));
         assert!(matches!(
             fork_point(&s, &h, Some("cp-9")),

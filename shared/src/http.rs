@@ -537,7 +537,7 @@ pub fn error_response(err: &Error, request_id: &str) -> Response<Body> {
             format!("{what} not found"),
             None,
         ),
-        Error::Conflict { code, message } => (StatusCode::CONFLICT, *code, message.clone(), None),
+        Error::Conflict(c) => (StatusCode::CONFLICT, c.code(), c.to_string(), None),
         Error::UnsupportedMediaType(_) => (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -834,7 +834,11 @@ mod tests {
             (Error::Unauthenticated, 401, "unauthenticated"),
             (Error::Forbidden("no".into()), 403, "forbidden"),
             (Error::NotFound(Missing::Studio), 404, "not_found"),
-            (Error::conflict("name_taken", "taken"), 409, "name_taken"),
+            (
+                Error::from(crate::error::Conflict::NameTaken { name: "x".into() }),
+                409,
+                "name_taken",
+            ),
             (Error::Throttled, 503, "throttled"),
             (Error::internal("table xyz is gone"), 500, "internal_error"),
         ];

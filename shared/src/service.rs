@@ -9,7 +9,7 @@ use crate::domain::ids::{new_id, IdKind};
 use crate::domain::search::parse_search;
 use crate::domain::validate::{self, *};
 use crate::domain::*;
-use crate::error::{Error, Missing, Result};
+use crate::error::{Conflict, Error, Missing, Result};
 use crate::store::*;
 
 // ---- workspaces and members ----
@@ -133,10 +133,7 @@ pub async fn set_member(
         && role != Role::Owner
         && workspace.owner_count <= 1
     {
-        return Err(Error::conflict(
-            "last_owner",
-            "a workspace must keep at least one owner; make someone else owner first",
-        ));
+        return Err(Conflict::LastOwner { removing: false }.into());
     }
     let name = name
         .or_else(|| existing.and_then(|m| m.name.clone()))
@@ -187,10 +184,7 @@ pub async fn remove_member(app: &App, caller: &Caller, ws: &str, target: &str) -
     let needed = check_owner_rules(me.role, Some(existing.role), None)?;
     let owners = fetched.workspace.map(|w| w.owner_count).unwrap_or(0);
     if existing.role == Role::Owner && owners <= 1 {
-        return Err(Error::conflict(
-            "last_owner",
-            "the last owner cannot be removed; make someone else owner first",
-        ));
+        return Err(Conflict::LastOwner { removing: true }.into());
     }
     app.store
         .remove_member(&guard(ws, caller, needed), existing)

@@ -12,7 +12,7 @@ use crate::domain::lifecycle::{
 use crate::domain::validate::{changed_config, ConfigChanges};
 use crate::domain::validate::{default_checkpoint_name, StartInput};
 use crate::domain::*;
-use crate::error::{Error, Missing, Result};
+use crate::error::{Conflict, Error, Missing, Result};
 use crate::jobs::connect_environment;
 pub use crate::jobs::job_spec;
 use crate::objects::Presence;
@@ -133,10 +133,7 @@ pub async fn submit(app: &App, studio: Studio, previous: StudioStatus) -> Result
                 record_checkpoint: false,
             };
             finish_session(app, &studio, &finish, Actor::Batch).await?;
-            Err(Error::conflict(
-                "batch_rejected",
-                format!("{message}; the studio is now errored"),
-            ))
+            Err(Conflict::BatchRejected { reason }.into())
         }
         Err(SubmitError::Throttled) => {
             let mut back = studio.clone();
@@ -176,14 +173,11 @@ pub async fn start_studio(
         .get(id)
         .ok_or(Error::NotFound(Missing::Studio))?;
     if !current.status.is_at_rest() {
-        return Err(Error::conflict(
-            "studio_not_stopped",
-            format!(
-                "studio '{}' is already {}",
-                current.config.name,
-                current.status.as_str()
-            ),
-        ));
+        return Err(Conflict::AlreadyActive {
+            studio: current.config.name.clone(),
+            status: current.status.as_str(),
+        }
+        .into());
     }
     let mut base = current.clone();
     if input.description.is_some() || input.resources.is_some() || input.mounts.is_some() {
@@ -225,10 +219,7 @@ pub async fn stop_studio(
     for _ in 0..APPLY_ATTEMPTS {
         match stop_once(app, caller, &current, force).await {
             // A concurrent change (another stop, an event): decide again on a fresh read.
-            Err(Error::Conflict {
-                code: "concurrent_update",
-                ..
-            }) => {
+            Err(e) if e.is_concurrent_update() => {
                 current =
                     authorized_studio(app, caller, ws, id, Permission::OperateStudios).await?;
             }
@@ -284,10 +275,11 @@ async fn stop_once(app: &App, caller: &Caller, current: &Studio, force: bool) ->
             terminate_unless_saving(app, current, &caller.id).await;
             Ok(current.clone())
         }
-        StudioStatus::Stopped | StudioStatus::Errored => Err(Error::conflict(
-            "studio_not_running",
-            format!("studio '{name}' is {}", current.status.as_str()),
-        )),
+        StudioStatus::Stopped | StudioStatus::Errored => Err(Conflict::NothingToStop {
+            studio: name.to_string(),
+            status: current.status.as_str(),
+        }
+        .into()),
     }
 }
 
@@ -297,15 +289,11 @@ async fn force_stop(app: &App, caller: &Caller, current: &Studio) -> Result<Stud
     let stuck = age(&current.status_updated_at);
     let after = app.config.force_stop_after_seconds;
     if stuck < chrono::Duration::seconds(after as i64) {
-        return Err(Error::conflict(
-            "stop_in_progress",
-            format!(
-                "studio '{}' has been stopping since {}; a forced stop is possible {} minutes after that",
-                current.config.name,
-                current.status_updated_at,
-                after.div_ceil(60)
-            ),
-        ));
+        return Err(Error::from(Conflict::StopInProgress {
+            studio: current.config.name.clone(),
+            since: current.status_updated_at.clone(),
+            force_after_minutes: after.div_ceil(60),
+        }));
     }
     terminate(app, current, &caller.id).await;
     let finish = Finish {
@@ -563,10 +551,7 @@ pub async fn apply_report(
         };
         match written {
             Ok(()) => return Ok(Applied::Changed),
-            Err(Error::Conflict {
-                code: "concurrent_update",
-                ..
-            }) => continue,
+            Err(e) if e.is_concurrent_update() => continue,
             Err(e) => return Err(e),
         }
     }
@@ -589,14 +574,11 @@ pub async fn connect_studio(
     let attempt_id = match (&studio.status, &studio.session) {
         (StudioStatus::Running, Some(session)) => session.attempt_id.clone(),
         _ => {
-            return Err(Error::conflict(
-                "studio_not_running",
-                format!(
-                    "studio '{}' is {}; connect once it is running",
-                    studio.config.name,
-                    studio.status.as_str()
-                ),
-            ))
+            return Err(Conflict::NotRunning {
+                studio: studio.config.name.clone(),
+                status: studio.status.as_str(),
+            }
+            .into())
         }
     };
     let connection = Connection {

@@ -5,7 +5,7 @@ pub use super::inputs::*;
 pub use super::mounts::{mount_name, mount_uri, mounts};
 use super::s3::validate_bucket;
 use super::*;
-use crate::error::{Error, Result};
+use crate::error::{Conflict, Error, Result};
 use rattler_conda_types::{MatchSpec, ParseStrictness};
 use std::collections::HashMap;
 
@@ -578,18 +578,16 @@ pub fn template_input_of(template: &Template) -> TemplateInput {
     }
 }
 
-pub fn require_at_rest(studio: &Studio, doing: &str) -> Result<()> {
+pub fn require_at_rest(studio: &Studio, doing: &'static str) -> Result<()> {
     if studio.status.is_at_rest() {
         return Ok(());
     }
-    Err(Error::conflict(
-        "studio_not_stopped",
-        format!(
-            "cannot {doing} studio '{}' while it is {}; stop it first",
-            studio.config.name,
-            studio.status.as_str()
-        ),
-    ))
+    Err(Conflict::NotAtRest {
+        studio: studio.config.name.clone(),
+        status: studio.status.as_str(),
+        doing,
+    }
+    .into())
 }
 
 /// Changes to a studio's configuration, as PATCH and start overrides give them.

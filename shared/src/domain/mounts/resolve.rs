@@ -148,22 +148,6 @@ pub fn held_warnings<'a>(
     warnings
 }
 
-/// The 409 `mount_locked` explanation: which path `requested` collides with and who
-/// holds it (the holder, else a session holding a path below it).
-pub fn conflict_message(requested: &S3Prefix, blocker: Option<&Holder>) -> String {
-    match blocker {
-        Some(h) if &h.path == requested => format!(
-            "{requested} is mounted by running studio '{}' ({}); stop it first",
-            h.studio_name, h.studio_id
-        ),
-        Some(h) => format!(
-            "{requested} overlaps {}, mounted by running studio '{}' ({}); stop it first",
-            h.path, h.studio_name, h.studio_id
-        ),
-        None => format!("{requested} is mounted by another running studio"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,21 +160,13 @@ mod tests {
     }
 
     #[test]
-    fn a_conflict_names_the_path_and_who_holds_it() {
+    fn held_paths_of_other_studios_warn() {
         let p = |s: &str| S3Prefix::parse(s).unwrap();
         let holder = Holder {
             studio_id: "st-1".into(),
             studio_name: "QC".into(),
             path: p("s3://bkt/reads/"),
         };
-        assert_eq!(
-            conflict_message(&p("s3://bkt/reads/"), Some(&holder)),
-            "s3://bkt/reads/ is mounted by running studio 'QC' (st-1); stop it first"
-        );
-        assert_eq!(
-            conflict_message(&p("s3://bkt/reads/x/"), Some(&holder)),
-            "s3://bkt/reads/x/ overlaps s3://bkt/reads/, mounted by running studio 'QC' (st-1); stop it first"
-        );
         let mount = Mount {
             uri: p("s3://bkt/"),
             name: "bkt".into(),

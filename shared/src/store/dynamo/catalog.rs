@@ -18,7 +18,9 @@ impl CatalogStore for DynamoStore {
         let mut tx = Tx::default();
         self.push_guard(&mut tx, guard)?;
         tx.push(self.put(item, "attribute_not_exists(PK)")?, |_| {
-            Error::conflict("exists", "a compute environment with this id exists")
+            Error::from(Conflict::IdTaken {
+                kind: "compute environment",
+            })
         });
         self.transact(tx).await
     }
@@ -46,10 +48,10 @@ impl CatalogStore for DynamoStore {
                 Some(item) => {
                     let count = item_u64(item, "studioCount").unwrap_or(0);
                     let name = item_str(item, "name").unwrap_or_default();
-                    Error::conflict(
-                        "compute_env_in_use",
-                        format!("compute environment '{name}' is used by {count} studio(s); delete them first"),
-                    )
+                    Error::from(Conflict::ComputeEnvInUse {
+                        name: name.to_string(),
+                        studios: count,
+                    })
                 }
             },
         );
@@ -65,7 +67,7 @@ impl CatalogStore for DynamoStore {
         let mut tx = Tx::default();
         self.push_guard(&mut tx, guard)?;
         tx.push(self.put(item, "attribute_not_exists(PK)")?, |_| {
-            Error::conflict("exists", "a data link with this id exists")
+            Error::from(Conflict::IdTaken { kind: "data link" })
         });
         self.transact(tx).await
     }

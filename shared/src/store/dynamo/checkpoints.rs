@@ -72,10 +72,7 @@ impl CheckpointStore for DynamoStore {
             TransactWriteItem::builder().update(update).build(),
             |old| match old {
                 None => Error::NotFound(Missing::Checkpoint),
-                Some(_) => Error::conflict(
-                    "concurrent_update",
-                    "the checkpoint was renamed by someone else meanwhile; read it again and retry",
-                ),
+                Some(_) => Conflict::ConcurrentUpdate(Changed::Checkpoint).into(),
             },
         );
         if cp.name.to_lowercase() != name.to_lowercase() {
@@ -93,10 +90,9 @@ impl CheckpointStore for DynamoStore {
             claim.insert("checkpointId".into(), s(&cp.id));
             let taken = name.to_string();
             tx.push(self.put(claim, "attribute_not_exists(PK)")?, move |_| {
-                Error::conflict(
-                    "checkpoint_name_taken",
-                    format!("another checkpoint of this studio is named '{taken}'"),
-                )
+                Error::from(Conflict::CheckpointNameTaken {
+                    name: Some(taken.clone()),
+                })
             });
         }
         self.transact(tx).await
@@ -131,10 +127,10 @@ impl DynamoStore {
     pub(super) fn push_checkpoint(&self, tx: &mut Tx, cp: &Checkpoint) -> Result<()> {
         let (record, claim) = checkpoint_items(cp)?;
         tx.push(self.put(record, "attribute_not_exists(PK)")?, |_| {
-            Error::conflict("checkpoint_exists", "the checkpoint was already recorded")
+            Error::from(Conflict::CheckpointRecorded)
         });
         tx.push(self.put(claim, "attribute_not_exists(PK)")?, |_| {
-            Error::conflict("checkpoint_name_taken", "the checkpoint name is taken")
+            Error::from(Conflict::CheckpointNameTaken { name: None })
         });
         Ok(())
     }
@@ -168,12 +164,9 @@ impl DynamoStore {
             tx.push(
                 TransactWriteItem::builder().update(add).build(),
                 move |_| {
-                    Error::conflict(
-                        "checkpoint_data_gone",
-                        format!(
-                            "the checkpoint data saved by studio {origin} was deleted meanwhile"
-                        ),
-                    )
+                    Error::from(Conflict::CheckpointDataGone {
+                        origin: origin.clone(),
+                    })
                 },
             );
         }

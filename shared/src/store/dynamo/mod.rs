@@ -23,7 +23,7 @@ use crate::domain::lifecycle::Session;
 use crate::domain::locks::{self, parse_intent, LockItem};
 use crate::domain::now;
 use crate::domain::search::StudioFilter;
-use crate::error::{Error, Missing, Result};
+use crate::error::{Changed, Conflict, Error, LockHolder, Missing, Result};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{

@@ -1,13 +1,20 @@
 //! Mount locks: taken and released inside the studio transactions.
 
 use super::*;
-use crate::domain::mounts;
 
 /// The 409 for a lock that could not be taken, from the item that blocked it.
 pub(super) fn lock_conflict(requested: &S3Prefix, old: Option<&Item>) -> Error {
     let state = old.map(lock_state).unwrap_or_default();
     let blocker = state.holder.as_ref().or(state.intents.first());
-    Error::conflict("mount_locked", mounts::conflict_message(requested, blocker))
+    Conflict::MountLocked {
+        requested: requested.to_string(),
+        holder: blocker.map(|h| LockHolder {
+            studio_id: h.studio_id.clone(),
+            studio_name: h.studio_name.clone(),
+            path: h.path.to_string(),
+        }),
+    }
+    .into()
 }
 
 #[async_trait]

@@ -73,11 +73,8 @@ pub(super) fn studio_changed(old: Option<&Item>) -> Error {
     let Some(item) = old else {
         return Error::NotFound(Missing::Studio);
     };
-    let status = item_str(item, "status").unwrap_or("changed");
-    Error::conflict(
-        "concurrent_update",
-        format!("the studio changed meanwhile (it is now {status}); read it again and retry"),
-    )
+    let status = item_str(item, "status").unwrap_or("changed").to_string();
+    Conflict::ConcurrentUpdate(Changed::Studio { status }).into()
 }
 
 #[async_trait]
@@ -159,7 +156,7 @@ impl StudioStore for DynamoStore {
         self.push_guard(&mut tx, guard)?;
         tx.push(
             self.put(studio_item(studio)?, "attribute_not_exists(PK)")?,
-            |_| Error::conflict("exists", "a studio with this id exists"),
+            |_| Conflict::IdTaken { kind: "studio" }.into(),
         );
         self.push_name_claim(&mut tx, studio)?;
         let update = Update::builder()
@@ -431,11 +428,13 @@ impl StudioStore for DynamoStore {
                 let Some(item) = old else {
                     return Error::NotFound(Missing::Studio);
                 };
-                let status = item_str(item, "status").unwrap_or("no longer running");
-                Error::conflict(
-                    "studio_not_running",
-                    format!("studio '{name}' is {status}; connect once it is running"),
-                )
+                let status = item_str(item, "status")
+                    .and_then(StudioStatus::parse)
+                    .map_or("no longer running", StudioStatus::as_str);
+                Error::from(Conflict::NotRunning {
+                    studio: name.to_string(),
+                    status,
+                })
             },
         );
         self.transact(tx).await
@@ -449,10 +448,7 @@ impl DynamoStore {
         item.insert("studioId".into(), s(&studio.id));
         let name = studio.config.name.clone();
         tx.push(self.put(item, "attribute_not_exists(PK)")?, move |_| {
-            Error::conflict(
-                "name_taken",
-                format!("a studio named '{name}' already exists in this workspace"),
-            )
+            Error::from(Conflict::NameTaken { name: name.clone() })
         });
         Ok(())
     }

@@ -21,11 +21,11 @@ impl WorkspaceStore for DynamoStore {
         ws_item.insert("ownerCount".into(), n(1));
         let mut tx = Tx::default();
         tx.push(self.put(ws_item, "attribute_not_exists(PK)")?, |_| {
-            Error::conflict("workspace_exists", "a workspace with this id exists")
+            Error::from(Conflict::IdTaken { kind: "workspace" })
         });
         tx.push(
             self.put(member_item(owner)?, "attribute_not_exists(PK)")?,
-            |_| Error::conflict("member_exists", "the member exists"),
+            |_| Conflict::IdTaken { kind: "member" }.into(),
         );
         self.transact(tx).await
     }
@@ -56,12 +56,7 @@ impl WorkspaceStore for DynamoStore {
             TransactWriteItem::builder()
                 .put(put.build().map_err(build_err)?)
                 .build(),
-            |_| {
-                Error::conflict(
-                    "concurrent_update",
-                    "the member was changed by someone else meanwhile; read it again and retry",
-                )
-            },
+            |_| Error::from(Conflict::ConcurrentUpdate(Changed::Member)),
         );
         let was_owner = change.previous_role == Some(Role::Owner);
         let is_owner = m.role == Role::Owner;
@@ -88,10 +83,7 @@ impl WorkspaceStore for DynamoStore {
             .build()
             .map_err(build_err)?;
         tx.push(TransactWriteItem::builder().delete(delete).build(), |_| {
-            Error::conflict(
-                "concurrent_update",
-                "the member was changed by someone else meanwhile; read it again and retry",
-            )
+            Error::from(Conflict::ConcurrentUpdate(Changed::Member))
         });
         if m.role == Role::Owner {
             self.push_owner_count(&mut tx, &m.workspace_id, -1)?;
@@ -125,12 +117,7 @@ impl DynamoStore {
             TransactWriteItem::builder()
                 .update(update.build().map_err(build_err)?)
                 .build(),
-            |_| {
-                Error::conflict(
-                    "last_owner",
-                    "a workspace must keep at least one owner; make someone else owner first",
-                )
-            },
+            |_| Error::from(Conflict::LastOwner { removing: false }),
         );
         Ok(())
     }
