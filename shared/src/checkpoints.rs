@@ -213,7 +213,7 @@ pub async fn clone_studio(
             .await?;
         return Ok((clone, warnings));
     }
-    let started = crate::sessions::begin(app, &clone, caller);
+    let started = crate::sessions::begin(app, &clone, caller)?;
     app.store
         .create_studio(&guard, &started, Some(&lineage))
         .await?;

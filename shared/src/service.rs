@@ -7,6 +7,7 @@ pub use crate::access::{App, Caller};
 use crate::compute::QueuePlatform;
 use crate::domain::ids::{new_id, IdKind};
 use crate::domain::search::parse_search;
+use crate::domain::transitions;
 use crate::domain::validate::{self, *};
 use crate::domain::*;
 use crate::error::{Conflict, Error, Missing, Result};
@@ -408,7 +409,7 @@ pub async fn add_studio(
         return Ok((studio, warnings));
     }
     // Add and start: created already starting, its locks taken in the same write.
-    let started = crate::sessions::begin(app, &studio, caller);
+    let started = crate::sessions::begin(app, &studio, caller)?;
     app.store.create_studio(&guard, &started, None).await?;
     let studio = crate::sessions::submit(app, started, StudioStatus::Stopped).await?;
     Ok((studio, warnings))
@@ -448,7 +449,7 @@ pub async fn update_studio(
             return Err(fixed_for_clone("condaPackages"));
         }
     }
-    require_at_rest(current, "update")?;
+    transitions::require_at_rest(current, "update")?;
     let changes = ConfigChanges {
         name: patch.name.as_deref(),
         description: patch.description.as_deref(),
@@ -481,7 +482,7 @@ pub async fn update_studio(
 
 pub async fn delete_studio(app: &App, caller: &Caller, ws: &str, id: &str) -> Result<()> {
     let studio = authorized_studio(app, caller, ws, id, Permission::OperateStudios).await?;
-    require_at_rest(&studio, "delete")?;
+    transitions::require_at_rest(&studio, "delete")?;
     let guard = guard(&studio.workspace_id, caller, Permission::OperateStudios);
     app.store.delete_studio(&guard, &studio).await
 }

@@ -9,8 +9,9 @@ use crate::domain::ids::{new_id, IdKind};
 use crate::domain::lifecycle::{
     on_job_report, Actor, AgentChannel, Finish, JobName, JobReport, Outcome, Session,
 };
+use crate::domain::transitions::{self, Stop};
+use crate::domain::validate::StartInput;
 use crate::domain::validate::{changed_config, ConfigChanges};
-use crate::domain::validate::{default_checkpoint_name, StartInput};
 use crate::domain::*;
 use crate::error::{Conflict, Error, Missing, Result};
 use crate::jobs::connect_environment;
@@ -24,7 +25,7 @@ pub const MANIFEST: &str = "manifest.json";
 const APPLY_ATTEMPTS: usize = 3;
 
 /// The studio as it is once a start is accepted: `starting`, with a new session.
-pub fn begin(app: &App, studio: &Studio, caller: &Caller) -> Studio {
+pub fn begin(app: &App, studio: &Studio, caller: &Caller) -> Result<Studio> {
     let now = now();
     let attempt_id = uuid::Uuid::now_v7().simple().to_string();
     let checkpoint_id = new_id(IdKind::Checkpoint);
@@ -72,18 +73,12 @@ pub fn begin(app: &App, studio: &Studio, caller: &Caller) -> Studio {
         studio_name: studio.config.name.clone(),
         started_at: now.clone(),
     };
-    let mut next = studio.clone();
-    next.status = StudioStatus::Starting;
-    next.status_reason = None;
-    next.status_updated_at = now.clone();
-    next.status_actor = Some(Actor::from(&caller.user_ref()));
-    next.last_started_at = Some(now.clone());
-    next.updated_at = now;
-    next.recorded_checkpoint = None;
-    next.connected_users.clear();
-    next.session = Some(session);
-    next.version += 1;
-    next
+    Ok(transitions::start(
+        studio,
+        session,
+        &caller.user_ref(),
+        &now,
+    )?)
 }
 
 /// Submits a studio just moved to `starting` from `previous`. If Batch refuses, the
@@ -136,12 +131,7 @@ pub async fn submit(app: &App, studio: Studio, previous: StudioStatus) -> Result
             Err(Conflict::BatchRejected { reason }.into())
         }
         Err(SubmitError::Throttled) => {
-            let mut back = studio.clone();
-            back.status = previous;
-            back.status_reason = Some("AWS Batch was busy; start again shortly".into());
-            back.status_updated_at = now();
-            back.session = None;
-            back.version += 1;
+            let back = transitions::put_back(&studio, previous, &now());
             write_as_system(app, &studio, &back, None).await?;
             Err(Error::Throttled)
         }
@@ -172,13 +162,7 @@ pub async fn start_studio(
         .studios
         .get(id)
         .ok_or(Error::NotFound(Missing::Studio))?;
-    if !current.status.is_at_rest() {
-        return Err(Conflict::AlreadyActive {
-            studio: current.config.name.clone(),
-            status: current.status.as_str(),
-        }
-        .into());
-    }
+    transitions::startable(current)?;
     let mut base = current.clone();
     if input.description.is_some() || input.resources.is_some() || input.mounts.is_some() {
         let changes = ConfigChanges {
@@ -189,7 +173,7 @@ pub async fn start_studio(
         };
         base.config = changed_config(current, changes, &fetched.data_links)?.0;
     }
-    let next = begin(app, &base, caller);
+    let next = begin(app, &base, caller)?;
     app.store
         .write_studio(&StudioWrite {
             guard: Some(&guard(ws, caller, Permission::OperateStudios)),
@@ -231,27 +215,15 @@ pub async fn stop_studio(
 
 async fn stop_once(app: &App, caller: &Caller, current: &Studio, force: bool) -> Result<Studio> {
     let ws = current.workspace_id.as_str();
-    let name = &current.config.name;
-    match current.status {
-        StudioStatus::Running | StudioStatus::Starting => {
-            let mut next = current.clone();
-            let now = now();
-            next.status = StudioStatus::Stopping;
-            next.status_reason = Some(if current.status == StudioStatus::Starting {
-                format!("start cancelled by {}", caller.name)
-            } else {
-                format!("stop requested by {}", caller.name)
-            });
-            next.status_updated_at = now.clone();
-            next.updated_at = now;
-            next.status_actor = Some(Actor::from(&caller.user_ref()));
-            if let Some(s) = next.session.as_mut() {
-                s.stop_requested_by = Some(caller.user_ref());
-            }
-            next.version += 1;
+    let guard = guard(ws, caller, Permission::OperateStudios);
+    let stuck = age(&current.status_updated_at).num_seconds();
+    let by = caller.user_ref();
+    let after = app.config.force_stop_after_seconds;
+    match transitions::stop(current, &by, force, stuck, after, &now())? {
+        Stop::Request(next) => {
             app.store
                 .write_studio(&StudioWrite {
-                    guard: Some(&guard(ws, caller, Permission::OperateStudios)),
+                    guard: Some(&guard),
                     old: current,
                     new: &next,
                     expect: &[current.status],
@@ -262,60 +234,23 @@ async fn stop_once(app: &App, caller: &Caller, current: &Studio, force: bool) ->
             // channel answers `stopRequested`); Batch is asked only after the grace
             // period. Without an agent (or while starting), Batch is asked at once.
             terminate_unless_saving(app, &next, &caller.id).await;
-            Ok(next)
+            Ok(*next)
         }
-        StudioStatus::Stopping if force => force_stop(app, caller, current).await,
         // Already stopping: ask Batch again (harmless) unless the agent is still within
         // its grace period, answer as before; the role is checked as a write would,
         // since TerminateJob is an effect of its own.
-        StudioStatus::Stopping => {
-            app.store
-                .check_role(&guard(ws, caller, Permission::OperateStudios))
-                .await?;
+        Stop::Again => {
+            app.store.check_role(&guard).await?;
             terminate_unless_saving(app, current, &caller.id).await;
             Ok(current.clone())
         }
-        StudioStatus::Stopped | StudioStatus::Errored => Err(Conflict::NothingToStop {
-            studio: name.to_string(),
-            status: current.status.as_str(),
+        // Stuck in `stopping` (its job does not end, or Batch lost it) for
+        // `FORCE_STOP_AFTER_SECONDS`: ended at once, recorded in the status reason.
+        Stop::Force(finish) => {
+            terminate(app, current, &caller.id).await;
+            finish_as(app, current, &finish, Actor::from(&by), Some(&guard)).await
         }
-        .into()),
     }
-}
-
-/// Ends a studio stuck in `stopping` (its job does not end, or Batch lost it) once it has
-/// been stopping for `FORCE_STOP_AFTER_SECONDS`; recorded in the status reason.
-async fn force_stop(app: &App, caller: &Caller, current: &Studio) -> Result<Studio> {
-    let stuck = age(&current.status_updated_at);
-    let after = app.config.force_stop_after_seconds;
-    if stuck < chrono::Duration::seconds(after as i64) {
-        return Err(Error::from(Conflict::StopInProgress {
-            studio: current.config.name.clone(),
-            since: current.status_updated_at.clone(),
-            force_after_minutes: after.div_ceil(60),
-        }));
-    }
-    terminate(app, current, &caller.id).await;
-    let finish = Finish {
-        status: StudioStatus::Stopped,
-        reason: Some(format!(
-            "force-stopped by {} after {} minutes in stopping",
-            caller.name,
-            stuck.num_minutes()
-        )),
-        batch_status: None,
-        record_checkpoint: current.session.as_ref().is_some_and(|s| s.reached_running),
-    };
-    let guard = guard(&current.workspace_id, caller, Permission::OperateStudios);
-    let next = finish_as(
-        app,
-        current,
-        &finish,
-        Actor::from(&caller.user_ref()),
-        Some(&guard),
-    )
-    .await?;
-    Ok(next)
 }
 
 /// Whether a stopping studio's agent is still within `STOP_GRACE_SECONDS` to save and
@@ -391,48 +326,17 @@ async fn finish_as(
                     (false, Some(why))
                 }
             };
-        Some(Checkpoint {
-            id: session.checkpoint_id.clone(),
-            workspace_id: studio.workspace_id.clone(),
-            studio_id: studio.id.clone(),
-            name: default_checkpoint_name(studio.checkpoint_count + 1),
-            status: if finalized {
-                CheckpointStatus::Finalized
-            } else {
-                CheckpointStatus::Invalid
-            },
-            uri: session.save_uri.clone(),
-            saved_by_studio_id: studio.id.clone(),
-            job_id: session.job_id.clone(),
-            author: session.started_by.clone(),
-            created_at: session.started_at.clone(),
-            saved_at: now.clone(),
+        Some(transitions::checkpoint_of(
+            studio,
+            session,
+            finalized,
             status_reason,
-        })
+            &now,
+        ))
     } else {
         None
     };
-    let mut next = studio.clone();
-    next.status = finish.status;
-    next.status_reason = finish.reason.clone();
-    next.status_updated_at = now.clone();
-    next.updated_at = now;
-    next.status_actor = Some(actor);
-    next.session = None;
-    next.connected_users.clear();
-    next.recorded_checkpoint = None;
-    if let Some(cp) = &checkpoint {
-        let reference = CheckpointRef {
-            id: cp.id.clone(),
-            uri: cp.uri.clone(),
-        };
-        next.checkpoint_count += 1;
-        if cp.status == CheckpointStatus::Finalized {
-            next.latest_checkpoint = Some(reference.clone());
-        }
-        next.recorded_checkpoint = Some(reference);
-    }
-    next.version += 1;
+    let next = transitions::finished(studio, finish, actor, checkpoint.as_ref(), &now);
     app.store
         .write_studio(&StudioWrite {
             guard,
@@ -513,19 +417,14 @@ pub async fn apply_report(
                 batch_status,
                 reached_running,
             } => {
-                let mut next = studio.clone();
-                if let Some(s) = next.session.as_mut() {
-                    s.batch_status = Some(batch_status);
-                    s.reached_running = reached_running;
-                    s.job_id = Some(report.job_id.clone());
-                }
-                if status != studio.status {
-                    next.status = status;
-                    next.status_reason = None;
-                    next.status_updated_at = now();
-                    next.status_actor = Some(Actor::Batch);
-                }
-                next.version += 1;
+                let next = transitions::progressed(
+                    studio,
+                    &report.job_id,
+                    status,
+                    batch_status,
+                    reached_running,
+                    &now(),
+                );
                 write_as_system(app, studio, &next, None).await
             }
             Outcome::Finish(mut finish) => {
@@ -571,16 +470,7 @@ pub async fn connect_studio(
     id: &str,
 ) -> Result<(Studio, String)> {
     let mut studio = authorized_studio(app, caller, ws, id, Permission::Connect).await?;
-    let attempt_id = match (&studio.status, &studio.session) {
-        (StudioStatus::Running, Some(session)) => session.attempt_id.clone(),
-        _ => {
-            return Err(Conflict::NotRunning {
-                studio: studio.config.name.clone(),
-                status: studio.status.as_str(),
-            }
-            .into())
-        }
-    };
+    let attempt_id = transitions::connectable(&studio)?.to_string();
     let connection = Connection {
         name: caller.name.clone(),
         last_seen_at: now(),

@@ -8,6 +8,7 @@ pub mod mounts;
 pub mod role;
 pub mod search;
 pub mod status;
+pub mod transitions;
 pub mod validate;
 
 pub use inputs::*;

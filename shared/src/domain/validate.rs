@@ -5,7 +5,7 @@ pub use super::inputs::*;
 pub use super::mounts::{mount_name, mount_uri, mounts};
 use super::s3::validate_bucket;
 use super::*;
-use crate::error::{Conflict, Error, Result};
+use crate::error::{Error, Result};
 use rattler_conda_types::{MatchSpec, ParseStrictness};
 use std::collections::HashMap;
 
@@ -576,18 +576,6 @@ pub fn template_input_of(template: &Template) -> TemplateInput {
             image: Some(image.clone()),
         },
     }
-}
-
-pub fn require_at_rest(studio: &Studio, doing: &'static str) -> Result<()> {
-    if studio.status.is_at_rest() {
-        return Ok(());
-    }
-    Err(Conflict::NotAtRest {
-        studio: studio.config.name.clone(),
-        status: studio.status.as_str(),
-        doing,
-    }
-    .into())
 }
 
 /// Changes to a studio's configuration, as PATCH and start overrides give them.
