@@ -10,6 +10,7 @@ mod costs;
 mod data_links;
 mod lifecycle;
 mod local;
+mod lock_contract;
 mod members;
 mod reconcile;
 mod roles;
