@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod agents;
+pub mod catalog;
 pub mod checkpoints;
 pub mod cleanup;
 pub mod compute;

@@ -4,7 +4,6 @@
 
 use crate::access::*;
 pub use crate::access::{App, Caller};
-use crate::compute::QueuePlatform;
 use crate::domain::ids::{new_id, IdKind};
 use crate::domain::search::parse_search;
 use crate::domain::transitions;
@@ -192,137 +191,7 @@ pub async fn remove_member(app: &App, caller: &Caller, ws: &str, target: &str) -
         .await
 }
 
-// ---- compute environments and data links ----
-
-pub async fn list_compute_envs(app: &App, caller: &Caller, ws: &str) -> Result<Vec<ComputeEnv>> {
-    let ws = workspace_id(ws)?;
-    readable(app, caller, ws, app.store.list_compute_envs(ws)).await
-}
-
-pub async fn create_compute_env(
-    app: &App,
-    caller: &Caller,
-    ws: &str,
-    input: ComputeEnvInput,
-) -> Result<ComputeEnv> {
-    let ws = workspace_id(ws)?;
-    let ce = validate::compute_env(
-        input,
-        new_id(IdKind::ComputeEnv),
-        ws.to_string(),
-        caller.user_ref(),
-    )?;
-    validate::within_stack(&ce, &app.config.stack_limits)?;
-    // Authorized before asking AWS Batch anything (a stranger's request costs no call).
-    let fetched = app
-        .store
-        .fetch(ws, &[Key::Member(caller.id.clone())])
-        .await?;
-    authorize(&fetched.members, caller, Permission::Administer)?;
-    let unsupported = |what: &str| {
-        Error::invalid(
-            "jobQueue",
-            format!("the queue runs on {what}, which Studios does not support: sessions need GPUs and FUSE for S3 mounts (EC2 only); use a queue of EC2 compute environments"),
-        )
-    };
-    match app.compute.queue_platform(&ce.job_queue).await? {
-        QueuePlatform::Ec2 => {}
-        QueuePlatform::Fargate => return Err(unsupported("AWS Fargate")),
-        QueuePlatform::Eks => return Err(unsupported("Amazon EKS")),
-        QueuePlatform::Missing => {
-            return Err(Error::invalid(
-                "jobQueue",
-                format!("AWS Batch has no job queue {}", ce.job_queue),
-            ))
-        }
-    }
-    // The role is checked again in the write.
-    app.store
-        .create_compute_env(&guard(ws, caller, Permission::Administer), &ce)
-        .await?;
-    Ok(ce)
-}
-
-pub async fn get_compute_env(app: &App, caller: &Caller, ws: &str, id: &str) -> Result<ComputeEnv> {
-    let ws = workspace_id(ws)?;
-    let fetched = app
-        .store
-        .fetch(
-            ws,
-            &[
-                Key::Member(caller.id.clone()),
-                Key::ComputeEnv(id.to_string()),
-            ],
-        )
-        .await?;
-    authorize(&fetched.members, caller, Permission::Read)?;
-    resource_id(IdKind::ComputeEnv, id, Missing::ComputeEnv)?;
-    let mut envs = fetched.compute_envs;
-    envs.remove(id).ok_or(Error::NotFound(Missing::ComputeEnv))
-}
-
-pub async fn delete_compute_env(app: &App, caller: &Caller, ws: &str, id: &str) -> Result<()> {
-    let ws = workspace_id(ws)?;
-    let id = resource_id(IdKind::ComputeEnv, id, Missing::ComputeEnv);
-    let guard = guard(ws, caller, Permission::Administer);
-    match id {
-        Ok(id) => app.store.delete_compute_env(&guard, id).await,
-        // Still answer 404-for-non-members before 404-for-the-id: check the role first.
-        Err(e) => check_only(app, ws, caller, Permission::Administer, e).await,
-    }
-}
-
-pub async fn list_data_links(app: &App, caller: &Caller, ws: &str) -> Result<Vec<DataLink>> {
-    let ws = workspace_id(ws)?;
-    readable(app, caller, ws, app.store.list_data_links(ws)).await
-}
-
-pub async fn create_data_link(
-    app: &App,
-    caller: &Caller,
-    ws: &str,
-    input: DataLinkInput,
-) -> Result<DataLink> {
-    let ws = workspace_id(ws)?;
-    let link = validate::data_link(
-        input,
-        new_id(IdKind::DataLink),
-        ws.to_string(),
-        caller.user_ref(),
-    )?;
-    app.store
-        .create_data_link(&guard(ws, caller, Permission::Administer), &link)
-        .await?;
-    Ok(link)
-}
-
-pub async fn get_data_link(app: &App, caller: &Caller, ws: &str, id: &str) -> Result<DataLink> {
-    let ws = workspace_id(ws)?;
-    let fetched = app
-        .store
-        .fetch(
-            ws,
-            &[
-                Key::Member(caller.id.clone()),
-                Key::DataLink(id.to_string()),
-            ],
-        )
-        .await?;
-    authorize(&fetched.members, caller, Permission::Read)?;
-    resource_id(IdKind::DataLink, id, Missing::DataLink)?;
-    let mut links = fetched.data_links;
-    links.remove(id).ok_or(Error::NotFound(Missing::DataLink))
-}
-
-pub async fn delete_data_link(app: &App, caller: &Caller, ws: &str, id: &str) -> Result<()> {
-    let ws = workspace_id(ws)?;
-    let id = resource_id(IdKind::DataLink, id, Missing::DataLink);
-    let guard = guard(ws, caller, Permission::Administer);
-    match id {
-        Ok(id) => app.store.delete_data_link(&guard, id).await,
-        Err(e) => check_only(app, ws, caller, Permission::Administer, e).await,
-    }
-}
+pub use crate::catalog::*;
 
 // ---- templates ----
 

@@ -53,7 +53,7 @@ async fn the_lock_model_and_the_table_agree_on_a_generated_sequence() {
             // The session ends: its job's terminal event releases its locks.
             let (_, studio, items) = running.remove(at);
             let job = t.job(studio["session"]["jobId"].as_str().unwrap()).await;
-            let status = if next(&mut seed) % 2 == 0 {
+            let status = if next(&mut seed).is_multiple_of(2) {
                 "SUCCEEDED"
             } else {
                 "FAILED"
