@@ -487,7 +487,8 @@ impl Compute for BatchCompute {
 
 /// A `Batch Job State Change` EventBridge event for `job` in `status`, shaped like AWS's
 /// documented example (the detail mirrors DescribeJobs). The local run delivers these for
-/// the jobs it simulates; tests use them as fixtures.
+/// the jobs it simulates; tests use them as fixtures (feature `local`).
+#[cfg(any(test, feature = "local"))]
 pub fn job_state_change_event(
     job: &aws_sdk_batch::types::JobDetail,
     status: &str,

@@ -10,7 +10,9 @@ use crate::{checkpoints, sessions, views};
 use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
+#[cfg(any(test, feature = "local"))]
+use serde_json::json;
+use serde_json::Value;
 
 /// Handler name of the stack's catch-all (`$default`) route's function.
 pub const UNROUTED_HANDLER: &str = "unrouted";
@@ -597,6 +599,7 @@ pub fn error_response(err: &Error, request_id: &str) -> Response<Body> {
         .unwrap_or_else(|_| Response::new(Body::Empty))
 }
 
+#[cfg(any(test, feature = "local"))]
 fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
@@ -611,7 +614,8 @@ fn percent_encode(s: &str) -> String {
 
 /// Builds the request API Gateway (HTTP API, payload 2.0, JWT authorizer) would deliver,
 /// through lambda_http's own event parsing. Used by the local API stand-in and the tests,
-/// so both exercise exactly the production request path.
+/// so both exercise exactly the production request path (feature `local`).
+#[cfg(any(test, feature = "local"))]
 pub struct ApiGatewayEvent<'a> {
     pub action: Action,
     pub path: &'a str,
@@ -627,6 +631,7 @@ pub struct ApiGatewayEvent<'a> {
     pub request_id: &'a str,
 }
 
+#[cfg(any(test, feature = "local"))]
 impl ApiGatewayEvent<'_> {
     pub fn to_json(&self) -> Value {
         let map = |pairs: &[(String, String)]| -> Value {

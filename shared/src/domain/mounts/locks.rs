@@ -86,13 +86,15 @@ pub fn item_count(paths: &[&S3Prefix]) -> usize {
 }
 
 /// The in-memory meaning of the lock items (the store keeps the same rules with
-/// conditions); used to test the rules.
+/// conditions); used to test the rules (feature `local`).
+#[cfg(any(test, feature = "local"))]
 #[derive(Default, Debug, Clone)]
 pub struct LockTable {
     holders: BTreeMap<S3Prefix, String>,
     intents: BTreeMap<S3Prefix, Vec<String>>,
 }
 
+#[cfg(any(test, feature = "local"))]
 impl LockTable {
     /// Locks all items of `plan` or none; `Err` names the blocking path.
     pub fn acquire(&mut self, session: &str, plan: &[LockItem]) -> Result<(), S3Prefix> {
