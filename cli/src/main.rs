@@ -496,55 +496,60 @@ async fn studio_id(api: &Api, ws: &str, wanted: &str) -> Result<String> {
     Ok(studio["id"].as_str().unwrap_or_default().to_string())
 }
 
-/// Every page, up to `limit` studios.
+/// Every page of a list (its items under `key`), up to `limit` items.
+async fn all_pages(
+    api: &Api,
+    path: &str,
+    query: Vec<String>,
+    key: &str,
+    limit: usize,
+) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut q = query.clone();
+        q.push(format!("limit={}", (limit - out.len()).clamp(1, 100)));
+        if let Some(c) = &cursor {
+            q.push(format!("cursor={}", segment(c)));
+        }
+        let page = api.get(&format!("{path}?{}", q.join("&"))).await?;
+        out.extend(page[key].as_array().cloned().unwrap_or_default());
+        cursor = match page["nextCursor"].as_str() {
+            Some(c) if out.len() < limit => Some(c.to_string()),
+            _ => return Ok(out),
+        };
+    }
+}
+
 async fn list_studios(
     api: &Api,
     ws: &str,
     search: Option<&str>,
     limit: usize,
 ) -> Result<Vec<Value>> {
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut query = vec![format!("limit={}", (limit - out.len()).clamp(1, 100))];
-        if let Some(s) = search {
-            query.push(format!("search={}", segment(s)));
-        }
-        if let Some(c) = &cursor {
-            query.push(format!("cursor={}", segment(c)));
-        }
-        let page = api
-            .get(&format!(
-                "/workspaces/{}/studios?{}",
-                segment(ws),
-                query.join("&")
-            ))
-            .await?;
-        out.extend(page["studios"].as_array().cloned().unwrap_or_default());
-        cursor = page["nextCursor"].as_str().map(str::to_string);
-        if cursor.is_none() || out.len() >= limit {
-            return Ok(out);
-        }
-    }
+    let query = search
+        .map(|s| format!("search={}", segment(s)))
+        .into_iter()
+        .collect();
+    all_pages(
+        api,
+        &format!("/workspaces/{}/studios", segment(ws)),
+        query,
+        "studios",
+        limit,
+    )
+    .await
 }
 
 async fn list_checkpoints(api: &Api, ws: &str, id: &str) -> Result<Vec<Value>> {
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let query = match &cursor {
-            Some(c) => format!("?limit=100&cursor={}", segment(c)),
-            None => "?limit=100".to_string(),
-        };
-        let page = api
-            .get(&studio_path(ws, id, &format!("/checkpoints{query}")))
-            .await?;
-        out.extend(page["checkpoints"].as_array().cloned().unwrap_or_default());
-        cursor = page["nextCursor"].as_str().map(str::to_string);
-        if cursor.is_none() {
-            return Ok(out);
-        }
-    }
+    all_pages(
+        api,
+        &studio_path(ws, id, "/checkpoints"),
+        vec![],
+        "checkpoints",
+        usize::MAX,
+    )
+    .await
 }
 
 async fn checkpoint_id(api: &Api, ws: &str, studio: &str, wanted: &str) -> Result<String> {

@@ -7,6 +7,7 @@ use super::validate::{MAX_CONDA_PACKAGES, MAX_CONDA_SPEC, MAX_LOCK_ITEMS, MAX_MO
 use super::Role;
 use crate::error::Result;
 use serde::Deserialize;
+use utoipa::openapi::schema::Schema;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -104,53 +105,62 @@ pub struct StudioInput {
 
 /// A schema of the API document written as JSON (for the shapes derive cannot say:
 /// "exactly one of").
-fn json_schema(value: serde_json::Value) -> utoipa::openapi::schema::Schema {
+fn json_schema(value: serde_json::Value) -> Schema {
     serde_json::from_value(value).expect("a valid schema")
 }
 
-/// `{kind}` or `{image}`, exactly one.
-impl utoipa::ToSchema for TemplateInput {}
-
-impl utoipa::PartialSchema for TemplateInput {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        template_input_schema().into()
-    }
+/// An object with exactly one of two fields: `{first}` or `{second}`.
+fn one_of(first: (&str, serde_json::Value), second: (&str, serde_json::Value)) -> Schema {
+    let alternative = |(name, schema): (&str, serde_json::Value)| {
+        serde_json::json!({"type": "object", "additionalProperties": false,
+            "required": [name], "properties": {name: schema}})
+    };
+    json_schema(serde_json::json!({"oneOf": [alternative(first), alternative(second)]}))
 }
 
-fn template_input_schema() -> utoipa::openapi::schema::Schema {
-    json_schema(serde_json::json!({
-        "oneOf": [
-            {"type": "object", "additionalProperties": false, "required": ["kind"],
-             "properties": {"kind": {"$ref": "#/components/schemas/TemplateKind"}}},
-            {"type": "object", "additionalProperties": false, "required": ["image"],
-             "properties": {"image": {"type": "string", "minLength": 1,
-                "description": "A container image reference (with the studio agent as its entrypoint: docs/agent.md)."}}},
-        ]
-    }))
+/// Types whose schema is written here rather than derived.
+macro_rules! written_schema {
+    ($type:ty, $schema:expr) => {
+        impl utoipa::ToSchema for $type {}
+
+        impl utoipa::PartialSchema for $type {
+            fn schema() -> utoipa::openapi::RefOr<Schema> {
+                $schema.into()
+            }
+        }
+    };
 }
 
-/// `{dataLinkId}` or `{uri}`, exactly one.
-impl utoipa::ToSchema for MountInput {}
+// `{kind}` or `{image}`, exactly one.
+written_schema!(
+    TemplateInput,
+    one_of(
+        (
+            "kind",
+            serde_json::json!({"$ref": "#/components/schemas/TemplateKind"})
+        ),
+        (
+            "image",
+            serde_json::json!({"type": "string", "minLength": 1,
+            "description": "A container image reference (with the studio agent as its entrypoint: docs/agent.md)."})
+        ),
+    )
+);
 
-impl utoipa::PartialSchema for MountInput {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        mount_input_schema().into()
-    }
-}
-
-fn mount_input_schema() -> utoipa::openapi::schema::Schema {
-    json_schema(serde_json::json!({
-        "oneOf": [
-            {"type": "object", "additionalProperties": false, "required": ["dataLinkId"],
-             "properties": {"dataLinkId": {"type": "string"}}},
-            {"type": "object", "additionalProperties": false, "required": ["uri"],
-             "properties": {"uri": {"type": "string", "maxLength": MAX_MOUNT_URI}}},
-        ]
-    }))
-}
+// `{dataLinkId}` or `{uri}`, exactly one.
+written_schema!(
+    MountInput,
+    one_of(
+        ("dataLinkId", serde_json::json!({"type": "string"})),
+        (
+            "uri",
+            serde_json::json!({"type": "string", "maxLength": MAX_MOUNT_URI})
+        ),
+    )
+);
 
 /// Conda match specs: at most 100 of at most 200 characters.
-fn conda_packages_schema() -> utoipa::openapi::schema::Schema {
+fn conda_packages_schema() -> Schema {
     json_schema(serde_json::json!({
         "type": ["array", "null"],
         "maxItems": MAX_CONDA_PACKAGES,
