@@ -40,6 +40,6 @@ if [ $# -eq 0 ]; then
   if ! "$VENV/bin/python" tests/fuzz/api.py >"$fuzz_log" 2>&1; then
     cat "$fuzz_log"; exit 1
   fi
-  grep -E "^(GET|==)|^  [0-9]+ generated" "$fuzz_log"
+  grep -E "^(GET |== )|^  [0-9]+ generated" "$fuzz_log"
   infra/soak.sh --rounds 20 --warmup 5 --max-mb-per-1000 10 | tail -n 2
 fi

@@ -4,8 +4,9 @@
 //! writers doing anything extra.
 
 use crate::domain::lifecycle::Actor;
-use crate::domain::{Checkpoint, Studio};
 use crate::error::{Error, Result};
+pub use crate::store::dynamo::change_from_record;
+pub use crate::store::Change;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
@@ -17,27 +18,6 @@ pub const CHECKPOINT_RECORDED: &str = "Checkpoint Recorded";
 pub struct OutgoingEvent {
     pub detail_type: &'static str,
     pub detail: Value,
-}
-
-/// One change of the table, as the stream reports it.
-#[derive(Clone, Debug)]
-pub enum Change {
-    Studio {
-        old: Option<Box<Studio>>,
-        new: Option<Box<Studio>>,
-    },
-    CheckpointAdded(Box<Checkpoint>),
-    /// A mount-lock item lost its last holder and intent (released): it can go.
-    LockEmptied {
-        workspace_id: String,
-        sort_key: String,
-    },
-    /// No studio depends on the checkpoint data saved by `studio_id` any more.
-    DataReleased {
-        workspace_id: String,
-        studio_id: String,
-        prefix: Option<crate::domain::S3Prefix>,
-    },
 }
 
 /// The events a change means: a status change of a studio, or a recorded checkpoint.
@@ -163,75 +143,6 @@ impl EventSink for EventBridgeSink {
         }
         Ok(())
     }
-}
-
-/// The change a stream record describes (keys and images as DynamoDB Streams gives them,
-/// from Lambda's event or from GetRecords). Records of other items mean nothing here.
-pub fn change_from_record(
-    keys: serde_dynamo::Item,
-    old: Option<serde_dynamo::Item>,
-    new: Option<serde_dynamo::Item>,
-) -> Result<Option<Change>> {
-    #[derive(serde::Deserialize)]
-    struct Keys {
-        #[serde(rename = "PK")]
-        pk: String,
-        #[serde(rename = "SK")]
-        sk: String,
-    }
-    let keys: Keys = serde_dynamo::from_item(keys).map_err(Error::internal)?;
-    let present = |i: Option<serde_dynamo::Item>| i.filter(|i| !i.is_empty());
-    let (old, new) = (present(old), present(new));
-    if keys.sk.starts_with("STUDIO#") {
-        let parse = |i: Option<serde_dynamo::Item>| -> Result<Option<Box<Studio>>> {
-            i.map(|i| {
-                serde_dynamo::from_item(i)
-                    .map(Box::new)
-                    .map_err(Error::internal)
-            })
-            .transpose()
-        };
-        return Ok(Some(Change::Studio {
-            old: parse(old)?,
-            new: parse(new)?,
-        }));
-    }
-    if keys.sk.starts_with("LOCK#") {
-        // Releasing removes the intent from the set (DynamoDB drops an empty set); an
-        // item left with neither holder nor intents is deleted by the stream consumer.
-        let empty = new
-            .as_ref()
-            .is_some_and(|i| !i.contains_key("holderAttempt") && !i.contains_key("intents"));
-        return Ok(empty.then(|| Change::LockEmptied {
-            workspace_id: keys.pk.trim_start_matches("WS#").to_string(),
-            sort_key: keys.sk.clone(),
-        }));
-    }
-    if let Some(studio_id) = keys.sk.strip_prefix("DATA#") {
-        // Released when the dependents set empties (DynamoDB drops an empty set).
-        let had = |i: &Option<serde_dynamo::Item>| {
-            i.as_ref().is_some_and(|i| i.contains_key("dependents"))
-        };
-        if let Some(item) = new.as_ref().filter(|_| !had(&new) && had(&old)) {
-            let prefix = match item.get("prefix") {
-                Some(serde_dynamo::AttributeValue::S(p)) => crate::domain::S3Prefix::parse(p).ok(),
-                _ => None,
-            };
-            return Ok(Some(Change::DataReleased {
-                workspace_id: keys.pk.trim_start_matches("WS#").to_string(),
-                studio_id: studio_id.to_string(),
-                prefix,
-            }));
-        }
-        return Ok(None);
-    }
-    if keys.sk.starts_with("CP#") && old.is_none() {
-        if let Some(new) = new {
-            let cp: Checkpoint = serde_dynamo::from_item(new).map_err(Error::internal)?;
-            return Ok(Some(Change::CheckpointAdded(Box::new(cp))));
-        }
-    }
-    Ok(None)
 }
 
 #[cfg(test)]

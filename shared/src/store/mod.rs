@@ -242,3 +242,24 @@ impl<T> Store for T where
     T: Reads + WorkspaceStore + CatalogStore + StudioStore + LockStore + CheckpointStore
 {
 }
+
+/// One change of the table, as the stream reports it.
+#[derive(Clone, Debug)]
+pub enum Change {
+    Studio {
+        old: Option<Box<Studio>>,
+        new: Option<Box<Studio>>,
+    },
+    CheckpointAdded(Box<Checkpoint>),
+    /// A mount-lock item lost its last holder and intent (released): it can go.
+    LockEmptied {
+        workspace_id: String,
+        sort_key: String,
+    },
+    /// No studio depends on the checkpoint data saved by `studio_id` any more.
+    DataReleased {
+        workspace_id: String,
+        studio_id: String,
+        prefix: Option<S3Prefix>,
+    },
+}

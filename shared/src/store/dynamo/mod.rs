@@ -43,11 +43,13 @@ mod checkpoints;
 mod keys;
 mod mount_locks;
 mod reads;
+mod stream;
 mod studios;
 mod table;
 mod workspaces;
 
 use keys::*;
+pub use stream::change_from_record;
 pub use table::create_table;
 
 type Item = HashMap<String, AttributeValue>;
