@@ -159,17 +159,7 @@ impl StudioStore for DynamoStore {
             |_| Conflict::IdTaken { kind: "studio" }.into(),
         );
         self.push_name_claim(&mut tx, studio)?;
-        let update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(
-                ws,
-                sk(&Key::ComputeEnv(studio.compute_env.id.clone())),
-            )))
-            .update_expression("ADD studioCount :one")
-            .condition_expression("attribute_exists(PK)")
-            .expression_attribute_values(":one", n(1))
-            .build()
-            .map_err(build_err)?;
+        let update = self.count_studio(ws, &studio.compute_env.id, 1)?;
         tx.push(TransactWriteItem::builder().update(update).build(), |_| {
             Error::invalid(
                 "computeEnvId",
@@ -363,17 +353,7 @@ impl StudioStore for DynamoStore {
             studio_changed,
         );
         self.push_name_release(&mut tx, studio)?;
-        let update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(
-                ws,
-                sk(&Key::ComputeEnv(studio.compute_env.id.clone())),
-            )))
-            .update_expression("ADD studioCount :minus")
-            .condition_expression("attribute_exists(PK)")
-            .expression_attribute_values(":minus", n(-1))
-            .build()
-            .map_err(build_err)?;
+        let update = self.count_studio(ws, &studio.compute_env.id, -1)?;
         tx.push(TransactWriteItem::builder().update(update).build(), |_| {
             Error::internal("compute environment of a studio is missing")
         });
@@ -442,6 +422,19 @@ impl StudioStore for DynamoStore {
 }
 
 impl DynamoStore {
+    /// Counts a studio in (`+1`) or out (`-1`) of its compute environment, which must
+    /// exist: the count is what lets a compute environment be deleted only when unused.
+    fn count_studio(&self, ws: &str, ce_id: &str, delta: i32) -> Result<Update> {
+        Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(ws, sk(&Key::ComputeEnv(ce_id.to_string())))))
+            .update_expression("ADD studioCount :delta")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":delta", n(delta))
+            .build()
+            .map_err(build_err)
+    }
+
     /// Names are unique per workspace, case-insensitively: a claim item per name.
     pub(super) fn push_name_claim(&self, tx: &mut Tx, studio: &Studio) -> Result<()> {
         let mut item = key(&studio.workspace_id, name_claim_sk(&studio.config.name));
