@@ -435,6 +435,9 @@ async fn workspace(cx: &Context) -> Result<String> {
     let wanted = cx.workspace.clone().ok_or_else(|| {
         Failure::Usage("no workspace: pass --workspace, set STUDIOS_WORKSPACE or `studios login --workspace …`".into())
     })?;
+    if is_id("ws-", &wanted) {
+        return Ok(wanted);
+    }
     let list = cx.api.get("/workspaces").await?;
     let all = list["workspaces"].as_array().cloned().unwrap_or_default();
     pick(&all, &wanted, "name")
@@ -466,32 +469,40 @@ fn studio_path(ws: &str, id: &str, rest: &str) -> String {
     format!("/workspaces/{}/studios/{}{rest}", segment(ws), segment(id))
 }
 
-/// A studio by id, else by its exact name.
-async fn find_studio(api: &Api, ws: &str, wanted: &str) -> Result<Value> {
-    match api.get(&studio_path(ws, wanted, "")).await {
-        Ok(studio) => Ok(studio),
-        Err(Failure::Api {
-            status: 400 | 404, ..
-        }) => {
-            let found = list_studios(
-                api,
-                ws,
-                Some(&format!("\"{}\"", wanted.replace('"', ""))),
-                1000,
-            )
-            .await?;
-            let id = pick(&found, wanted, "name").ok_or_else(|| {
-                Failure::Usage(format!(
-                    "no studio '{wanted}' (an id or a name) in this workspace"
-                ))
-            })?;
-            api.get(&studio_path(ws, &id, "")).await
-        }
-        Err(e) => Err(e),
-    }
+/// Whether `s` has the shape of an id (`<prefix>` and 32 hex digits): it is used as one
+/// without a look-up (the action itself answers 404 if there is no such item).
+fn is_id(prefix: &str, s: &str) -> bool {
+    s.strip_prefix(prefix).is_some_and(|rest| {
+        rest.len() == 32
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
+/// A studio by id (one GET), else by its exact name (one search).
+async fn find_studio(api: &Api, ws: &str, wanted: &str) -> Result<Value> {
+    if is_id("st-", wanted) {
+        return api.get(&studio_path(ws, wanted, "")).await;
+    }
+    let search = format!("\"{}\"", wanted.replace('"', ""));
+    let found = list_studios(api, ws, Some(&search), 1000).await?;
+    let id = pick(&found, wanted, "name").ok_or_else(|| {
+        Failure::Usage(format!(
+            "no studio '{wanted}' (an id or a name) in this workspace"
+        ))
+    })?;
+    Ok(found
+        .into_iter()
+        .find(|s| s["id"] == id.as_str())
+        .unwrap_or_default())
+}
+
+/// A studio's id: an id as given (no request), a name looked up.
 async fn studio_id(api: &Api, ws: &str, wanted: &str) -> Result<String> {
+    if is_id("st-", wanted) {
+        return Ok(wanted.to_string());
+    }
     let studio = find_studio(api, ws, wanted).await?;
     Ok(studio["id"].as_str().unwrap_or_default().to_string())
 }
@@ -733,6 +744,15 @@ mod tests {
             "two studios are named so"
         );
         assert_eq!(pick(&items, "nothing", "name"), None);
+    }
+
+    #[test]
+    fn ids_are_recognised_by_their_shape() {
+        assert!(is_id("st-", "st-019ac4b0f1e37d21a6b3c0d9e8f7a655"));
+        assert!(!is_id("st-", "st-019AC4B0F1E37D21A6B3C0D9E8F7A655"));
+        assert!(!is_id("st-", "st-short"));
+        assert!(!is_id("st-", "ws-019ac4b0f1e37d21a6b3c0d9e8f7a655"));
+        assert!(!is_id("st-", "RNA-seq QC"));
     }
 
     #[test]
