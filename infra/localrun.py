@@ -1,16 +1,20 @@
 """Starts `infra/run-local.sh` on a free port for a Python test or benchmark (the soak,
-the browser test) and stops its whole process group afterwards:
+the browser test, the API fuzzing) and stops its whole process group afterwards, and the
+two calls they all make (a user's token, one API request):
 
     with local_run({"STUDIOS_LOCAL_JOB_DELAY_MS": "20"}) as (port, pid):
-        ...
+        status, body = request(f"http://127.0.0.1:{port}", token("bob"), "GET", "/workspaces")
 """
 
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import threading
+import urllib.error
+import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
@@ -42,3 +46,26 @@ def local_run(settings):
     finally:
         os.killpg(stack.pid, signal.SIGTERM)
         stack.wait()
+
+
+def token(user):
+    """A bearer token of the local run for `user`."""
+    return subprocess.run(
+        [os.path.join(ROOT, "infra/run-local.sh"), "token", user],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.strip()
+
+
+def request(base, bearer, method, path, body=None, timeout=60):
+    """One API request (JSON body if given): its status and raw answer."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(base + path, data=data, method=method)
+    if bearer:
+        req.add_header("Authorization", f"Bearer {bearer}")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()

@@ -19,14 +19,12 @@ is over twice that of the first third.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 
-from localrun import ROOT, local_run
+from localrun import ROOT, local_run, request, token
 
 
 class Api:
@@ -35,17 +33,8 @@ class Api:
         self.token = token
 
     def call(self, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method)
-        req.add_header("Authorization", f"Bearer {self.token}")
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
         started = time.perf_counter()
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                status, text = r.status, r.read()
-        except urllib.error.HTTPError as e:
-            status, text = e.code, e.read()
+        status, text = request(self.base, self.token, method, path, body)
         elapsed = time.perf_counter() - started
         return status, (json.loads(text) if text else None), elapsed
 
@@ -99,11 +88,7 @@ def emulator_stats(pgid, query=""):
 
 
 def run(args, port, pgid):
-    token = subprocess.run(
-        [os.path.join(ROOT, "infra/run-local.sh"), "token", "bob"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout.strip()
-    api = Api(f"http://127.0.0.1:{port}", token)
+    api = Api(f"http://127.0.0.1:{port}", token("bob"))
     _, body, _ = api.call("GET", "/workspaces")
     ws = next(w["id"] for w in body["workspaces"] if w["name"] == "demo")
     _, body, _ = api.call("GET", f"/workspaces/{ws}/compute-envs")

@@ -14,16 +14,14 @@ Run by infra/test.sh (`python tests/browser/connect.py`); needs Debian's chromiu
 
 import json
 import os
-import subprocess
 import sys
 import time
-import urllib.request
 
 from playwright.sync_api import sync_playwright
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "infra"))
-from localrun import local_run  # noqa: E402
+from localrun import local_run, request, token  # noqa: E402
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 
@@ -31,24 +29,9 @@ class Api:
     def __init__(self, base):
         self.base = base
 
-    def call(self, token, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method)
-        req.add_header("Authorization", f"Bearer {token}")
-        req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req) as r:
-                text = r.read()
-                return r.status, json.loads(text) if text else None
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"null")
-
-
-def token(user):
-    return subprocess.run(
-        [os.path.join(ROOT, "infra/run-local.sh"), "token", user],
-        cwd=ROOT, check=True, capture_output=True, text=True,
-    ).stdout.strip()
+    def call(self, bearer, method, path, body=None):
+        status, text = request(self.base, bearer, method, path, body)
+        return status, json.loads(text) if text else None
 
 
 def wait(what, predicate, timeout=60):

@@ -19,11 +19,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "infra"))
-from localrun import ROOT, local_run  # noqa: E402
+from localrun import ROOT, local_run, request, token  # noqa: E402
 
 # Everything but `positive_data_acceptance`: a schema-valid body can still break a rule
 # the schema cannot say (a unique name, an existing compute environment, a state), and
@@ -36,23 +34,8 @@ CHECKS = ",".join([
 ])
 
 
-def call(base, token, method, path, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(base + path, data=data, method=method)
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            status, text = r.status, r.read()
-    except urllib.error.HTTPError as e:
-        status, text = e.code, e.read()
-    return status, text
-
-
-def api(base, token, method, path, body=None, expect=(200,)):
-    status, text = call(base, token, method, path, body)
+def api(base, bearer, method, path, body=None, expect=(200,)):
+    status, text = request(base, bearer, method, path, body)
     if status not in expect:
         raise SystemExit(f"seeding: {method} {path} → {status} {text[:300]!r}")
     return json.loads(text) if text else None
@@ -65,13 +48,6 @@ def wait_status(base, token, ws, sid, status):
             return
         time.sleep(0.1)
     raise SystemExit(f"seeding: studio {sid} never became {status}")
-
-
-def token_for(user):
-    return subprocess.run(
-        [os.path.join(ROOT, "infra/run-local.sh"), "token", user],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout.strip()
 
 
 def seed(base, token):
@@ -124,15 +100,15 @@ def main():
     committed = open(os.path.join(ROOT, "docs/openapi.json"), "rb").read()
     with local_run({"STUDIOS_AGENT_BIN": "none", "STUDIOS_LOCAL_JOB_DELAY_MS": "50"}) as (port, _):
         base = f"http://127.0.0.1:{port}"
-        status, served = call(base, None, "GET", "/openapi.json")
+        status, served = request(base, None, "GET", "/openapi.json")
         if status != 200 or served != committed:
             raise SystemExit("GET /openapi.json (no token) is not docs/openapi.json")
         print("GET /openapi.json (no token): 200, identical to docs/openapi.json")
-        ids = seed(base, token_for("bob"))
+        ids = seed(base, token("bob"))
         failed = False
         # A maintainer (operates studios), then an owner (administers the workspace too).
         for user in ["bob", "alice"]:
-            failed |= schemathesis(base, token_for(user), ids, user, args) != 0
+            failed |= schemathesis(base, token(user), ids, user, args) != 0
         sys.exit(1 if failed else 0)
 
 
