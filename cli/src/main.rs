@@ -140,6 +140,13 @@ struct SessionArgs {
     wait: WaitArgs,
 }
 
+impl SessionArgs {
+    /// How to wait for a studio added or cloned with `--start` (not at all without it).
+    fn started_wait(&self) -> Option<&WaitArgs> {
+        self.start.then_some(&self.wait)
+    }
+}
+
 #[derive(Args)]
 struct AddArgs {
     #[arg(long)]
@@ -289,15 +296,7 @@ async fn run(cli: Cli) -> Result<()> {
                     Some(body),
                 )
                 .await?;
-            finish(
-                api,
-                f,
-                &ws,
-                studio,
-                args.session.start.then_some(&args.session.wait),
-                "running",
-            )
-            .await?;
+            finish(api, f, &ws, studio, args.session.started_wait(), "running").await?;
         }
         Command::Start { studio, wait } => {
             let ws = workspace(&cx).await?;
@@ -332,15 +331,7 @@ async fn run(cli: Cli) -> Result<()> {
             let clone = api
                 .post(&studio_path(&ws, &id, "/clone"), Some(body))
                 .await?;
-            finish(
-                api,
-                f,
-                &ws,
-                clone,
-                args.session.start.then_some(&args.session.wait),
-                "running",
-            )
-            .await?;
+            finish(api, f, &ws, clone, args.session.started_wait(), "running").await?;
         }
         Command::Connect { studio, open } => {
             let ws = workspace(&cx).await?;
