@@ -66,10 +66,13 @@ async fn main() -> Result<(), Error> {
                         .as_str()
                         .and_then(|b| serde_json::from_str(b).ok());
                     let Some(task) = task else {
-                        tracing::error!(message = id, "not a clean-up task; dropped");
+                        tracing::error!(
+                            message = id,
+                            "not a clean-up task or stop deadline; dropped"
+                        );
                         continue;
                     };
-                    if let Err(e) = studios_shared::cleanup::run(app, &task).await {
+                    if let Err(e) = studios_shared::cleanup::run_queued(app, &task).await {
                         tracing::warn!(message = id, error = %e, "clean-up step failed; retried");
                         failures.push(json!({ "itemIdentifier": id }));
                     }

@@ -50,6 +50,8 @@ pub struct App {
     pub events: Arc<dyn EventSink>,
     /// Signs connect links; `None`: links carry no token (`ConnectKey::None`).
     pub connect: Option<Arc<dyn crate::connect::Signer>>,
+    /// Signs sessions' relay tokens (its own key: `Config::relay_key`); `None`: no relay.
+    pub relay: Option<Arc<dyn crate::connect::Signer>>,
     pub config: Arc<Config>,
 }
 
@@ -88,6 +90,7 @@ impl App {
                 config.event_bus.clone(),
             )),
             connect: crate::connect::signer(sdk, &config.connect_key),
+            relay: crate::connect::signer(sdk, &config.relay_key),
             config: Arc::new(config),
         }
     }

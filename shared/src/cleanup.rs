@@ -31,10 +31,38 @@ pub struct CleanupTask {
     pub deleted: usize,
 }
 
+/// A stop's deadline (docs/architecture.md, "Stopping"): `STOP_GRACE_SECONDS` after a
+/// stop was asked of a session whose agent saves by itself, its job is terminated if the
+/// studio is still `stopping` in the same session. Delivered by the same queue, delayed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StopDeadline {
+    pub workspace_id: String,
+    pub studio_id: String,
+    pub attempt_id: String,
+}
+
+/// A message of the task queue: a clean-up step or a stop's deadline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum QueuedTask {
+    /// First: a clean-up step has no `attemptId`, so it never parses as a deadline.
+    StopDeadline(StopDeadline),
+    Cleanup(CleanupTask),
+}
+
 /// Where clean-up tasks go.
 #[async_trait]
 pub trait Tasks: Send + Sync {
     async fn enqueue(&self, task: &CleanupTask) -> Result<()>;
+    /// Delivers `deadline` to the worker after `delay_seconds` (at most 900, SQS's
+    /// longest delay). Without a queue (the local run): nothing; the reconciler ends
+    /// stops that overrun their grace (docs/architecture.md).
+    async fn schedule_stop_deadline(
+        &self,
+        deadline: &StopDeadline,
+        delay_seconds: u64,
+    ) -> Result<()>;
 }
 
 /// The stack's clean-up queue (`CLEANUP_QUEUE_URL`).
@@ -62,7 +90,27 @@ impl Tasks for SqsTasks {
             .map_err(Error::aws)?;
         Ok(())
     }
+
+    async fn schedule_stop_deadline(
+        &self,
+        deadline: &StopDeadline,
+        delay_seconds: u64,
+    ) -> Result<()> {
+        let body = serde_json::to_string(deadline).map_err(Error::internal)?;
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .delay_seconds(delay_seconds.min(MAX_DELAY_SECONDS) as i32)
+            .send()
+            .await
+            .map_err(Error::aws)?;
+        Ok(())
+    }
 }
+
+/// SQS delays a message at most 15 minutes (`StopGraceSeconds` is bounded by it).
+pub const MAX_DELAY_SECONDS: u64 = 900;
 
 /// Without a queue (the local run; tests that do not look at the queue): every step at
 /// once, where it is enqueued.
@@ -86,6 +134,14 @@ impl Tasks for InlineTasks {
                 None => return Ok(()),
             }
         }
+    }
+
+    async fn schedule_stop_deadline(&self, deadline: &StopDeadline, _: u64) -> Result<()> {
+        tracing::debug!(
+            studio = deadline.studio_id,
+            "no task queue: the reconciler ends a stop that overruns its grace"
+        );
+        Ok(())
     }
 }
 
@@ -120,4 +176,43 @@ pub async fn run(app: &App, task: &CleanupTask) -> Result<()> {
         app.tasks.enqueue(&next).await?;
     }
     Ok(())
+}
+
+/// The worker for any message of the queue.
+pub async fn run_queued(app: &App, task: &QueuedTask) -> Result<()> {
+    match task {
+        QueuedTask::Cleanup(task) => run(app, task).await,
+        QueuedTask::StopDeadline(deadline) => {
+            crate::sessions::on_stop_deadline(app, deadline).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_messages_parse_as_what_they_are() {
+        let cleanup = r#"{"workspaceId":"ws-1","studioId":"st-1","prefix":"s3://work-bucket/w/.studios/st-1/","deleted":3}"#;
+        assert!(matches!(
+            serde_json::from_str::<QueuedTask>(cleanup).unwrap(),
+            QueuedTask::Cleanup(CleanupTask { deleted: 3, .. })
+        ));
+        let deadline = serde_json::to_string(&StopDeadline {
+            workspace_id: "ws-1".into(),
+            studio_id: "st-1".into(),
+            attempt_id: "a1".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            serde_json::from_str::<QueuedTask>(&deadline).unwrap(),
+            QueuedTask::StopDeadline(StopDeadline {
+                workspace_id: "ws-1".into(),
+                studio_id: "st-1".into(),
+                attempt_id: "a1".into(),
+            })
+        );
+        assert!(serde_json::from_str::<QueuedTask>(r#"{"workspaceId":"ws-1"}"#).is_err());
+    }
 }

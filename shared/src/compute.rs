@@ -117,6 +117,9 @@ impl BatchCompute {
         if fuse {
             digest.update(b"\0fuse");
         }
+        // The definition's settings changed (init process, /dev/shm): a new name, so a
+        // stack that registered the older one registers this one.
+        digest.update(b"\0v2");
         let hex: String = digest.finalize()[..8]
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -155,7 +158,7 @@ impl BatchCompute {
                     image,
                     self.role(job_role),
                     resources,
-                    fuse,
+                    &SessionContainer::new(fuse),
                 ))
                 // A session is never retried: its states only move forward (docs/architecture.md, "The status machine").
                 .retry_strategy(RetryStrategy::builder().attempts(1).build())
@@ -177,20 +180,50 @@ impl BatchCompute {
     }
 }
 
-/// A session's container: its image and role; with `fuse`, `/dev/fuse` and privileged
-/// mode for mount-s3 (docs/agent.md).
+/// `/dev/shm` of a session (Docker's default is 64 MiB, too small for PyTorch's data
+/// loaders and for browsers in Xpra desktops). Pages used there count against the job's
+/// memory, so a large size costs nothing until used.
+pub const SHARED_MEMORY_MIB: i32 = 4096;
+
+/// What a session's container gets beyond its image and role, decided in one place for
+/// AWS Batch's job definition (and for anything that runs the same container locally).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionContainer {
+    /// An init process as PID 1 (`initProcessEnabled`): it reaps the IDE's orphans and
+    /// passes SIGTERM on to the agent, which would otherwise be PID 1 and reap nothing.
+    pub init: bool,
+    pub shared_memory_mib: i32,
+    /// `/dev/fuse` and privileged mode for mount-s3 (Batch's linuxParameters cannot add
+    /// SYS_ADMIN alone): only for sessions with mounts (docs/agent.md).
+    pub fuse: bool,
+}
+
+impl SessionContainer {
+    pub fn new(fuse: bool) -> SessionContainer {
+        SessionContainer {
+            init: true,
+            shared_memory_mib: SHARED_MEMORY_MIB,
+            fuse,
+        }
+    }
+}
+
+/// A session's container as AWS Batch registers it.
 fn container_properties(
     image: &str,
     role: Option<&str>,
     resources: Vec<aws_sdk_batch::types::ResourceRequirement>,
-    fuse: bool,
+    container: &SessionContainer,
 ) -> ContainerProperties {
+    use aws_sdk_batch::types::{Device, DeviceCgroupPermission, LinuxParameters};
+    let mut linux = LinuxParameters::builder()
+        .init_process_enabled(container.init)
+        .shared_memory_size(container.shared_memory_mib);
     let mut props = ContainerProperties::builder()
         .image(image)
         .set_job_role_arn(role.map(String::from))
         .set_resource_requirements(Some(resources));
-    if fuse {
-        use aws_sdk_batch::types::{Device, DeviceCgroupPermission, LinuxParameters};
+    if container.fuse {
         let device = Device::builder()
             .host_path("/dev/fuse")
             .container_path("/dev/fuse")
@@ -198,11 +231,10 @@ fn container_properties(
             .permissions(DeviceCgroupPermission::Write)
             .permissions(DeviceCgroupPermission::Mknod)
             .build();
-        props = props
-            .privileged(true)
-            .linux_parameters(LinuxParameters::builder().devices(device).build());
+        linux = linux.devices(device);
+        props = props.privileged(true);
     }
-    props.build()
+    props.linux_parameters(linux.build()).build()
 }
 
 fn submit_error<E>(err: SdkError<E>) -> SubmitError

@@ -27,8 +27,9 @@ pub struct Config {
     pub force_stop_after_seconds: u64,
     /// Where users connect to a running studio (`CONNECT_URL_PATTERN`): a URL with
     /// `{studioId}` (and optionally `{workspaceId}`) in it, e.g.
-    /// `https://studios.example.org/connect/{studioId}/`.
-    pub connect_url_pattern: String,
+    /// `https://relay.example.org/connect/{studioId}/` (the stack derives it from its
+    /// `RelayDomain`). Unset: nothing can reach a session, and connect says so.
+    pub connect_url_pattern: Option<String>,
     /// Every session job's name starts with this and `-` (`JOB_NAME_PREFIX`, default
     /// `studios`; the stack derives it from its id): the stack's EventBridge rule
     /// matches Batch events by it, and the consumer ignores jobs without it.
@@ -50,6 +51,10 @@ pub struct Config {
     pub agent: AgentSettings,
     /// The key connect links are signed with (docs/api.md, "Connect links").
     pub connect_key: ConnectKey,
+    /// The key sessions' relay tokens are signed with (`RELAY_TOKEN_KEY_ID` on AWS,
+    /// `RELAY_TOKEN_KEY` locally): its own key, so that the functions that start
+    /// sessions can sign relay tokens but never connect links (docs/iam.md).
+    pub relay_key: ConnectKey,
     /// Where sessions open their tunnel to the connect relay (`RELAY_TUNNEL_ADDR`,
     /// `tls://host:port` or `tcp://host:port`); unset: no relay.
     pub relay_tunnel_addr: Option<String>,
@@ -91,11 +96,13 @@ impl Default for AgentSettings {
 }
 
 impl Config {
-    /// A running studio's connect (share) link.
-    pub fn connect_url(&self, workspace_id: &str, studio_id: &str) -> String {
-        self.connect_url_pattern
-            .replace("{workspaceId}", workspace_id)
-            .replace("{studioId}", studio_id)
+    /// A running studio's connect (share) link; `None` when the stack has no way for a
+    /// browser to reach a session (no relay, no pattern).
+    pub fn connect_url(&self, workspace_id: &str, studio_id: &str) -> Option<String> {
+        self.connect_url_pattern.as_ref().map(|p| {
+            p.replace("{workspaceId}", workspace_id)
+                .replace("{studioId}", studio_id)
+        })
     }
 }
 
@@ -145,11 +152,10 @@ impl Config {
         let force_stop_after_seconds = seconds("FORCE_STOP_AFTER_SECONDS", 900)?;
         let table_name = required("TABLE_NAME")?;
         let event_bus = required("EVENT_BUS_NAME")?;
-        let connect_url_pattern = required("CONNECT_URL_PATTERN")?;
-        if !connect_url_pattern.contains("{studioId}")
-            || !(connect_url_pattern.starts_with("https://")
-                || connect_url_pattern.starts_with("http://"))
-        {
+        let connect_url_pattern = get("CONNECT_URL_PATTERN").filter(|p| !p.trim().is_empty());
+        if connect_url_pattern.as_ref().is_some_and(|p| {
+            !p.contains("{studioId}") || !(p.starts_with("https://") || p.starts_with("http://"))
+        }) {
             return Err(ConfigError {
                 name: "CONNECT_URL_PATTERN".into(),
                 problem: "must be an http(s) URL containing {studioId}",
@@ -207,15 +213,18 @@ impl Config {
             report_seconds: seconds("AGENT_REPORT_SECONDS", 15)?.max(1),
             stop_grace_seconds: seconds("STOP_GRACE_SECONDS", 120)?,
         };
-        let connect_key = match (
-            get("CONNECT_SIGNING_KEY_ID").filter(|v| !v.trim().is_empty()),
-            get("CONNECT_SIGNING_KEY").filter(|v| !v.trim().is_empty()),
+        let key = |kms: &str, local: &str| match (
+            get(kms).filter(|v| !v.trim().is_empty()),
+            get(local).filter(|v| !v.trim().is_empty()),
         ) {
             (Some(id), _) => ConnectKey::Kms(id.trim().to_string()),
             (None, Some(key)) => ConnectKey::Local(key),
             (None, None) => ConnectKey::None,
         };
+        let connect_key = key("CONNECT_SIGNING_KEY_ID", "CONNECT_SIGNING_KEY");
+        let relay_key = key("RELAY_TOKEN_KEY_ID", "RELAY_TOKEN_KEY");
         Ok(Config {
+            relay_key,
             relay_tunnel_addr: get("RELAY_TUNNEL_ADDR").filter(|v| !v.trim().is_empty()),
             connect_key,
             agent,
@@ -275,8 +284,8 @@ mod tests {
         assert_eq!(c.template_images[&TemplateKind::Xpra], "x:1");
         assert_eq!(c.submit_grace_seconds, 600);
         assert_eq!(
-            c.connect_url("ws-1", "st-2"),
-            "https://s.example.org/ws-1/st-2/"
+            c.connect_url("ws-1", "st-2").as_deref(),
+            Some("https://s.example.org/ws-1/st-2/")
         );
     }
 

@@ -114,6 +114,8 @@ pub enum Conflict {
     IdTaken {
         kind: &'static str,
     },
+    /// The stack has no way for a browser to reach a session (no connect relay).
+    ConnectUnavailable,
 }
 
 /// What a concurrent write changed.
@@ -159,6 +161,7 @@ impl Conflict {
             Conflict::IdTaken { kind: "workspace" } => "workspace_exists",
             Conflict::IdTaken { kind: "member" } => "member_exists",
             Conflict::IdTaken { .. } => "exists",
+            Conflict::ConnectUnavailable => "connect_unavailable",
         }
     }
 }
@@ -258,6 +261,9 @@ impl fmt::Display for Conflict {
                 "the checkpoint data saved by studio {origin} was deleted meanwhile"
             ),
             Conflict::IdTaken { kind } => write!(f, "a {kind} with this id exists"),
+            Conflict::ConnectUnavailable => f.write_str(
+                "this Studios stack runs no connect relay (its RelayDomain parameter is empty) and has no ConnectUrlPattern, so no browser can reach a session; ask the platform team to deploy the relay (docs/deploy.md)",
+            ),
         }
     }
 }

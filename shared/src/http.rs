@@ -264,7 +264,8 @@ async fn dispatch(app: &App, action: Action, req: &Request) -> Result<Response<B
 /// A studio as returned; its share link is shown while it runs.
 fn studio_view(app: &App, studio: &Studio, warnings: &[String]) -> views::StudioView {
     let url = (studio.status == StudioStatus::Running)
-        .then(|| app.config.connect_url(&studio.workspace_id, &studio.id));
+        .then(|| app.config.connect_url(&studio.workspace_id, &studio.id))
+        .flatten();
     views::StudioView::of(studio, warnings, url)
 }
 

@@ -53,7 +53,16 @@ pub fn job_spec(app: &App, studio: &Studio, session: &Session) -> Result<JobSpec
         ),
         (
             "STUDIO_BASE_PATH".into(),
-            url_path(&app.config.connect_url(&studio.workspace_id, &studio.id)),
+            app.config
+                .connect_url(&studio.workspace_id, &studio.id)
+                .map_or_else(|| "/".to_string(), |u| url_path(&u)),
+        ),
+        // The agent needs the region for S3 and its channel; with IMDS blocked it has
+        // no other way to learn it (docs/deploy.md).
+        ("AWS_REGION".into(), studio.compute_env.region.clone()),
+        (
+            "AWS_DEFAULT_REGION".into(),
+            studio.compute_env.region.clone(),
         ),
     ];
     environment.push(("STUDIO_ATTEMPT_ID".into(), session.attempt_id.clone()));
@@ -88,7 +97,10 @@ pub(crate) async fn connect_environment(
     studio: &Studio,
 ) -> Result<Vec<(String, String)>> {
     use base64::Engine;
-    let Some(signer) = &app.connect else {
+    let (Some(signer), Some(url)) = (
+        &app.connect,
+        app.config.connect_url(&studio.workspace_id, &studio.id),
+    ) else {
         return Ok(vec![]);
     };
     let point = signer.public_key().await?;
@@ -97,13 +109,13 @@ pub(crate) async fn connect_environment(
             "STUDIO_CONNECT_PUBLIC_KEY".into(),
             base64::engine::general_purpose::STANDARD.encode(point),
         ),
-        (
-            "STUDIO_CONNECT_URL".into(),
-            app.config.connect_url(&studio.workspace_id, &studio.id),
-        ),
+        ("STUDIO_CONNECT_URL".into(), url),
     ];
-    // The session's tunnel to the connect relay: its address and the session's token.
-    if let (Some(addr), Some(session)) = (&app.config.relay_tunnel_addr, &studio.session) {
+    // The session's tunnel to the connect relay: its address and the session's token,
+    // signed with the relay's own key (a start can never mint a connect link).
+    if let (Some(addr), Some(session), Some(signer)) =
+        (&app.config.relay_tunnel_addr, &studio.session, &app.relay)
+    {
         let now = chrono::Utc::now().timestamp();
         let claims = crate::connect::RelayClaims {
             aud: "relay",

@@ -267,22 +267,81 @@ async fn terminate_unless_saving(app: &App, studio: &Studio, by_id: &str) {
             studio = studio.id,
             "stop: the agent saves and exits; TerminateJob after the grace period"
         );
+        schedule_deadline(app, studio).await;
         return;
     }
     terminate(app, studio, by_id).await;
+}
+
+/// TerminateJob at stop + `STOP_GRACE_SECONDS`, by a delayed message (not the 5-minute
+/// reconciler, which would make the real grace 2–7 minutes). A failure to schedule is
+/// logged: the reconciler still ends the stop later.
+async fn schedule_deadline(app: &App, studio: &Studio) {
+    let Some(session) = &studio.session else {
+        return;
+    };
+    let deadline = crate::cleanup::StopDeadline {
+        workspace_id: studio.workspace_id.clone(),
+        studio_id: studio.id.clone(),
+        attempt_id: session.attempt_id.clone(),
+    };
+    let grace = app.config.agent.stop_grace_seconds;
+    if let Err(e) = app.tasks.schedule_stop_deadline(&deadline, grace).await {
+        tracing::warn!(studio = studio.id, error = %e, "cannot schedule the stop's deadline; the reconciler ends it");
+    }
+}
+
+/// A stop's deadline came: the studio still `stopping` in the same session (its agent
+/// did not save and exit within the grace) has its job terminated. Anything else (it
+/// stopped, or started again) is a no-op, so a repeated message is harmless.
+pub async fn on_stop_deadline(app: &App, deadline: &crate::cleanup::StopDeadline) -> Result<()> {
+    let fetched = app
+        .store
+        .fetch(
+            &deadline.workspace_id,
+            &[Key::Studio(deadline.studio_id.clone())],
+        )
+        .await?;
+    let Some(studio) = fetched.studios.get(&deadline.studio_id) else {
+        return Ok(());
+    };
+    let same_session = studio
+        .session
+        .as_ref()
+        .is_some_and(|s| s.attempt_id == deadline.attempt_id);
+    if studio.status == StudioStatus::Stopping && same_session {
+        tracing::info!(
+            studio = studio.id,
+            "stop grace elapsed: TerminateJob (the agent did not exit by itself)"
+        );
+        let grace = app.config.agent.stop_grace_seconds;
+        terminate_because(
+            app,
+            studio,
+            &format!("Stopped from Studios: the session did not save and exit within the stop grace ({grace} s)"),
+        )
+        .await;
+    }
+    Ok(())
 }
 
 /// Asks Batch to end the session's job (it cancels a job that is not running yet). A
 /// failure leaves the studio `stopping`; the reconciler asks again. The reason holds
 /// ids only, bounded (Batch takes at most 1,024 characters).
 pub(crate) async fn terminate(app: &App, studio: &Studio, by_id: &str) {
+    terminate_because(
+        app,
+        studio,
+        &format!("Stopped from Studios by user {by_id}"),
+    )
+    .await
+}
+
+async fn terminate_because(app: &App, studio: &Studio, reason: &str) {
     let Some(job_id) = studio.session.as_ref().and_then(|s| s.job_id.clone()) else {
         return;
     };
-    let reason: String = format!("Stopped from Studios by user {by_id}")
-        .chars()
-        .take(500)
-        .collect();
+    let reason: String = reason.chars().take(500).collect();
     if let Err(e) = app.compute.terminate(&job_id, &reason).await {
         tracing::warn!(studio = studio.id, job_id, error = %e, "TerminateJob failed; the reconciler retries");
     }
@@ -471,6 +530,11 @@ pub async fn connect_studio(
 ) -> Result<(Studio, String)> {
     let mut studio = authorized_studio(app, caller, ws, id, Permission::Connect).await?;
     let attempt_id = transitions::connectable(&studio)?.to_string();
+    // Said before anything is recorded: without a relay (or a URL pattern of the
+    // platform's own) no browser can reach a session.
+    let Some(mut url) = app.config.connect_url(&studio.workspace_id, &studio.id) else {
+        return Err(Conflict::ConnectUnavailable.into());
+    };
     let connection = Connection {
         name: caller.name.clone(),
         last_seen_at: now(),
@@ -485,7 +549,6 @@ pub async fn connect_studio(
         )
         .await?;
     studio.connected_users.insert(caller.id.clone(), connection);
-    let mut url = app.config.connect_url(&studio.workspace_id, &studio.id);
     if let Some(signer) = &app.connect {
         let now = chrono::Utc::now().timestamp();
         let claims = crate::connect::LinkClaims {

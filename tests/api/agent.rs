@@ -124,6 +124,77 @@ async fn an_agent_reports_ready_and_learns_of_a_stop_before_batch_ends_its_job()
     assert_eq!(code, "unauthenticated");
 }
 
+/// A stop of a session whose agent saves by itself schedules its deadline: a message
+/// delayed by `STOP_GRACE_SECONDS` on the task queue. When it comes and the studio is
+/// still stopping in that session, the job is terminated with a reason that says why;
+/// once the studio stopped (or started again) the same message changes nothing.
+#[tokio::test]
+async fn a_stop_terminates_the_job_at_its_grace_deadline_not_the_reconcilers_round() {
+    use studios_shared::cleanup::{run_queued, QueuedTask, SqsTasks};
+    let mut t = TestApp::new().await;
+    let sqs = aws_sdk_sqs::Client::new(&t.sdk);
+    let url = sqs
+        .create_queue()
+        .queue_name(format!("tasks-{}", uuid::Uuid::now_v7().simple()))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    t.app.tasks = Arc::new(SqsTasks::new(sqs.clone(), url.clone()));
+    let mut config = (*t.app.config).clone();
+    config.agent.stop_grace_seconds = 1;
+    t.app.config = Arc::new(config);
+    let s = setup(&t).await;
+    let id = studio(&t, &s.ws, &s.ce, "slow saver").await;
+    let job = running(&t, &s.ws, &id).await;
+    report(&t, &token(&job), json!({"state": "ready"}))
+        .await
+        .ok(200);
+    t.req(A::StopStudio)
+        .user("maintain")
+        .param("ws", &s.ws)
+        .param("id", &id)
+        .send()
+        .await
+        .ok(202);
+    assert_ne!(batch_status(&t, &job).await, "FAILED", "not terminated yet");
+    // The deadline arrives after the grace (SQS delays it; 1 s here).
+    let started = std::time::Instant::now();
+    let message = loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(&url)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        if let Some(m) = out.messages().first() {
+            break m.body().unwrap().to_string();
+        }
+        assert!(started.elapsed().as_secs() < 20, "no deadline message");
+    };
+    let task: QueuedTask = serde_json::from_str(&message).unwrap();
+    let QueuedTask::StopDeadline(deadline) = &task else {
+        panic!("not a stop deadline: {message}");
+    };
+    assert_eq!(deadline.studio_id, id);
+    run_queued(&t.app, &task).await.unwrap();
+    let ended = t.job(job.job_id().unwrap()).await;
+    assert_eq!(ended.status().unwrap().as_str(), "FAILED", "terminated");
+    assert_eq!(
+        ended.status_reason(),
+        Some("Stopped from Studios: the session did not save and exit within the stop grace (1 s)")
+    );
+    // Its end arrives; a repeated deadline is a no-op.
+    t.deliver(&t.job_event(&job, "FAILED", true, ended.status_reason(), Some(143)))
+        .await;
+    assert_eq!(get(&t, &s.ws, &id).await["status"], "stopped");
+    run_queued(&t.app, &task).await.unwrap();
+    assert_eq!(get(&t, &s.ws, &id).await["status"], "stopped");
+}
+
 #[tokio::test]
 async fn only_a_sessions_own_credential_is_accepted() {
     let t = TestApp::new().await;
@@ -334,6 +405,53 @@ async fn connect_links_are_signed_for_the_user_studio_and_session() {
     assert_eq!(relay_claims["aud"], "relay");
     assert_eq!(relay_claims["st"], id.as_str());
     assert_eq!(relay_claims["att"], claims["att"]);
+    // Relay tokens have their own key: the connect key's public point (what sessions
+    // check links with) does not verify them, so whatever signs relay tokens (the
+    // functions that start sessions) cannot mint a connect link.
+    let (input, sig) = relay_token.rsplit_once('.').unwrap();
+    let sig = b64.decode(sig).unwrap();
+    assert!(key.verify(input.as_bytes(), &sig).is_err());
+    use studios_shared::connect::Signer;
+    let relay_point = t.app.relay.as_ref().unwrap().public_key().await.unwrap();
+    assert!(aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+        &relay_point,
+    )
+    .verify(input.as_bytes(), &sig)
+    .is_ok());
+}
+
+/// A stack without a connect relay (and no URL pattern of its own) says so: connect is a
+/// 409 naming the missing relay, nothing is recorded, the view has no URL, and the job
+/// gets no connect settings (nothing could reach its agent anyway).
+#[tokio::test]
+async fn without_a_relay_connect_says_so_instead_of_a_dead_link() {
+    let mut t = TestApp::new().await;
+    t.app.config = Arc::new(studios_shared::Config {
+        connect_url_pattern: None,
+        relay_tunnel_addr: None,
+        ..(*t.app.config).clone()
+    });
+    let s = setup(&t).await;
+    let id = studio(&t, &s.ws, &s.ce, "unreachable").await;
+    let job = running(&t, &s.ws, &id).await;
+    let (code, message) = t
+        .req(A::ConnectStudio)
+        .user("connect")
+        .param("ws", &s.ws)
+        .param("id", &id)
+        .send()
+        .await
+        .err(409);
+    assert_eq!(code, "connect_unavailable");
+    assert!(message.contains("RelayDomain"), "{message}");
+    let view = get(&t, &s.ws, &id).await;
+    assert_eq!(view["status"], "running");
+    assert_eq!(view["url"], Value::Null);
+    assert_eq!(view["connectedUsers"], json!([]));
+    assert_eq!(job_env(&job, "STUDIO_CONNECT_URL"), None);
+    assert_eq!(job_env(&job, "STUDIO_RELAY_TOKEN"), None);
+    assert_eq!(job_env(&job, "STUDIO_BASE_PATH").as_deref(), Some("/"));
 }
 
 #[tokio::test]

@@ -169,9 +169,45 @@ async fn compute_environments_stay_within_the_stack() {
         m,
         "allowedWriteBuckets[0]: sessions of this stack may write only to its WriteBuckets: none"
     );
-    create(&t, &ws, &ours, "s3://work-bucket/w", &[])
+    // Sessions' roles are tied to the workspace by their IAM path (docs/iam.md).
+    let (_, m) = create(&t, &ws, &ours, "s3://work-bucket/w", &[])
         .await
-        .ok(201);
+        .err(400);
+    assert!(
+        m.starts_with("jobRoleArn: required: sessions need a role that can save checkpoints under workDir; create the workspace's session role with infra/session-role.yaml (WorkspaceId="),
+        "{m}"
+    );
+    let other_ws = "ws-0123456789abcdef0123456789abcdef";
+    for foreign in [
+        format!("arn:aws:iam::123456789012:role/studios-sessions/{other_ws}/genomics"),
+        "arn:aws:iam::123456789012:role/studios-sessions/genomics".to_string(),
+        format!("arn:aws:iam::123456789012:role/elsewhere/{ws}/genomics"),
+    ] {
+        let (_, m) = create_with_role(&t, &ws, &ours, &foreign).await.err(400);
+        assert!(
+            m.starts_with(&format!("jobRoleArn: must be a role of this workspace, under the IAM path /studios-sessions/{ws}/ ")),
+            "{foreign}: {m}"
+        );
+    }
+    let own = format!("arn:aws:iam::123456789012:role/studios-sessions/{ws}/genomics");
+    create_with_role(&t, &ws, &ours, &own).await.ok(201);
+}
+
+async fn create_with_role(
+    t: &TestApp,
+    ws: &str,
+    queue: &str,
+    role: &str,
+) -> studios_integration_tests::Resp {
+    t.req(A::CreateComputeEnv)
+        .user("admin")
+        .param("ws", ws)
+        .body(
+            json!({"name": "q", "region": "us-east-1", "jobQueue": queue, "maxCpus": 4,
+                     "maxMemoryMiB": 8192, "workDir": "s3://work-bucket/w", "jobRoleArn": role}),
+        )
+        .send()
+        .await
 }
 
 /// Queues AWS Batch does not have are refused when the compute environment is made.

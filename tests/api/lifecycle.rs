@@ -628,6 +628,22 @@ async fn sessions_run_with_their_compute_environments_role() {
         def.container_properties().and_then(|c| c.job_role_arn()),
         Some(role)
     );
+    // An init process as PID 1 (it reaps the IDE's orphans and passes SIGTERM on) and
+    // a /dev/shm larger than Docker's 64 MiB.
+    let linux = def
+        .container_properties()
+        .and_then(|c| c.linux_parameters())
+        .expect("linux parameters");
+    assert_eq!(linux.init_process_enabled(), Some(true));
+    assert_eq!(
+        linux.shared_memory_size(),
+        Some(studios_shared::compute::SHARED_MEMORY_MIB)
+    );
+    // The job knows its region (with IMDS blocked the agent has no other way).
+    assert_eq!(
+        studios_integration_tests::job_env(&job, "AWS_REGION").as_deref(),
+        Some("us-east-1")
+    );
     // The default compute environment's studios keep the stack's role.
     let other = studio_with_mount(&t, &s, "default role", "s3://data-bucket/dr/").await;
     let (_, job) = started(&t, &s.ws, &other).await;

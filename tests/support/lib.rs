@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use studios_functions::simulate::StreamReader;
-use studios_shared::compute::BatchCompute;
+use studios_shared::cleanup::SqsTasks;
 use studios_shared::events::EventBridgeSink;
 use studios_shared::http::{handle, Action, ApiGatewayEvent};
 use studios_shared::objects::S3Objects;
@@ -20,6 +20,8 @@ use studios_shared::store::dynamo::{create_table, DynamoStore};
 use studios_shared::{consumers, sessions, App, Config};
 
 pub use studios_shared::http::Action as A;
+
+pub mod iam;
 
 /// The platform admin configured for every test app.
 pub const PLATFORM_ADMIN: &str = "platform-admin";
@@ -123,6 +125,9 @@ pub struct TestApp {
     pub sdk: aws_config::SdkConfig,
     pub batch: aws_sdk_batch::Client,
     pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    /// The app's task queue (released data, stop deadlines): `run_task_queue` is its worker.
+    pub tasks_url: String,
     /// The test's own event bus, with a rule delivering everything to `events_queue`.
     pub bus: String,
     events_queue: Mutex<Option<String>>,
@@ -151,7 +156,10 @@ pub fn test_config(table: &str) -> Config {
         connect_key: studios_shared::config::ConnectKey::Local(
             studios_shared::connect::LocalSigner::generate().unwrap(),
         ),
-        connect_url_pattern: CONNECT_URL_PATTERN.into(),
+        relay_key: studios_shared::config::ConnectKey::Local(
+            studios_shared::connect::LocalSigner::generate().unwrap(),
+        ),
+        connect_url_pattern: Some(CONNECT_URL_PATTERN.into()),
         job_name_prefix: "studios-test".into(),
         stack_limits: Default::default(),
         cleanup_queue_url: None,
@@ -164,44 +172,117 @@ pub fn test_config(table: &str) -> Config {
 }
 
 impl TestApp {
-    /// A fresh table on the emulator, wired through the production SDK code path.
+    /// A fresh table on the emulator, wired through the production SDK code path: its
+    /// own table, signing keys (KMS) and task queue (SQS), and every AWS call a function
+    /// makes recorded for the IAM check (iam.rs).
     pub async fn new() -> TestApp {
         assert!(
             std::env::var("AWS_ENDPOINT_URL").is_ok(),
             "integration tests need the local AWS emulator: run them with infra/test.sh"
         );
         let sdk = aws_config::load_from_env().await;
+        let region = sdk
+            .region()
+            .map_or("us-east-1".to_string(), |r| r.to_string());
+        let recorder = iam::Recorder::new(&region);
         let log = Arc::new(RequestLog::default());
         let dynamo_config = aws_sdk_dynamodb::config::Builder::from(&sdk)
             .interceptor(Counter(log.clone()))
+            .interceptor(recorder.clone())
             .build();
         let client = aws_sdk_dynamodb::Client::from_conf(dynamo_config);
         let table = format!("studios-test-{}", uuid::Uuid::now_v7().simple());
-        create_table(&client, &table).await.expect("create table");
-        let store = DynamoStore::new(client.clone(), table.clone());
-        let config = test_config(&table);
-        let batch = aws_sdk_batch::Client::new(&sdk);
+        let batch = aws_sdk_batch::Client::from_conf(
+            aws_sdk_batch::config::Builder::from(&sdk)
+                .interceptor(recorder.clone())
+                .build(),
+        );
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&sdk)
                 .force_path_style(true)
+                .interceptor(recorder.clone())
                 .build(),
         );
+        let events = aws_sdk_eventbridge::Client::from_conf(
+            aws_sdk_eventbridge::config::Builder::from(&sdk)
+                .interceptor(recorder.clone())
+                .build(),
+        );
+        let sqs = aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(&sdk)
+                .interceptor(recorder.clone())
+                .build(),
+        );
+        let kms = aws_sdk_kms::Client::from_conf(
+            aws_sdk_kms::config::Builder::from(&sdk)
+                .interceptor(recorder.clone())
+                .build(),
+        );
+        // As on AWS: links and relay tokens signed by KMS keys (one each), released data
+        // and stop deadlines through the task queue.
+        let tasks_queue = format!("{table}-tasks");
+        let (created, connect_key, relay_key, queue) = tokio::join!(
+            create_table(&client, &table),
+            signing_key(&kms),
+            signing_key(&kms),
+            sqs.create_queue().queue_name(&tasks_queue).send(),
+        );
+        created.expect("create table");
+        let tasks_url = queue
+            .expect("create the task queue")
+            .queue_url()
+            .expect("a queue URL")
+            .to_string();
+        let store = DynamoStore::new(client.clone(), table.clone());
+        let mut config = test_config(&table);
+        config.connect_key = studios_shared::config::ConnectKey::Kms(connect_key.clone());
+        config.relay_key = studios_shared::config::ConnectKey::Kms(relay_key.clone());
+        config.cleanup_queue_url = Some(tasks_url.clone());
+        for (logical_id, arn) in [
+            (
+                "Table",
+                format!("arn:aws:dynamodb:{region}:{}:table/{table}", iam::ACCOUNT),
+            ),
+            (
+                "EventBus",
+                format!(
+                    "arn:aws:events:{region}:{}:event-bus/{}",
+                    iam::ACCOUNT,
+                    config.event_bus
+                ),
+            ),
+            (
+                "CleanupQueue",
+                format!("arn:aws:sqs:{region}:{}:{tasks_queue}", iam::ACCOUNT),
+            ),
+            ("ConnectSigningKey", connect_key.clone()),
+            ("RelayTokenKey", relay_key.clone()),
+        ] {
+            iam::declare_resource(logical_id, &arn);
+        }
+        if let Some(role) = &config.job_definitions.job_role_arn {
+            iam::declare_resource("StudioJobRole", role);
+        }
+        iam::declare_job_definition_prefix(&format!(
+            "arn:aws:batch:{region}:{}:job-definition/{}-",
+            iam::ACCOUNT,
+            config.job_definitions.prefix
+        ));
+        iam::declare_checkpoint_bucket(WORK_BUCKET);
         let app = App {
             store: Arc::new(store),
-            compute: Arc::new(BatchCompute::new(
+            compute: Arc::new(iam::BatchPerFunction::new(
                 batch.clone(),
                 config.job_definitions.clone(),
             )),
             objects: Arc::new(S3Objects::new(s3.clone())),
-            // Released data is deleted at once; tests of the queue swap in SqsTasks.
-            tasks: Arc::new(studios_shared::cleanup::InlineTasks::new(Arc::new(
-                S3Objects::new(s3.clone()),
+            tasks: Arc::new(SqsTasks::new(sqs.clone(), tasks_url.clone())),
+            events: Arc::new(EventBridgeSink::new(events, config.event_bus.clone())),
+            connect: Some(Arc::new(iam::KmsKeyPerFunction::new(
+                kms.clone(),
+                connect_key,
             ))),
-            events: Arc::new(EventBridgeSink::new(
-                aws_sdk_eventbridge::Client::new(&sdk),
-                config.event_bus.clone(),
-            )),
-            connect: studios_shared::connect::signer(&sdk, &config.connect_key),
+            relay: Some(Arc::new(iam::KmsKeyPerFunction::new(kms, relay_key))),
             config: Arc::new(config),
         };
         log.take();
@@ -214,6 +295,8 @@ impl TestApp {
             sdk,
             batch,
             s3,
+            sqs,
+            tasks_url,
             events_queue: Mutex::new(None),
             stream: tokio::sync::Mutex::new(None),
         }
@@ -408,7 +491,11 @@ impl Req<'_> {
             request_id: "test-request",
         };
         let request = event.to_request().expect("valid API Gateway event");
-        let response = handle(&self.t.app, self.action, request).await;
+        let response = iam::as_function(
+            self.action.handler_name(),
+            handle(&self.t.app, self.action, request),
+        )
+        .await;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -620,9 +707,61 @@ impl TestApp {
 
     /// Delivers an EventBridge event to the Batch event consumer, as Lambda would.
     pub async fn deliver(&self, event: &Value) -> sessions::Applied {
-        consumers::on_batch_event(&self.app, event)
+        iam::as_function(
+            consumers::BATCH_EVENTS_HANDLER,
+            consumers::on_batch_event(&self.app, event),
+        )
+        .await
+        .expect("the consumer acknowledges the event")
+    }
+
+    /// The reconciler's scheduled run, as its function.
+    pub async fn reconcile(&self) -> consumers::ReconcileReport {
+        iam::as_function(
+            consumers::RECONCILE_HANDLER,
+            consumers::reconcile(&self.app),
+        )
+        .await
+        .expect("the reconciler runs")
+    }
+
+    /// The task queue's worker, as Lambda's SQS trigger runs it (messages received and
+    /// deleted with the worker's role): every message due so far, until none is left.
+    /// Returns how many it ran.
+    pub async fn run_task_queue(&self) -> usize {
+        use studios_shared::cleanup::{run_queued, QueuedTask, CLEANUP_HANDLER};
+        let mut ran = 0;
+        loop {
+            let out = iam::as_function(
+                CLEANUP_HANDLER,
+                self.sqs
+                    .receive_message()
+                    .queue_url(&self.tasks_url)
+                    .max_number_of_messages(10)
+                    .send(),
+            )
             .await
-            .expect("the consumer acknowledges the event")
+            .expect("receive from the task queue");
+            if out.messages().is_empty() {
+                return ran;
+            }
+            for message in out.messages() {
+                let task: QueuedTask = serde_json::from_str(message.body().unwrap_or_default())
+                    .expect("a task of the queue");
+                iam::as_function(CLEANUP_HANDLER, async {
+                    run_queued(&self.app, &task).await.expect("the task runs");
+                    self.sqs
+                        .delete_message()
+                        .queue_url(&self.tasks_url)
+                        .receipt_handle(message.receipt_handle().unwrap_or_default())
+                        .send()
+                        .await
+                        .expect("delete the task")
+                })
+                .await;
+                ran += 1;
+            }
+        }
     }
 
     /// What the session container does on SIGTERM: write the checkpoint, manifest last.
@@ -653,9 +792,15 @@ impl TestApp {
         let mut reader = self.stream.lock().await;
         let reader = reader.get_or_insert_with(|| StreamReader::new(&self.sdk, &self.table));
         let changes = reader.next_changes().await.expect("stream records");
-        consumers::on_table_changes(&self.app, &changes)
-            .await
-            .unwrap()
+        let report = iam::as_function(
+            consumers::TABLE_STREAM_HANDLER,
+            consumers::on_table_changes(&self.app, &changes),
+        )
+        .await
+        .unwrap();
+        // What the stream enqueued (released checkpoint data), deleted by the worker.
+        self.run_task_queue().await;
+        report
     }
 
     /// The events delivered to the test's queue so far (EventBridge envelopes).
@@ -724,6 +869,21 @@ impl TestApp {
             .map(|i| i["SK"].as_s().unwrap().clone())
             .collect()
     }
+}
+
+/// A KMS key for ES256 signatures (as the stack's ConnectSigningKey and RelayTokenKey);
+/// its ARN.
+async fn signing_key(kms: &aws_sdk_kms::Client) -> String {
+    kms.create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+        .send()
+        .await
+        .expect("create a signing key")
+        .key_metadata()
+        .and_then(|m| m.arn())
+        .expect("the key's ARN")
+        .to_string()
 }
 
 /// moto checks that a compute environment's service role exists.

@@ -50,9 +50,15 @@ async fn serve(port: &str) -> Result<(), Box<dyn std::error::Error>> {
             studios_shared::connect::LocalSigner::generate()?,
         );
     }
+    // Relay tokens have their own key (docs/iam.md), made now as well.
+    if config.relay_key == studios_shared::config::ConnectKey::None {
+        config.relay_key = studios_shared::config::ConnectKey::Local(
+            studios_shared::connect::LocalSigner::generate()?,
+        );
+    }
     // The connect relay, in process: sessions open their tunnels to it, and the API's
-    // `/connect/<studio>/` route forwards browsers to it.
-    let point = match &config.connect_key {
+    // `/connect/<studio>/` route forwards browsers to it. It checks relay tokens.
+    let point = match &config.relay_key {
         studios_shared::config::ConnectKey::Local(pkcs8) => {
             use studios_shared::connect::Signer;
             Some(

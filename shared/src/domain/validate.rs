@@ -431,14 +431,6 @@ pub fn within_stack(ce: &ComputeEnv, limits: &StackLimits) -> Result<()> {
             ),
         ));
     }
-    if let (Some(arn), Some(path)) = (&ce.job_role_arn, &limits.session_role_path) {
-        if !role_path(arn).starts_with(path.as_str()) {
-            return Err(Error::invalid(
-                "jobRoleArn",
-                format!("this Studios stack may pass only roles under the path {path} to sessions (its SessionRolePath)"),
-            ));
-        }
-    }
     for (i, bucket) in ce.allowed_write_buckets.iter().enumerate() {
         if !listed(&limits.write_buckets, bucket) {
             return Err(Error::invalid(
@@ -448,6 +440,32 @@ pub fn within_stack(ce: &ComputeEnv, limits: &StackLimits) -> Result<()> {
                     shown(&limits.write_buckets)
                 ),
             ));
+        }
+    }
+    // A session's role is tied to its workspace by its IAM path
+    // (`<SessionRolePath><workspace id>/`, docs/iam.md): a workspace admin cannot give
+    // sessions another workspace's role, and the stack's default role (read-only on the
+    // data buckets) could not save checkpoints, so a stack with a role path needs one.
+    if let Some(path) = &limits.session_role_path {
+        let own = format!("{path}{}/", ce.workspace_id);
+        let how = format!(
+            "create the workspace's session role with infra/session-role.yaml (WorkspaceId={}, WorkDir={}) and use its RoleArn output",
+            ce.workspace_id, ce.work_dir
+        );
+        match &ce.job_role_arn {
+            None => {
+                return Err(Error::invalid(
+                    "jobRoleArn",
+                    format!("required: sessions need a role that can save checkpoints under workDir; {how}"),
+                ))
+            }
+            Some(arn) if !role_path(arn).starts_with(&own) => {
+                return Err(Error::invalid(
+                    "jobRoleArn",
+                    format!("must be a role of this workspace, under the IAM path {own} (this stack's SessionRolePath and the workspace id); {how}"),
+                ))
+            }
+            Some(_) => {}
         }
     }
     Ok(())
