@@ -411,7 +411,6 @@ async fn connect_links_are_signed_for_the_user_studio_and_session() {
     let (input, sig) = relay_token.rsplit_once('.').unwrap();
     let sig = b64.decode(sig).unwrap();
     assert!(key.verify(input.as_bytes(), &sig).is_err());
-    use studios_shared::connect::Signer;
     let relay_point = t.app.relay.as_ref().unwrap().public_key().await.unwrap();
     assert!(aws_lc_rs::signature::UnparsedPublicKey::new(
         &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
