@@ -1,5 +1,13 @@
 //! The agent's port: a health endpoint and an HTTP/WebSocket reverse proxy to the IDE on
-//! loopback. The local run's `/connect/<studio>/` route forwards here with the same code.
+//! loopback.
+//!
+//! WebSockets idle for the keepalive interval (`tunnel::keepalive`, 60 s) get a ping
+//! toward the browser (docs/agent.md, "Connect"): the relay's load balancer forgets
+//! connections with no bytes for 350 s, and kernels, terminals and remote desktops can
+//! stay quiet for longer. The ping (`0x89 0x00`, a control frame without payload) goes
+//! between two of the IDE's frames, found by reading the frame headers of what the IDE
+//! sends; the browser's pong reaches the IDE, which RFC 6455 (5.5.3) lets ignore an
+//! unsolicited pong.
 
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -8,6 +16,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -44,8 +53,19 @@ fn unavailable(why: &str) -> Response<Body> {
 }
 
 /// Forwards `req` to `target` (WebSocket upgrades included: once both sides switch
-/// protocols, bytes are copied both ways until either closes).
-pub async fn forward(mut req: Request<Incoming>, target: &Target) -> Response<Body> {
+/// protocols, bytes are copied both ways until either closes), with the keepalive of
+/// `STUDIO_RELAY_PING_SECONDS`.
+pub async fn forward(req: Request<Incoming>, target: &Target) -> Response<Body> {
+    let every = crate::tunnel::keepalive().unwrap_or(Duration::from_secs(60));
+    forward_keeping_alive(req, target, every).await
+}
+
+/// `forward`, pinging WebSockets idle for `every`.
+pub async fn forward_keeping_alive(
+    mut req: Request<Incoming>,
+    target: &Target,
+    every: Duration,
+) -> Response<Body> {
     let stream =
         match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(target.addr)).await {
             Ok(Ok(s)) => s,
@@ -60,6 +80,14 @@ pub async fn forward(mut req: Request<Incoming>, target: &Target) -> Response<Bo
     tokio::spawn(async move {
         let _ = conn.with_upgrades().await;
     });
+    let websocket = req
+        .headers()
+        .get(UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+        });
     let client_upgrade = req
         .headers()
         .contains_key(UPGRADE)
@@ -100,16 +128,139 @@ pub async fn forward(mut req: Request<Incoming>, target: &Target) -> Response<Bo
             let ide = hyper::upgrade::on(&mut response);
             tokio::spawn(async move {
                 if let (Ok(client), Ok(ide)) = tokio::join!(client, ide) {
-                    let _ = tokio::io::copy_bidirectional(
-                        &mut TokioIo::new(client),
-                        &mut TokioIo::new(ide),
-                    )
-                    .await;
+                    let (mut client, mut ide) = (TokioIo::new(client), TokioIo::new(ide));
+                    if websocket {
+                        splice_websocket(client, ide, every).await;
+                    } else {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut ide).await;
+                    }
                 }
             });
         }
     }
     response.map(|b| b.boxed())
+}
+
+/// A ping frame from a server: FIN, opcode 9, unmasked, no payload (RFC 6455, 5.5.2).
+pub const PING_FRAME: [u8; 2] = [0x89, 0x00];
+
+/// Where the frames of one direction of a WebSocket begin and end, from their headers
+/// (RFC 6455, 5.2): the 2 first bytes, 2 or 8 more of length, 4 of mask if masked.
+#[derive(Default, Debug)]
+pub struct Frames {
+    header: [u8; 14],
+    have: usize,
+    payload_left: u64,
+}
+
+impl Frames {
+    /// Follows `bytes`, the next bytes of the stream.
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.payload_left > 0 {
+                let n = (bytes.len() as u64).min(self.payload_left);
+                self.payload_left -= n;
+                bytes = &bytes[n as usize..];
+                continue;
+            }
+            self.header[self.have] = bytes[0];
+            self.have += 1;
+            bytes = &bytes[1..];
+            if self.have < 2 {
+                continue;
+            }
+            let length_bytes = match self.header[1] & 0x7f {
+                126 => 2,
+                127 => 8,
+                _ => 0,
+            };
+            let mask_bytes = if self.header[1] & 0x80 != 0 { 4 } else { 0 };
+            if self.have < 2 + length_bytes + mask_bytes {
+                continue;
+            }
+            self.payload_left = match length_bytes {
+                0 => u64::from(self.header[1] & 0x7f),
+                2 => u64::from(u16::from_be_bytes([self.header[2], self.header[3]])),
+                _ => {
+                    let mut n = [0u8; 8];
+                    n.copy_from_slice(&self.header[2..10]);
+                    u64::from_be_bytes(n)
+                }
+            };
+            self.have = 0;
+        }
+    }
+
+    /// Whether the stream is between two frames.
+    pub fn at_boundary(&self) -> bool {
+        self.have == 0 && self.payload_left == 0
+    }
+}
+
+/// Copies a WebSocket both ways until both ends have closed, pinging the client when
+/// no byte has passed either way for `every`.
+pub async fn splice_websocket<C, S>(client: C, server: S, every: Duration)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let start = tokio::time::Instant::now();
+    let since_start = || start.elapsed().as_millis() as u64;
+    // When a byte last passed (ms since `start`), in either direction.
+    let last = AtomicU64::new(0);
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let (mut server_read, mut server_write) = tokio::io::split(server);
+    let up = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match client_read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if server_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    last.store(since_start(), Ordering::Relaxed);
+                }
+            }
+        }
+        let _ = server_write.shutdown().await;
+    };
+    let down = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut frames = Frames::default();
+        loop {
+            let idle_at = start + Duration::from_millis(last.load(Ordering::Relaxed)) + every;
+            tokio::select! {
+                read = server_read.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        frames.feed(&buf[..n]);
+                        if client_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        last.store(since_start(), Ordering::Relaxed);
+                    }
+                },
+                _ = tokio::time::sleep_until(idle_at) => {
+                    let quiet = since_start().saturating_sub(last.load(Ordering::Relaxed));
+                    if quiet < every.as_millis() as u64 {
+                        continue; // the client sent something meanwhile
+                    }
+                    // Mid-frame (the IDE stalled inside one): the next boundary will do.
+                    if frames.at_boundary()
+                        && (client_write.write_all(&PING_FRAME).await.is_err()
+                            || client_write.flush().await.is_err())
+                    {
+                        break;
+                    }
+                    last.store(since_start(), Ordering::Relaxed);
+                }
+            }
+        }
+        let _ = client_write.shutdown().await;
+    };
+    tokio::join!(up, down);
 }
 
 /// Whether the IDE answers HTTP at `path` (any status below 500).
@@ -236,6 +387,73 @@ mod tests {
         s.read_exact(&mut echo).await.unwrap();
         assert_eq!(&echo, b"hello");
         assert!(probe(target.addr, "/", &[]).await);
+    }
+
+    #[test]
+    fn frame_boundaries_follow_the_headers() {
+        let mut f = Frames::default();
+        assert!(f.at_boundary());
+        // A text frame "hi" split across reads: inside until its last byte.
+        f.feed(&[0x81]);
+        assert!(!f.at_boundary());
+        f.feed(&[0x02, b'h']);
+        assert!(!f.at_boundary());
+        f.feed(b"i");
+        assert!(f.at_boundary());
+        // 16-bit and 64-bit lengths, a masked frame, an empty one, several in one read.
+        let mut bytes = vec![0x82, 126, 0x01, 0x00];
+        bytes.extend(vec![7u8; 256]);
+        bytes.extend([0x82, 127, 0, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3]);
+        bytes.extend([0x81, 0x82, 9, 9, 9, 9, b'o', b'k']);
+        bytes.extend([0x8a, 0x00]);
+        f.feed(&bytes[..bytes.len() - 3]);
+        assert!(!f.at_boundary());
+        f.feed(&bytes[bytes.len() - 3..]);
+        assert!(f.at_boundary());
+        // A 64-bit length is followed for as long as it says.
+        f.feed(&[0x82, 127, 0, 0, 0, 1, 0, 0, 0, 0]);
+        f.feed(&vec![0u8; 1 << 20]);
+        assert!(!f.at_boundary());
+    }
+
+    #[tokio::test]
+    async fn idle_websockets_get_pings_between_frames_only() {
+        let every = Duration::from_millis(200);
+        let (browser, client) = tokio::io::duplex(1 << 16);
+        let (ide, server) = tokio::io::duplex(1 << 16);
+        tokio::spawn(splice_websocket(client, server, every));
+        let (mut browser, mut ide) = (browser, ide);
+        // The IDE sends a frame, then stays quiet: pings come, one per interval.
+        ide.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
+        let mut got = [0u8; 4];
+        browser.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, &[0x81, 0x02, b'h', b'i']);
+        let started = tokio::time::Instant::now();
+        for _ in 0..2 {
+            let mut ping = [0u8; 2];
+            browser.read_exact(&mut ping).await.unwrap();
+            assert_eq!(ping, PING_FRAME);
+        }
+        assert!(started.elapsed() >= every * 2, "{:?}", started.elapsed());
+        // The browser's pong goes through to the IDE.
+        browser.write_all(&[0x8a, 0x80, 1, 2, 3, 4]).await.unwrap();
+        let mut pong = [0u8; 6];
+        ide.read_exact(&mut pong).await.unwrap();
+        assert_eq!(pong, [0x8a, 0x80, 1, 2, 3, 4]);
+        // Inside a frame the IDE stalls in, nothing is injected.
+        ide.write_all(&[0x82, 0x04, 1, 2]).await.unwrap();
+        let mut part = [0u8; 4];
+        browser.read_exact(&mut part).await.unwrap();
+        let more = tokio::time::timeout(every * 3, browser.read(&mut [0u8; 1])).await;
+        assert!(more.is_err(), "no ping inside a frame");
+        ide.write_all(&[3, 4]).await.unwrap();
+        let mut rest = [0u8; 4];
+        browser.read_exact(&mut rest).await.unwrap();
+        assert_eq!(
+            rest,
+            [3, 4, 0x89, 0x00],
+            "then the ping, once the frame is whole"
+        );
     }
 
     #[tokio::test]

@@ -2,15 +2,22 @@
 //! it at `/connect/<studio>/…`; sessions keep an outbound tunnel to it, so no session
 //! needs an inbound port on any networking mode (ECS host networking or awsvpc).
 //!
-//! Tunnel port: a session's agent sends `HELLO <relay token>` (ES256, signed by the
-//! control plane: `aud` `relay`, the studio `st`, the session `att`, `exp`) and keeps
-//! the connection; the newest session of a studio wins. For each browser connection the
-//! relay writes `OPEN <id>` there and waits for the agent's `DATA <id> <token>`
-//! connection, then splices the two byte streams (WebSockets included). Public port:
-//! the relay reads the first request head to find the studio and forwards it with
-//! `Connection: close` (one request per connection, so a connection never crosses
-//! studios), except upgrades, which stay open. The agent at the other end checks connect
-//! links and cookies; the relay only routes.
+//! Tunnel port, one line per message: a session's agent sends `HELLO <relay token>`
+//! (ES256, signed with the control plane's relay-token key: `aud` `relay`, the studio
+//! `st`, the session `att`, `exp`) and keeps the connection; the newest session of a
+//! studio wins. It sends `PING <seconds>` every that many seconds and the relay answers
+//! `PONG`: the load balancer in between forgets connections idle for 350 s, and each side
+//! learns that the other is gone (the relay drops a tunnel silent for three intervals).
+//! For each browser connection the relay writes `OPEN <id>` there and waits for the
+//! agent's `DATA <id> <token>` connection, then splices the two byte streams (WebSockets
+//! included); a bad token is answered `REFUSED <why>`. Agents that never ping are kept
+//! as before (no deadline). Public port: the relay parses the first request head
+//! (httparse) to find the studio and forwards it with `Connection: close` (one request
+//! per connection, so a connection never crosses studios), except upgrades, which stay
+//! open. The agent at the other end checks connect links and cookies; the relay only
+//! routes.
+
+pub mod cutoff;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,8 +26,16 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 const MAX_HEAD: usize = 32 * 1024;
+const MAX_HEADERS: usize = 100;
+/// A control line longer than this is not one of ours.
+const MAX_LINE: usize = 4096;
+/// How many ping intervals a tunnel may stay silent before it is dropped.
+pub const MISSED_PINGS: u32 = 3;
+/// The interval announced by `PING <seconds>` is taken within these bounds.
+const PING_SECONDS: std::ops::RangeInclusive<u64> = 1..=600;
 
 struct Tunnel {
     attempt: String,
@@ -42,7 +57,8 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// `point`: the control plane's public key (the uncompressed P-256 point).
+    /// `point`: the public key of the control plane's relay-token key (the uncompressed
+    /// P-256 point).
     pub fn new(point: Vec<u8>) -> Arc<Relay> {
         Arc::new(Relay {
             point,
@@ -95,15 +111,13 @@ impl Relay {
     async fn tunnel(self: Arc<Self>, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
         let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        let read = tokio::time::timeout(Duration::from_secs(10), async {
-            let mut limited = (&mut reader).take(4096);
-            limited.read_line(&mut line).await
-        })
-        .await;
-        if !matches!(read, Ok(Ok(n)) if n > 0) {
+        let mut line = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), read_line(&mut reader, &mut line)).await;
+        if !matches!(read, Ok(Ok(true))) {
             return;
         }
+        let line = String::from_utf8_lossy(&line).into_owned();
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             ["HELLO", token] => match self.check(token) {
@@ -139,7 +153,7 @@ impl Relay {
 
     async fn control(
         self: Arc<Self>,
-        reader: BufReader<TcpStream>,
+        mut reader: BufReader<TcpStream>,
         studio: String,
         attempt: String,
     ) {
@@ -156,24 +170,47 @@ impl Relay {
             );
         }
         tracing::info!(studio, attempt, "tunnel up");
-        let mut stream = reader.into_inner();
-        let (mut read, mut write) = stream.split();
-        let mut buf = [0u8; 64];
-        loop {
+        // Set by the agent's first PING: until then (agents that never ping) no deadline.
+        let mut deadline: Option<Instant> = None;
+        let mut line = Vec::new();
+        let why = loop {
+            let silent = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 id = rx.recv() => match id {
-                    Some(id) => if write.write_all(format!("OPEN {id}\n").as_bytes()).await.is_err() { break },
-                    None => break,
+                    Some(id) => {
+                        if reader.get_mut().write_all(format!("OPEN {id}\n").as_bytes()).await.is_err() {
+                            break "the tunnel failed";
+                        }
+                    }
+                    None => break "replaced",
                 },
-                n = read.read(&mut buf) => if !matches!(n, Ok(n) if n > 0) { break },
+                read = read_line(&mut reader, &mut line) => match read {
+                    Ok(true) => {
+                        if let Some(every) = ping_interval(&line) {
+                            deadline = Some(Instant::now() + every * MISSED_PINGS);
+                            if reader.get_mut().write_all(b"PONG\n").await.is_err() {
+                                break "the tunnel failed";
+                            }
+                        }
+                        line.clear();
+                    }
+                    Ok(false) => {}
+                    Err(why) => break why,
+                },
+                _ = silent => break "no ping within three intervals",
             }
-        }
+        };
         if let Ok(mut t) = self.tunnels.lock() {
             if t.get(&studio).is_some_and(|t| t.serial == serial) {
                 t.remove(&studio);
             }
         }
-        tracing::info!(studio, "tunnel down");
+        tracing::info!(studio, why, "tunnel down");
     }
 
     pub async fn serve_public(self: Arc<Self>, listener: TcpListener) {
@@ -189,37 +226,39 @@ impl Relay {
     async fn public(self: Arc<Self>, mut user: TcpStream) {
         let _ = user.set_nodelay(true);
         let mut buf = Vec::with_capacity(4096);
-        let head_end = tokio::time::timeout(Duration::from_secs(30), async {
+        let head = tokio::time::timeout(Duration::from_secs(30), async {
             let mut chunk = [0u8; 4096];
             loop {
-                if let Some(i) = find(&buf, b"\r\n\r\n") {
-                    return Some(i + 4);
-                }
-                if buf.len() > MAX_HEAD {
-                    return None;
+                match parse_head(&buf) {
+                    Ok(Some(head)) => return Ok(head),
+                    Ok(None) => {}
+                    Err(status) => return Err(Some(status)),
                 }
                 match user.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return None,
+                    Ok(0) | Err(_) => return Err(None),
                     Ok(n) => buf.extend_from_slice(&chunk[..n]),
                 }
             }
         })
         .await
-        .ok()
-        .flatten();
-        let Some(head_end) = head_end else { return };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-        let path = head.split_whitespace().nth(1).unwrap_or_default();
-        let studio = path
-            .strip_prefix("/connect/")
-            .and_then(|r| r.split(['/', '?']).next())
-            .unwrap_or_default()
-            .to_string();
-        let tunnel = self
-            .tunnels
-            .lock()
-            .ok()
-            .and_then(|t| t.get(&studio).map(|t| (t.attempt.clone(), t.open.clone())));
+        .unwrap_or(Err(None));
+        let head = match head {
+            Ok(head) => head,
+            Err(Some(status)) => {
+                let message = if status == 431 {
+                    "the request head is too large"
+                } else {
+                    "the request is not HTTP/1.1"
+                };
+                let _ = user.write_all(&reply(status, message)).await;
+                return;
+            }
+            Err(None) => return,
+        };
+        let tunnel = self.tunnels.lock().ok().and_then(|t| {
+            t.get(&head.studio)
+                .map(|t| (t.attempt.clone(), t.open.clone()))
+        });
         let Some((attempt, open)) = tunnel else {
             let _ = user
                 .write_all(&reply(
@@ -235,7 +274,7 @@ impl Relay {
             p.insert(
                 id,
                 Pending {
-                    studio: studio.clone(),
+                    studio: head.studio.clone(),
                     attempt,
                     data: tx,
                 },
@@ -253,15 +292,8 @@ impl Relay {
             return;
         };
         let mut data = data.into_inner();
-        let upgrade = head
-            .lines()
-            .any(|l| l.to_ascii_lowercase().starts_with("upgrade:"));
-        let mut first = if upgrade {
-            head.clone().into_bytes()
-        } else {
-            close_after(&head).into_bytes()
-        };
-        first.extend_from_slice(&buf[head_end..]);
+        let mut first = head.forward;
+        first.extend_from_slice(&buf[head.len..]);
         if data.write_all(&first).await.is_err() {
             return;
         }
@@ -269,31 +301,110 @@ impl Relay {
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// Reads one line into `line` (kept across calls: cancel-safe in `select!`). `Ok(true)`:
+/// `line` holds a whole line; `Ok(false)`: not yet.
+async fn read_line(
+    reader: &mut BufReader<TcpStream>,
+    line: &mut Vec<u8>,
+) -> Result<bool, &'static str> {
+    let room = MAX_LINE.saturating_sub(line.len()) as u64;
+    match reader.take(room).read_until(b'\n', line).await {
+        Ok(0) if room > 0 => Err("the agent closed the tunnel"),
+        Err(_) => Err("the tunnel failed"),
+        Ok(_) if line.ends_with(b"\n") => Ok(true),
+        Ok(_) if line.len() >= MAX_LINE => Err("an overlong line"),
+        Ok(_) => Ok(false),
+    }
 }
 
-/// The request head with `Connection: close` instead of any Connection header.
-pub fn close_after(head: &str) -> String {
-    let mut out = String::with_capacity(head.len() + 20);
-    let body = head.trim_end_matches("\r\n");
-    for line in body.split("\r\n") {
-        if line.to_ascii_lowercase().starts_with("connection:") {
-            continue;
-        }
-        out.push_str(line);
-        out.push_str("\r\n");
+/// The interval a `PING <seconds>` line announces (a bare `PING`: 60 s).
+fn ping_interval(line: &[u8]) -> Option<Duration> {
+    let line = std::str::from_utf8(line).ok()?;
+    let mut words = line.split_whitespace();
+    if words.next()? != "PING" {
+        return None;
     }
-    out.push_str("Connection: close\r\n\r\n");
-    out
+    let seconds = words.next().and_then(|s| s.parse().ok()).unwrap_or(60u64);
+    Some(Duration::from_secs(
+        seconds.clamp(*PING_SECONDS.start(), *PING_SECONDS.end()),
+    ))
+}
+
+/// A browser's first request head, as the relay forwards it.
+#[derive(Debug, PartialEq)]
+pub struct Head {
+    /// Its length in the bytes read (what follows is the body, or the upgraded stream).
+    pub len: usize,
+    /// The studio of `/connect/<studio>/…` (empty for any other path).
+    pub studio: String,
+    /// What is sent to the session: the head as read for an upgrade (it stays open),
+    /// else the head with `Connection: close` instead of any Connection header.
+    pub forward: Vec<u8>,
+}
+
+/// The request head at the start of `buf`: `Ok(None)` while incomplete, `Err(status)`
+/// (400, 431) if it is not one.
+pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, u16> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(431),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(431),
+        Err(_) => return Err(400),
+    };
+    if len > MAX_HEAD {
+        return Err(431);
+    }
+    let (Some(method), Some(path), Some(version)) = (req.method, req.path, req.version) else {
+        return Err(400);
+    };
+    let studio = path
+        .strip_prefix("/connect/")
+        .and_then(|r| r.split(['/', '?']).next())
+        .unwrap_or_default()
+        .to_string();
+    let tokens = |name: &str| {
+        req.headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .flat_map(|h| h.value.split(|&b| b == b','))
+            .map(|t| String::from_utf8_lossy(t).trim().to_ascii_lowercase())
+            .collect::<Vec<_>>()
+    };
+    let upgrade =
+        !tokens("upgrade").is_empty() && tokens("connection").iter().any(|t| t == "upgrade");
+    let forward = if upgrade {
+        buf[..len].to_vec()
+    } else {
+        let mut out = format!("{method} {path} HTTP/1.{version}\r\n").into_bytes();
+        for h in req.headers.iter() {
+            if h.name.eq_ignore_ascii_case("connection") {
+                continue;
+            }
+            out.extend_from_slice(h.name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(h.value);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"Connection: close\r\n\r\n");
+        out
+    };
+    Ok(Some(Head {
+        len,
+        studio,
+        forward,
+    }))
 }
 
 fn reply(status: u16, message: &str) -> Vec<u8> {
     let body = serde_json::json!({ "message": message }).to_string();
-    let reason = if status == 502 {
-        "Bad Gateway"
-    } else {
-        "Gateway Timeout"
+    let reason = match status {
+        400 => "Bad Request",
+        431 => "Request Header Fields Too Large",
+        502 => "Bad Gateway",
+        _ => "Gateway Timeout",
     };
     format!(
         "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -306,12 +417,73 @@ fn reply(status: u16, message: &str) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    fn forwarded(raw: &str) -> (String, String) {
+        let head = parse_head(raw.as_bytes()).unwrap().unwrap();
+        assert_eq!(head.len, raw.find("\r\n\r\n").unwrap() + 4);
+        (head.studio, String::from_utf8(head.forward).unwrap())
+    }
+
     #[test]
     fn requests_are_forwarded_one_per_connection() {
-        let head = "GET /connect/st-1/lab HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n\r\n";
-        assert_eq!(
-            close_after(head),
-            "GET /connect/st-1/lab HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+        let (studio, head) = forwarded(
+            "GET /connect/st-1/lab?x=1 HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n\r\nbody",
         );
+        assert_eq!(studio, "st-1");
+        assert_eq!(
+            head,
+            "GET /connect/st-1/lab?x=1 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+        );
+        // Header names in any case; an Upgrade header without `Connection: upgrade` is
+        // no upgrade.
+        let (_, head) = forwarded(
+            "POST /connect/st-2?a HTTP/1.0\r\nCONNECTION: x\r\nUpgrade: websocket\r\n\r\n",
+        );
+        assert_eq!(
+            head,
+            "POST /connect/st-2?a HTTP/1.0\r\nUpgrade: websocket\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn upgrades_stay_open_as_sent() {
+        let raw = "GET /connect/st-1/ws HTTP/1.1\r\nhost: h\r\nupgrade: websocket\r\nconnection: keep-alive, Upgrade\r\n\r\n";
+        assert_eq!(forwarded(raw), ("st-1".to_string(), raw.to_string()));
+    }
+
+    #[test]
+    fn heads_are_parsed_not_scanned() {
+        assert_eq!(
+            parse_head(b"GET /connect/st-1/ HTTP/1.1\r\nHost: h\r\n"),
+            Ok(None)
+        );
+        assert_eq!(
+            parse_head(b"GET /connect/st-1/ HTTP/1.1\r\nHo st: h\r\n\r\n"),
+            Err(400)
+        );
+        assert_eq!(
+            parse_head(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"),
+            Err(400)
+        );
+        let many = format!(
+            "GET / HTTP/1.1\r\n{}\r\n",
+            "a: b\r\n".repeat(MAX_HEADERS + 1)
+        );
+        assert_eq!(parse_head(many.as_bytes()), Err(431));
+        let long = format!("GET / HTTP/1.1\r\nx: {}", "a".repeat(MAX_HEAD + 1));
+        assert_eq!(parse_head(long.as_bytes()), Err(431));
+        let (studio, _) = forwarded("GET /elsewhere HTTP/1.1\r\n\r\n");
+        assert_eq!(studio, "");
+    }
+
+    #[test]
+    fn pings_announce_their_interval() {
+        assert_eq!(ping_interval(b"PING 5\n"), Some(Duration::from_secs(5)));
+        assert_eq!(ping_interval(b"PING\n"), Some(Duration::from_secs(60)));
+        assert_eq!(ping_interval(b"PING 0\n"), Some(Duration::from_secs(1)));
+        assert_eq!(
+            ping_interval(b"PING 99999\n"),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(ping_interval(b"PONG\n"), None);
     }
 }

@@ -1,60 +1,81 @@
 //! `studio-relay`: the connect relay (see lib.rs). Settings: `RELAY_PUBLIC_ADDR`
 //! (browsers; default 0.0.0.0:8080), `RELAY_TUNNEL_ADDR` (sessions; default
-//! 0.0.0.0:8081), and the control plane's key: `CONNECT_SIGNING_KEY_ID` (KMS; the public
-//! key is read once) or `CONNECT_PUBLIC_KEY` (base64 of the P-256 point).
+//! 0.0.0.0:8081), and the public key of the control plane's relay-token key:
+//! `RELAY_TOKEN_KEY_ID` (a KMS key; its public key is read once, at start) or
+//! `RELAY_PUBLIC_KEY` (base64 of the P-256 point; the local run). Once listening it
+//! prints `studio-relay listening: public <addr>, tunnels <addr>` on stdout (the local
+//! run reads the ports it got from there); logs go to stderr.
 
 use base64::Engine;
+use std::io::Write;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let env = |k: &str, d: &str| {
-        std::env::var(k)
-            .ok()
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| d.to_string())
-    };
-    let point = match (
-        std::env::var("CONNECT_SIGNING_KEY_ID"),
-        std::env::var("CONNECT_PUBLIC_KEY"),
-    ) {
-        (Ok(id), _) if !id.is_empty() => {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let point = match (env("RELAY_TOKEN_KEY_ID"), env("RELAY_PUBLIC_KEY")) {
+        (Some(id), _) => {
             let sdk = aws_config::load_from_env().await;
             let out = aws_sdk_kms::Client::new(&sdk)
                 .get_public_key()
-                .key_id(id)
+                .key_id(id.trim())
                 .send()
-                .await?;
+                .await
+                .map_err(|e| format!("RELAY_TOKEN_KEY_ID: kms:GetPublicKey failed: {e}"))?;
             let spki = out
                 .public_key()
-                .ok_or("KMS returned no public key")?
+                .ok_or("RELAY_TOKEN_KEY_ID: KMS returned no public key")?
                 .as_ref()
                 .to_vec();
-            spki.get(spki.len().saturating_sub(65)..)
-                .ok_or("not a P-256 key")?
-                .to_vec()
+            // An ECC_NIST_P256 key's SubjectPublicKeyInfo ends with the 65-byte point.
+            spki[spki.len().saturating_sub(65)..].to_vec()
         }
-        (_, Ok(b64)) if !b64.is_empty() => {
-            base64::engine::general_purpose::STANDARD.decode(b64.trim())?
-        }
-        _ => return Err("set CONNECT_SIGNING_KEY_ID or CONNECT_PUBLIC_KEY".into()),
+        (None, Some(b64)) => base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|e| format!("RELAY_PUBLIC_KEY is not base64: {e}"))?,
+        (None, None) => return Err("set RELAY_TOKEN_KEY_ID or RELAY_PUBLIC_KEY".into()),
     };
     if point.len() != 65 || point[0] != 4 {
-        return Err("the connect key is not a P-256 point".into());
+        return Err("the relay-token key is not a P-256 key".into());
     }
     let relay = studios_relay::Relay::new(point);
-    let public = tokio::net::TcpListener::bind(env("RELAY_PUBLIC_ADDR", "0.0.0.0:8080")).await?;
-    let tunnels = tokio::net::TcpListener::bind(env("RELAY_TUNNEL_ADDR", "0.0.0.0:8081")).await?;
-    tracing::info!(public = %public.local_addr()?, tunnels = %tunnels.local_addr()?, "relay listening");
+    let public = bind(
+        env("RELAY_PUBLIC_ADDR"),
+        "RELAY_PUBLIC_ADDR",
+        "0.0.0.0:8080",
+    )
+    .await?;
+    let tunnels = bind(
+        env("RELAY_TUNNEL_ADDR"),
+        "RELAY_TUNNEL_ADDR",
+        "0.0.0.0:8081",
+    )
+    .await?;
+    let (public_addr, tunnel_addr) = (public.local_addr()?, tunnels.local_addr()?);
+    tracing::info!(public = %public_addr, tunnels = %tunnel_addr, "relay listening");
+    println!("studio-relay listening: public {public_addr}, tunnels {tunnel_addr}");
+    std::io::stdout().flush()?;
     tokio::select! {
         _ = relay.clone().serve_public(public) => {},
         _ = relay.serve_tunnels(tunnels) => {},
         _ = tokio::signal::ctrl_c() => {},
     }
     Ok(())
+}
+
+async fn bind(
+    set: Option<String>,
+    name: &str,
+    default: &str,
+) -> Result<tokio::net::TcpListener, String> {
+    let addr = set.unwrap_or_else(|| default.to_string());
+    tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| format!("{name}: cannot listen on {addr}: {e}"))
 }
