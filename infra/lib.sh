@@ -69,3 +69,75 @@ ensure_tools() {
     return 1
   fi
 }
+
+# The IDEs of the local run's `vscode` and `xpra` studios (agent/src/ide.rs runs them as
+# on AWS; without them those studios run the stand-in of functions/src/simulate.rs):
+# Xpra 3.1 from Debian's packages (with Xvfb and an xterm) and code-server from npm,
+# installed on first use when missing — as root, with apt-get and npm — and code-server
+# kept under the repository ($IDES, git-ignored). Its PATH entry is exported.
+# code-server 4.100.3: the newest release for Node.js 20 (the engines field of each
+# release on npm; later ones need 22 or 24), and one whose bundled VS Code pins no git
+# dependency (4.96.4 fetches one from GitHub, which this machine cannot reach).
+CODE_SERVER_VERSION=4.100.3
+IDES="${STUDIOS_IDES:-$STUDIOS_ROOT/.ides}"
+
+ensure_ides() {
+  local root=no
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && root=yes
+  local packages=()
+  command -v xpra >/dev/null 2>&1 || packages+=(xpra xvfb xterm xauth python3-pil)
+  local cs="$IDES/code-server-$CODE_SERVER_VERSION"
+  local node_major
+  node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo none)
+  local build_code_server=no
+  if [ ! -x "$cs/node_modules/.bin/code-server" ]; then
+    if [ "$node_major" = 20 ] && command -v npm >/dev/null 2>&1; then
+      build_code_server=yes
+      # code-server's native modules (docs/npm.md of its repository: build-essential,
+      # pkg-config, python3) and kerberos' headers; ripgrep stands in for the binary its
+      # VS Code downloads from GitHub.
+      local tool
+      for tool in g++ make pkg-config rg; do
+        command -v "$tool" >/dev/null 2>&1 || packages+=("$tool")
+      done
+      [ -f /usr/include/gssapi/gssapi.h ] || packages+=(libkrb5-dev)
+    else
+      echo "code-server $CODE_SERVER_VERSION needs Node.js 20 and npm (found: $node_major): vscode studios run the stand-in" >&2
+    fi
+  fi
+  if [ ${#packages[@]} -gt 0 ]; then
+    # Tool names to Debian's package names.
+    packages=("${packages[@]/#g++/build-essential}")
+    packages=("${packages[@]/#rg/ripgrep}")
+    if [ "$root" = yes ]; then
+      echo "installing ${packages[*]} (Debian packages, one time)" >&2
+      apt-get update -qq >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+    else
+      echo "not installed (needs root and apt-get): ${packages[*]}; xpra and vscode studios may run the stand-in" >&2
+      build_code_server=no
+    fi
+  fi
+  if [ "$build_code_server" = yes ]; then
+    echo "installing code-server $CODE_SERVER_VERSION from npm into $cs (one time, ~2 min)" >&2
+    local tmp="$cs.partial"
+    rm -rf "$tmp" && mkdir -p "$tmp/tmp"
+    # @vscode/ripgrep takes a cached download from TMPDIR before it asks GitHub.
+    local rg_cache="$tmp/tmp/vscode-ripgrep-cache-1.15.11"
+    mkdir -p "$rg_cache"
+    cp "$(command -v rg)" "$tmp/tmp/rg"
+    tar -C "$tmp/tmp" -czf "$rg_cache/ripgrep-v13.0.0-10-x86_64-unknown-linux-musl.tar.gz" rg
+    # unsafe_perm: code-server's postinstall refuses root without it; yes: node-pty's
+    # postinstall runs `npx node-gyp`.
+    if TMPDIR="$tmp/tmp" npm_config_unsafe_perm=true npm_config_yes=true \
+      npm install --prefix "$tmp" --no-audit --no-fund --loglevel=error \
+      "code-server@$CODE_SERVER_VERSION" >"$tmp/npm.log" 2>&1; then
+      rm -rf "$tmp/tmp" && mv "$tmp" "$cs"
+    else
+      echo "code-server did not install (vscode studios run the stand-in); the end of npm's log:" >&2
+      tail -n 20 "$tmp/npm.log" >&2
+    fi
+  fi
+  [ -x "$cs/node_modules/.bin/code-server" ] && export PATH="$cs/node_modules/.bin:$PATH"
+  return 0
+}

@@ -30,6 +30,9 @@ if [ "${1:-}" = "token" ]; then
 fi
 
 ensure_venv
+# Real IDEs for vscode and xpra studios (installed on first use; rstudio studios run a
+# stand-in: RStudio Server is not installable here).
+ensure_ides
 # The API stand-in, the studio agent that every simulated session runs, and the
 # `studios` command (README, docs/cli.md).
 cargo build --quiet --locked -p studios-functions --bin studios-local -p studios-agent --bin studio-agent -p studios-cli --bin studios
@@ -52,7 +55,7 @@ export CONNECT_URL_PATTERN="${CONNECT_URL_PATTERN:-$connect_default}"
 export SUBMIT_GRACE_SECONDS="${SUBMIT_GRACE_SECONDS:-120}"
 export RUST_LOG="${RUST_LOG:-warn}"
 # Agents report every second here (15 s on AWS), so stops are quick; their `jupyter`
-# studios run JupyterLab from the venv.
+# studios run JupyterLab from the venv, `vscode` and `xpra` ones code-server and Xpra.
 export AGENT_REPORT_SECONDS="${AGENT_REPORT_SECONDS:-1}"
 export PATH="$VENV/bin:$PATH"
 # Sessions install conda packages from a small local channel (conda-forge is not

@@ -42,6 +42,12 @@ pub struct Config {
     /// (`STUDIO_RELAY_TOKEN`).
     pub relay: Option<(String, String)>,
     pub ide_start_timeout: Duration,
+    /// Who the IDE runs as (`STUDIO_IDE_USER`; default: the template image's non-root
+    /// user when it has one, ide::default_user).
+    pub ide_user: Option<String>,
+    /// Where the session's runtime directory (IDE sockets, mount-s3 logs) is made
+    /// (`STUDIO_RUNTIME_DIR`, default the system's temp directory).
+    pub runtime_root: PathBuf,
 }
 
 /// The workspace as the job contract names it (mount paths are under it).
@@ -131,6 +137,10 @@ impl Config {
             attempt_id: optional("STUDIO_ATTEMPT_ID"),
             relay: optional("STUDIO_RELAY_ADDR").zip(optional("STUDIO_RELAY_TOKEN")),
             ide_start_timeout: seconds("STUDIO_IDE_START_SECONDS", 600)?,
+            ide_user: optional("STUDIO_IDE_USER"),
+            runtime_root: optional("STUDIO_RUNTIME_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir),
         })
     }
 
@@ -182,6 +192,8 @@ mod tests {
         assert_eq!(c.excluded(), vec![PathBuf::from("data/x")]);
         assert_eq!(c.base_path, "/connect/st-1/");
         assert_eq!(c.snapshot_every, Duration::from_secs(300));
+        assert_eq!(c.ide_user, None);
+        assert_eq!(c.runtime_root, std::env::temp_dir());
         assert!(config(&BASE[..2])
             .unwrap_err()
             .contains("CHECKPOINT_SAVE_URI must be set"));

@@ -15,3 +15,4 @@ pub mod mounts;
 pub mod objects;
 pub mod proxy;
 pub mod tunnel;
+pub mod upstream;

@@ -13,7 +13,6 @@
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, StatusCode};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,8 +170,26 @@ async fn run(config: Config) -> i32 {
             Err(reason) => return save_and_end(&session, &index, 5, Some(reason)).await,
         }
     }
+    // Who the IDE runs as, and the session's runtime directory (its sockets, the
+    // mounts' logs): made before the mounts, which belong to that user.
+    let ide_user = match ide::resolve_user(&config.template, config.ide_user.as_deref()) {
+        Ok(u) => u,
+        Err(e) => return session.fail(2, e).await,
+    };
+    let runtime = match ide::runtime(
+        &config.runtime_root,
+        &checkpoint::hex(&rand_bytes()[..8]),
+        ide_user.as_ref(),
+    ) {
+        Ok(r) => r,
+        Err(e) => return session.fail(2, e).await,
+    };
     if !config.mounts.is_empty() {
-        let planned = match mounts::plan(&config.mounts, &config.workspace) {
+        let options = mounts::Options {
+            log_directory: Some(runtime.logs.join("mount-s3")),
+            owner: ide_user.as_ref().map(|u| (u.uid, u.gid)),
+        };
+        let planned = match mounts::plan(&config.mounts, &config.workspace, &options) {
             Ok(p) => p,
             Err(reason) => return session.fail(2, reason).await,
         };
@@ -186,6 +203,16 @@ async fn run(config: Config) -> i32 {
             return save_and_end(&session, &index, 6, Some(reason)).await;
         }
     }
+    if let Some(user) = &ide_user {
+        match ide::chown_workspace(&config.workspace, user) {
+            Ok(n) => tracing::info!(
+                user = user.name,
+                files = n,
+                "workspace given to the IDE's user"
+            ),
+            Err(reason) => return save_and_end(&session, &index, 2, Some(reason)).await,
+        }
+    }
 
     // 2. The IDE, and the agent's port in front of it.
     let ide_port = match free_port() {
@@ -193,25 +220,59 @@ async fn run(config: Config) -> i32 {
         Err(e) => return session.fail(2, e).await,
     };
     let ide_token = checkpoint::hex(&rand_bytes());
-    let plan = match ide::plan(
-        &config.template,
-        config.ide_command.as_deref(),
-        ide_port,
-        &config.base_path,
-        &config.workspace,
-        &ide_token,
-    ) {
+    let agent_env: Vec<(String, String)> = std::env::vars().collect();
+    let activation = env_plan
+        .iter()
+        .flat_map(|p| conda::activation(&p.prefix))
+        .collect::<Vec<_>>();
+    let plan = match ide::plan(&ide::Inputs {
+        template: &config.template,
+        command: config.ide_command.as_deref(),
+        port: ide_port,
+        base_path: &config.base_path,
+        workspace: &config.workspace,
+        token: &ide_token,
+        socket_dir: &runtime.sockets,
+        user: ide_user.as_ref(),
+        env: &agent_env,
+        activation: &activation,
+        https: config
+            .connect_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://")),
+    }) {
         Ok(p) => p,
         Err(e) => return session.fail(2, e).await,
+    };
+    if let Err(e) = ide::write_files(&plan) {
+        return session.fail(2, e).await;
+    }
+    // proxy.rs dials loopback ports only so far; code-server and Xpra listen on a unix
+    // socket (ide.rs), which it must dial through upstream::Upstream::connect.
+    let ide_addr = match &plan.upstream {
+        studios_agent::upstream::Upstream::Tcp(addr) => *addr,
+        unix => {
+            let reason = format!(
+                "the {} IDE listens on {unix}, which this agent's proxy cannot reach yet",
+                config.template
+            );
+            return session.fail(2, reason).await;
+        }
     };
     let mut command = tokio::process::Command::new(&plan.program);
     command
         .args(&plan.args)
         .current_dir(&config.workspace)
-        .env("STUDIO_IDE_TOKEN", &ide_token)
-        .envs(env_plan.iter().flat_map(|p| conda::activation(&p.prefix)))
+        .envs(plan.env.iter().cloned())
+        // The agent's own secrets stay with the agent (the IDE's terminals see the rest).
+        .env_remove("STUDIO_AGENT_TOKEN")
+        .env_remove("STUDIO_RELAY_TOKEN")
         .process_group(0)
         .kill_on_drop(true);
+    if let Some(user) = &plan.run_as {
+        command.uid(user.uid).gid(user.gid);
+    }
+    tracing::info!(program = plan.program, upstream = %plan.upstream, user = plan.run_as.as_ref().map(|u| u.name.as_str()), "starting the IDE");
     let mut child = match command.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -221,7 +282,7 @@ async fn run(config: Config) -> i32 {
         }
     };
     let headers: Vec<(HeaderName, HeaderValue)> = plan
-        .auth_header
+        .headers
         .iter()
         .filter_map(|(n, v)| {
             Some((
@@ -231,7 +292,7 @@ async fn run(config: Config) -> i32 {
         })
         .collect();
     let target = Target {
-        addr: SocketAddr::from(([127, 0, 0, 1], ide_port)),
+        addr: ide_addr,
         strip_prefix: plan.strip_base_path.then(|| config.base_path.clone()),
         headers: headers.clone(),
     };

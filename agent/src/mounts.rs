@@ -1,7 +1,11 @@
 //! S3 mounts with Mountpoint for Amazon S3 (`mount-s3`), before the IDE starts
 //! (docs/agent.md): each `STUDIO_MOUNTS` entry at its `mountPath`, read-only unless its
 //! `access` is `read-write` (then overwrites and deletes are allowed). A mount that fails
-//! ends the session with mount-s3's message.
+//! ends the session with mount-s3's message. mount-s3 logs to syslog by default, which a
+//! container does not have: it logs into the session's log directory instead
+//! (`--log-directory`, Mountpoint's doc/LOGGING.md). When the IDE runs as another user,
+//! the files are that user's (`--uid`, `--gid`) and the mount is open to users other
+//! than root, who mounted it (`--allow-other`; FUSE refuses them otherwise).
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -23,10 +27,23 @@ pub struct MountCommand {
     pub uri: String,
 }
 
+/// What every mount of a session shares.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// mount-s3's log directory (`None`: its default, syslog).
+    pub log_directory: Option<PathBuf>,
+    /// The IDE's user and group, when it is not the agent's.
+    pub owner: Option<(u32, u32)>,
+}
+
 /// The commands for `mounts`, parents before the directories inside them; mount paths
 /// under the container's `/workspace` land in `workspace`. Two mounts at one directory,
 /// a path outside `/workspace` or a URI that is not `s3://bucket/…` are refused.
-pub fn plan(mounts: &[Mount], workspace: &Path) -> Result<Vec<MountCommand>, String> {
+pub fn plan(
+    mounts: &[Mount],
+    workspace: &Path,
+    options: &Options,
+) -> Result<Vec<MountCommand>, String> {
     let mut planned: Vec<MountCommand> = Vec::new();
     for m in mounts {
         let rest = m
@@ -68,6 +85,15 @@ pub fn plan(mounts: &[Mount], workspace: &Path) -> Result<Vec<MountCommand>, Str
             args.push("--allow-delete".into());
         } else {
             args.push("--read-only".into());
+        }
+        // `--flag=value`: one argument each (the local run's stand-in skips `--` flags).
+        if let Some(dir) = &options.log_directory {
+            args.push(format!("--log-directory={}", dir.display()));
+        }
+        if let Some((uid, gid)) = options.owner {
+            args.push(format!("--uid={uid}"));
+            args.push(format!("--gid={gid}"));
+            args.push("--allow-other".into());
         }
         planned.push(MountCommand {
             directory,
@@ -159,6 +185,7 @@ mod tests {
                 m("s3://whole-bucket", "/workspace/data/all", ""),
             ],
             ws,
+            &Options::default(),
         )
         .unwrap();
         let dirs: Vec<String> = p
@@ -196,23 +223,53 @@ mod tests {
     #[test]
     fn bad_mounts_are_refused() {
         let ws = Path::new("/w");
+        let none = Options::default();
         let same = plan(
             &[
                 m("s3://a/x/", "/workspace/data/x", ""),
                 m("s3://b/y/", "/workspace/data/x", ""),
             ],
             ws,
+            &none,
         );
         assert!(same
             .unwrap_err()
             .contains("two mounts at /workspace/data/x"));
-        assert!(plan(&[m("s3://a/x/", "/etc/x", "")], ws)
+        assert!(plan(&[m("s3://a/x/", "/etc/x", "")], ws, &none)
             .unwrap_err()
             .contains("not inside /workspace"));
-        assert!(plan(&[m("s3://a/x/", "/workspace/../etc", "")], ws).is_err());
-        assert!(plan(&[m("gs://a/x/", "/workspace/data/x", "")], ws)
+        assert!(plan(&[m("s3://a/x/", "/workspace/../etc", "")], ws, &none).is_err());
+        assert!(plan(&[m("gs://a/x/", "/workspace/data/x", "")], ws, &none)
             .unwrap_err()
             .contains("not an s3://"));
+    }
+
+    #[test]
+    fn mounts_log_to_the_session_and_belong_to_the_ides_user() {
+        let options = Options {
+            log_directory: Some("/tmp/studio-x/logs/mount-s3".into()),
+            owner: Some((1000, 100)),
+        };
+        let p = plan(
+            &[m("s3://d/x/", "/workspace/data/x", "read-write")],
+            Path::new("/w"),
+            &options,
+        )
+        .unwrap();
+        assert_eq!(
+            p[0].args,
+            [
+                "d",
+                "/w/data/x",
+                "--prefix=x/",
+                "--allow-overwrite",
+                "--allow-delete",
+                "--log-directory=/tmp/studio-x/logs/mount-s3",
+                "--uid=1000",
+                "--gid=100",
+                "--allow-other"
+            ]
+        );
     }
 
     #[test]

@@ -506,8 +506,11 @@ async fn mounts_come_before_the_ide_and_a_failing_one_ends_the_session() {
     let s = start(&studio, dir.path(), "cp-1", None, &extra);
     ready(&s).await;
     let args = |rel: &str| std::fs::read_to_string(dir.path().join(rel)).unwrap();
-    assert!(args("data/reads/ARGS").ends_with("--prefix=reads/ --read-only\n"));
-    assert!(args("data/out/ARGS").ends_with("--prefix=out/ --allow-overwrite --allow-delete\n"));
+    // mount-s3 logs into the session's runtime directory (no syslog in a container).
+    assert!(args("data/reads/ARGS").contains("--prefix=reads/ --read-only --log-directory=/"));
+    assert!(args("data/out/ARGS")
+        .contains("--prefix=out/ --allow-overwrite --allow-delete --log-directory=/"));
+    assert!(args("data/out/ARGS").trim_end().ends_with("/logs/mount-s3"));
     assert_eq!(terminate(s).await.0, 0);
     // Mounted data is not part of the checkpoint.
     let m = manifest(&objects().await, &studio, "cp-1").await.unwrap();

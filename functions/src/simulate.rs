@@ -219,9 +219,34 @@ struct Agents {
     jobs: std::sync::Mutex<HashMap<String, u32>>,
 }
 
-/// What a stand-in IDE runs for the templates other than `jupyter` (no RStudio,
-/// code-server or Xpra here): a static file server on the workspace.
+/// What a stand-in IDE runs for a template whose IDE is not installed here (RStudio
+/// Server is not installable from the registries the local run uses; code-server and
+/// Xpra are, by infra/run-local.sh): a static file server on the workspace.
 const STAND_IN_IDE: &str = "python3 -m http.server {port} --bind 127.0.0.1 --directory {workspace}";
+
+/// The program a template's IDE needs (agent/src/ide.rs), when the local run can have it.
+fn ide_program(template: &str) -> Option<&'static str> {
+    match template {
+        "jupyter" => Some("jupyter"),
+        "vscode" => Some("code-server"),
+        "xpra" => Some("xpra"),
+        _ => None,
+    }
+}
+
+/// Whether `program` is on `path` (a `PATH` value) as an executable file.
+fn on_path(program: &str, path: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::split_paths(path).any(|dir| {
+        std::fs::metadata(dir.join(program))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
+/// Whether a session of `template` runs the stand-in IDE: its own is not installed.
+fn stands_in(template: &str, path: &str) -> bool {
+    !ide_program(template).is_some_and(|p| on_path(p, path))
+}
 
 struct Simulator {
     app: App,
@@ -327,7 +352,8 @@ impl Simulator {
         if let Ok(log) = log {
             command.stderr(log);
         }
-        if var("STUDIO_TEMPLATE").as_deref() != Some("jupyter") {
+        let template = var("STUDIO_TEMPLATE").unwrap_or_default();
+        if stands_in(&template, &std::env::var("PATH").unwrap_or_default()) {
             command.env("STUDIO_IDE_COMMAND", STAND_IN_IDE);
         }
         let mut child = match command.spawn() {
@@ -530,5 +556,24 @@ mod tests {
         assert!(bad.unwrap_err().contains("true or false"));
         let bad = Simulation::from_lookup(lookup(&[("STUDIOS_LOCAL_JOB_DELAY_MS", "1s")]));
         assert!(bad.unwrap_err().contains("milliseconds"));
+    }
+
+    #[test]
+    fn a_template_stands_in_only_where_its_ide_is_not_installed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("stands-in-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = dir.join("code-server");
+        std::fs::write(&bin, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Present but not executable: not installed.
+        std::fs::write(dir.join("xpra"), "").unwrap();
+        let path = format!("/nonexistent:{}", dir.display());
+        assert!(!stands_in("vscode", &path));
+        assert!(stands_in("xpra", &path));
+        assert!(stands_in("jupyter", &path));
+        // RStudio Server is never installed here.
+        assert!(stands_in("rstudio", &path));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
