@@ -10,8 +10,12 @@
 # Settings (environment): STUDIOS_PORT (3000; 0 = any free port), STUDIOS_LOCAL_JWT_SECRET,
 # STUDIOS_LOCAL_JOB_DELAY_MS (1000: time per AWS Batch state), STUDIOS_LOCAL_SIMULATE_JOBS
 # (true; false = deliver Batch events by hand), STUDIOS_ADMIN (platform admin, alice),
-# RUST_LOG (warn; info logs every request to stderr), TEMPLATE_IMAGE_*, CONNECT_URL_PATTERN,
-# SUBMIT_GRACE_SECONDS, AGENT_REPORT_SECONDS (1), STOP_GRACE_SECONDS (120),
+# RUST_LOG (warn; info logs every request to stderr), TEMPLATE_IMAGE_*,
+# STUDIOS_CONNECT_PORT (where browsers connect: the connect relay, its own process, behind
+# an idle cutoff; 0 = any free port, the default), STUDIOS_LOCAL_IDLE_CUTOFF_SECONDS (350,
+# like the load balancer's), STUDIO_RELAY_PING_SECONDS (60: the agents' keepalive),
+# CONNECT_URL_PATTERN (default: that port's /connect/{studioId}/), SUBMIT_GRACE_SECONDS,
+# AGENT_REPORT_SECONDS (1), STOP_GRACE_SECONDS (120),
 # STUDIOS_LOCAL_SESSIONS_DIR (sessions' workspaces and agent logs; a temp dir),
 # STUDIOS_AGENT_BIN (the studio agent; built beside studios-local). Data lives in the
 # emulator's memory: gone when it stops.
@@ -35,14 +39,13 @@ ensure_venv
 ensure_ides
 # The API stand-in, the studio agent that every simulated session runs, and the
 # `studios` command (README, docs/cli.md).
-cargo build --quiet --locked -p studios-functions --bin studios-local -p studios-agent --bin studio-agent -p studios-cli --bin studios
+cargo build --quiet --locked -p studios-functions --bin studios-local -p studios-agent --bin studio-agent -p studios-relay --bin studio-relay -p studios-cli --bin studios
 trap stop_emulator EXIT
 start_emulator
 export STUDIOS_LOCAL_QUEUE
 STUDIOS_LOCAL_QUEUE=$("$VENV/bin/python" "$STUDIOS_ROOT/infra/local-setup.py")
 
 port="${STUDIOS_PORT:-3000}"
-connect_default="http://127.0.0.1:$port/connect/{studioId}/"
 export TABLE_NAME="${TABLE_NAME:-studios-local}"
 export PLATFORM_ADMINS="${STUDIOS_ADMIN:-alice}"
 # No images run locally (sessions are processes): the templates name their Dockerfiles.
@@ -51,7 +54,6 @@ export TEMPLATE_IMAGE_RSTUDIO="${TEMPLATE_IMAGE_RSTUDIO:-images/rstudio/Dockerfi
 export TEMPLATE_IMAGE_VSCODE="${TEMPLATE_IMAGE_VSCODE:-images/vscode/Dockerfile}"
 export TEMPLATE_IMAGE_XPRA="${TEMPLATE_IMAGE_XPRA:-images/xpra/Dockerfile}"
 export EVENT_BUS_NAME="${EVENT_BUS_NAME:-studios-local}"
-export CONNECT_URL_PATTERN="${CONNECT_URL_PATTERN:-$connect_default}"
 export SUBMIT_GRACE_SECONDS="${SUBMIT_GRACE_SECONDS:-120}"
 export RUST_LOG="${RUST_LOG:-warn}"
 # Agents report every second here (15 s on AWS), so stops are quick; their `jupyter`

@@ -62,8 +62,8 @@ pub struct Local {
     pub secret: String,
     /// For `GET /_local/jobs/{jobId}/event` (builds an event from DescribeJobs).
     pub batch: Option<aws_sdk_batch::Client>,
-    /// The connect relay's public port: `/connect/<studio>/…` goes there, and through the
-    /// session's tunnel to its agent (as on AWS).
+    /// Where browsers connect (the idle cutoff in front of the relay's public port, its
+    /// own port as on AWS): `/connect/…` on the API's port answers 404 naming it.
     pub relay: Option<std::net::SocketAddr>,
 }
 
@@ -76,11 +76,6 @@ fn json_reply(status: u16, body: Value) -> Reply {
 }
 
 type Reply = Response<Full<Bytes>>;
-type ProxyBody = studios_agent::proxy::Body;
-
-fn boxed(reply: Reply) -> Response<ProxyBody> {
-    reply.map(|b| b.map_err(|never| match never {}).boxed())
-}
 
 fn reply(response: lambda_http::Response<lambda_http::Body>) -> Reply {
     let (parts, body) = response.into_parts();
@@ -252,37 +247,18 @@ impl Local {
         }
     }
 
-    /// `/connect/<studio>/…`: the route to a running session, forwarded (WebSockets
-    /// included) to the connect relay, which reaches the session's agent through its
-    /// tunnel.
-    async fn connect(&self, req: Request<Incoming>, path: &str) -> Response<ProxyBody> {
-        let studio = path
-            .strip_prefix("/connect/")
-            .and_then(|rest| rest.split('/').next())
-            .unwrap_or_default();
-        match self.relay.filter(|_| !studio.is_empty()) {
-            Some(addr) => {
-                let target = studios_agent::proxy::Target {
-                    addr,
-                    strip_prefix: None,
-                    headers: vec![],
-                };
-                studios_agent::proxy::forward(req, &target).await
-            }
-            None => boxed(json_reply(
+    async fn serve_any(&self, req: Request<Incoming>) -> Reply {
+        // As on AWS, the API's domain has no /connect route: connect URLs point at the
+        // relay's own port.
+        if let (Some(relay), true) = (self.relay, req.uri().path().starts_with("/connect/")) {
+            return gateway_error(
                 404,
-                json!({"message": "no connect relay in this local run"}),
-            )),
+                &format!(
+                    "Not Found: studios are reached at the connect relay, http://{relay}/connect/<studio>/ (POST …/connect gives a link)"
+                ),
+            );
         }
-    }
-
-    async fn serve_any(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        let path = req.uri().path().to_string();
-        let host = req.headers().get("host").and_then(|h| h.to_str().ok());
-        if path.starts_with("/connect/") && loopback_host(host) {
-            return self.connect(req, &path).await;
-        }
-        boxed(self.serve(req).await)
+        self.serve(req).await
     }
 
     /// Serves HTTP/1.1 on `listener` until the task is dropped.

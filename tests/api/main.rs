@@ -6,6 +6,7 @@ mod batch_events;
 mod checkpoints;
 mod compute_envs;
 mod concurrency;
+mod connect_idle;
 mod costs;
 mod data_links;
 mod lifecycle;

@@ -4,10 +4,16 @@
 //! `studios-local token SUB [NAME]` prints a signed development token.
 //! infra/run-local.sh wires both.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 use studios_functions::demo;
 use studios_functions::local::{mint_token, Local};
 use studios_functions::simulate::{local_stack, Simulation};
+use studios_relay::cutoff::IdleCutoff;
+use studios_shared::config::ConnectKey;
 use studios_shared::store::dynamo::create_table;
 use studios_shared::{App, Config};
 
@@ -56,31 +62,16 @@ async fn serve(port: &str) -> Result<(), Box<dyn std::error::Error>> {
             studios_shared::connect::LocalSigner::generate()?,
         );
     }
-    // The connect relay, in process: sessions open their tunnels to it, and the API's
-    // `/connect/<studio>/` route forwards browsers to it. It checks relay tokens.
-    let point = match &config.relay_key {
-        studios_shared::config::ConnectKey::Local(pkcs8) => {
-            use studios_shared::connect::Signer;
-            Some(
-                studios_shared::connect::LocalSigner::from_pkcs8(pkcs8)?
-                    .public_key()
-                    .await?,
-            )
-        }
-        _ => None,
-    };
-    let mut relay_public = None;
-    if let Some(point) = point {
-        let relay = studios_relay::Relay::new(point);
-        let public = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let tunnels = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        relay_public = Some(public.local_addr()?);
-        config
-            .relay_tunnel_addr
-            .get_or_insert(format!("tcp://{}", tunnels.local_addr()?));
-        tokio::spawn(relay.clone().serve_public(public));
-        tokio::spawn(relay.serve_tunnels(tunnels));
-    }
+    // Connect as on AWS: the relay as its own process, behind an idle cutoff like the
+    // load balancer's; connect URLs point at it.
+    let connect = listen("STUDIOS_CONNECT_PORT").await?;
+    let mut relay = start_relay(&config.relay_key, connect).await?;
+    config
+        .relay_tunnel_addr
+        .get_or_insert(format!("tcp://{}", relay.tunnels));
+    config
+        .connect_url_pattern
+        .get_or_insert(format!("http://{}/connect/{{studioId}}/", relay.connect));
     // Sessions' agents report to this API.
     config
         .agent
@@ -127,6 +118,12 @@ async fn serve(port: &str) -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("Try:  curl -s -H \"Authorization: Bearer $ALICE\" http://{addr}/workspaces");
     println!(
+        "Connect: http://{}/connect/<studio>/ (studio-relay, process {}, behind an idle cutoff of {} s like the load balancer's)",
+        relay.connect,
+        relay.process.id().unwrap_or_default(),
+        relay.idle.as_secs()
+    );
+    println!(
         "AWS Batch: {}; replay events with POST http://{addr}/_local/batch-events",
         if simulation.enabled {
             format!(
@@ -160,11 +157,126 @@ async fn serve(port: &str) -> Result<(), Box<dyn std::error::Error>> {
         app,
         secret,
         batch: Some(aws_sdk_batch::Client::new(&sdk)),
-        relay: relay_public,
+        relay: Some(relay.connect),
     });
     tokio::select! {
         r = local.run(listener) => r?,
         _ = tokio::signal::ctrl_c() => println!("stopping"),
+        status = relay.process.wait() => return Err(format!("the connect relay ended ({status:?})").into()),
     }
     Ok(())
+}
+
+async fn listen(port_setting: &str) -> Result<tokio::net::TcpListener, String> {
+    let port = std::env::var(port_setting).unwrap_or_default();
+    let port = if port.trim().is_empty() {
+        "0"
+    } else {
+        port.trim()
+    };
+    tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e} (set {port_setting})"))
+}
+
+/// The local run's connect path (docs/agent.md, "The connect relay").
+struct RelayRun {
+    /// `studio-relay`, stopped with this process.
+    process: tokio::process::Child,
+    /// Where browsers connect, and where sessions open their tunnels: each an idle
+    /// cutoff in front of one of the relay's ports.
+    connect: SocketAddr,
+    tunnels: SocketAddr,
+    idle: Duration,
+}
+
+/// Starts `studio-relay` (`STUDIOS_RELAY_BIN`, default beside this binary) on two free
+/// ports with the relay-token key's public point, and in front of each port an idle
+/// cutoff of `STUDIOS_LOCAL_IDLE_CUTOFF_SECONDS` (350, the NLB's on TLS listeners):
+/// browsers' on `connect`, the tunnels' on a free port.
+async fn start_relay(
+    key: &ConnectKey,
+    connect: tokio::net::TcpListener,
+) -> Result<RelayRun, Box<dyn std::error::Error>> {
+    use base64::Engine;
+    use studios_shared::connect::Signer;
+    use tokio::io::AsyncBufReadExt;
+    let ConnectKey::Local(pkcs8) = key else {
+        return Err("the local run's relay needs a local relay-token key (RELAY_TOKEN_KEY)".into());
+    };
+    let point = studios_shared::connect::LocalSigner::from_pkcs8(pkcs8)?
+        .public_key()
+        .await?;
+    let idle = match std::env::var("STUDIOS_LOCAL_IDLE_CUTOFF_SECONDS") {
+        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<u64>() {
+            Ok(s) if s > 0 => Duration::from_secs(s),
+            _ => {
+                return Err(format!(
+                "STUDIOS_LOCAL_IDLE_CUTOFF_SECONDS '{v}' must be a whole number of seconds above 0"
+            )
+                .into())
+            }
+        },
+        _ => Duration::from_secs(350),
+    };
+    let bin = match std::env::var_os("STUDIOS_RELAY_BIN") {
+        Some(b) if !b.is_empty() => PathBuf::from(b),
+        _ => std::env::current_exe()?.with_file_name("studio-relay"),
+    };
+    let mut command = tokio::process::Command::new(&bin);
+    command
+        .env(
+            "RELAY_PUBLIC_KEY",
+            base64::engine::general_purpose::STANDARD.encode(point),
+        )
+        .env("RELAY_PUBLIC_ADDR", "127.0.0.1:0")
+        .env("RELAY_TUNNEL_ADDR", "127.0.0.1:0")
+        .env_remove("RELAY_TOKEN_KEY_ID")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(2) only, between fork and exec: the relay ends with this process
+    // even if it is killed without a chance to stop it.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let mut process = command.spawn().map_err(|e| {
+        format!(
+            "cannot start the connect relay {}: {e} (infra/run-local.sh builds it)",
+            bin.display()
+        )
+    })?;
+    let mut lines =
+        tokio::io::BufReader::new(process.stdout.take().ok_or("no relay stdout")?).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .map_err(|_| "the connect relay did not start within 30 s")??
+        .unwrap_or_default();
+    let addr = |name: &str| -> Option<SocketAddr> {
+        line.split(name)
+            .nth(1)?
+            .split([',', ' '])
+            .find(|w| !w.is_empty())?
+            .parse()
+            .ok()
+    };
+    let (Some(public), Some(tunnel_port)) = (addr("public "), addr("tunnels ")) else {
+        return Err(format!("the connect relay said '{line}', not where it listens").into());
+    };
+    // Nothing else is written there; read on so that it never blocks.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let tunnels = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let run = RelayRun {
+        process,
+        connect: connect.local_addr()?,
+        tunnels: tunnels.local_addr()?,
+        idle,
+    };
+    tokio::spawn(IdleCutoff::new(public, idle).serve(connect));
+    tokio::spawn(IdleCutoff::new(tunnel_port, idle).serve(tunnels));
+    Ok(run)
 }
