@@ -23,9 +23,17 @@ SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" \
 cargo build --locked --quiet -p studios-functions --bin studios-local -p studios-agent --bin studio-agent -p studios-cli --bin studios
 # The API document the code derives is the committed docs/openapi.json, and valid.
 infra/openapi.sh --check
-trap stop_emulator EXIT
+iam_calls=$(mktemp)
+trap 'stop_emulator; rm -f "$iam_calls"' EXIT
 start_emulator
-cargo test --workspace --locked "$@"
+# The integration tests record every AWS call each function makes (tests/support/iam.rs).
+STUDIOS_IAM_CALLS="$iam_calls" cargo test --workspace --locked "$@"
+# Each call against its function's role in the expanded template: a missing permission
+# fails, naming function, action and resource (docs/iam.md, "Checked against the calls
+# the code makes"). A full run must exercise every function not listed as unexercised.
+iam_scope=--if-recorded
+if [ $# -eq 0 ]; then iam_scope=--expect-all; fi
+"$VENV/bin/python" infra/iam-calls.py "$iam_calls" "$iam_scope" | grep -v "^note "
 # Only for a full run, not a filtered one: the browser test, then the local run under
 # sustained use (20 rounds of 16 contested starts, every winner stopped; fails if the
 # emulator grows by more than 10 MB per 1,000 transactions or a lone request slows

@@ -9,6 +9,7 @@ mod concurrency;
 mod connect_idle;
 mod costs;
 mod data_links;
+mod iam;
 mod lifecycle;
 mod local;
 mod lock_contract;

@@ -25,7 +25,7 @@ use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::io::Write;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The environment variable naming the file the calls are appended to.
 pub const CALLS_ENV: &str = "STUDIOS_IAM_CALLS";
@@ -33,20 +33,64 @@ pub const CALLS_ENV: &str = "STUDIOS_IAM_CALLS";
 /// The emulator's account (moto's default), which is also the checker's stand-in.
 pub const ACCOUNT: &str = "123456789012";
 
+/// One recorded call: IAM's `action` on `resource` (`None`: the recorder cannot derive
+/// it), by `function` (a handler name), made by the SDK `operation`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Call {
+    pub function: &'static str,
+    pub action: String,
+    pub resource: Option<String>,
+    pub operation: String,
+}
+
+type Captured = Arc<Mutex<Vec<Call>>>;
+
+/// What the current task runs as (`as_function`), and where `capture` collects.
+#[derive(Clone)]
+pub struct Scope {
+    function: Option<&'static str>,
+    /// Where `capture` collects the calls of this task (besides the file).
+    captured: Option<Captured>,
+}
+
 tokio::task_local! {
-    static FUNCTION: &'static str;
+    static SCOPE: Scope;
 }
 
 /// Runs `work` as the function whose handler is `handler` (template.yaml's `Handler`):
-/// the AWS calls it makes are that function's.
-pub async fn as_function<F: std::future::Future>(handler: &'static str, work: F) -> F::Output {
+/// the AWS calls it makes are that function's. `work` goes on the heap: a handler's
+/// future is large in a debug build, and the tests' threads have small stacks.
+pub fn as_function<F: std::future::Future>(
+    handler: &'static str,
+    work: F,
+) -> tokio::task::futures::TaskLocalFuture<Scope, std::pin::Pin<Box<F>>> {
     write(json!({ "invoked": handler }));
-    FUNCTION.scope(handler, work).await
+    let captured = SCOPE.try_with(|s| s.captured.clone()).ok().flatten();
+    SCOPE.scope(
+        Scope {
+            function: Some(handler),
+            captured,
+        },
+        Box::pin(work),
+    )
+}
+
+/// `work`'s output and the calls the functions it runs made (for tests of the record
+/// itself; the file gets them too).
+pub async fn capture<F: std::future::Future>(work: F) -> (F::Output, Vec<Call>) {
+    let captured: Captured = Arc::default();
+    let scope = Scope {
+        function: None,
+        captured: Some(captured.clone()),
+    };
+    let output = SCOPE.scope(scope, Box::pin(work)).await;
+    let calls = std::mem::take(&mut *captured.lock().unwrap_or_else(|p| p.into_inner()));
+    (output, calls)
 }
 
 /// The function the current task runs as, if any.
 pub fn current_function() -> Option<&'static str> {
-    FUNCTION.try_with(|f| *f).ok()
+    SCOPE.try_with(|s| s.function).ok().flatten()
 }
 
 struct Sink {
@@ -106,14 +150,18 @@ pub fn declare_checkpoint_bucket(bucket: &str) {
     write(json!({ "checkpointBucket": bucket }));
 }
 
-/// One call of `function`: IAM's `action` on `resource` (`None`: not derivable), made
-/// by the SDK `operation`.
-fn record(function: &str, action: &str, resource: Option<&str>, operation: &str) {
+fn record(call: Call) {
+    if let Ok(Some(captured)) = SCOPE.try_with(|s| s.captured.clone()) {
+        captured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(call.clone());
+    }
     write(json!({
-        "function": function,
-        "action": action,
-        "resource": resource,
-        "operation": operation,
+        "function": call.function,
+        "action": call.action,
+        "resource": call.resource,
+        "operation": call.operation,
     }));
 }
 
@@ -491,7 +539,8 @@ impl Intercept for Recorder {
         _: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let Some(function) = current_function().filter(|_| enabled()) else {
+        let capturing = SCOPE.try_with(|s| s.captured.is_some()).unwrap_or(false);
+        let Some(function) = current_function().filter(|_| enabled() || capturing) else {
             return Ok(());
         };
         let Some(metadata) = cfg.load::<Metadata>() else {
@@ -530,12 +579,12 @@ impl Intercept for Recorder {
         let mut calls = pending.calls.clone();
         calls.extend(self.after(&pending, ctx));
         for (action, resource) in calls {
-            record(
-                pending.function,
-                &action,
-                resource.as_deref(),
-                &pending.operation,
-            );
+            record(Call {
+                function: pending.function,
+                action,
+                resource,
+                operation: pending.operation.clone(),
+            });
         }
         Ok(())
     }
@@ -550,7 +599,6 @@ impl Intercept for Recorder {
 // calling AWS for it, and the others' roles would go unchecked for that call.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use studios_shared::compute::{
     BatchCompute, Compute, JobDefinitions, JobSpec, QueuePlatform, SubmitError,
 };

@@ -166,7 +166,11 @@ pub fn test_config(table: &str) -> Config {
         image_registries: None,
         job_definitions: studios_shared::compute::JobDefinitions {
             prefix: "studios-test".into(),
-            job_role_arn: Some("arn:aws:iam::123456789012:role/studios-test-job".into()),
+            // A compute environment's session role (under the stack's SessionRolePath,
+            // as the stack requires): what tests' environments without their own run with.
+            job_role_arn: Some(
+                "arn:aws:iam::123456789012:role/studios-sessions/studios-test-default".into(),
+            ),
         },
     }
 }
@@ -259,9 +263,6 @@ impl TestApp {
             ("RelayTokenKey", relay_key.clone()),
         ] {
             iam::declare_resource(logical_id, &arn);
-        }
-        if let Some(role) = &config.job_definitions.job_role_arn {
-            iam::declare_resource("StudioJobRole", role);
         }
         iam::declare_job_definition_prefix(&format!(
             "arn:aws:batch:{region}:{}:job-definition/{}-",
