@@ -16,7 +16,8 @@ be one of them, so every queue a session runs on is).
 
 A call is allowed when an Allow statement of the role (inline, or an AWS managed policy:
 moto's copy of AWS's documents) matches its action and resource and no Deny does.
-Matching as IAM's reference says: actions case-insensitively with `*` and `?`; resources
+The stack's KMS keys must also let IAM decide (their key policy allows the account's
+root, as AWS's default key policy does). Matching as IAM's reference says: actions case-insensitively with `*` and `?`; resources
 case-sensitively, `*` and `?` within a colon-separated segment, a `*` that ends a segment
 also beyond it; NotAction and NotResource. A statement with a Condition is not taken to
 allow anything (the check does not evaluate conditions; none of the functions' statements
@@ -146,6 +147,25 @@ class Stack:
             env = self.resolver.resolve(props.get("Environment", {}).get("Variables", {}))
             self.functions[props["Handler"]] = (name, documents, env.get("JOB_DEFINITION_PREFIX"))
 
+    def key_policy_delegates(self, action, arn):
+        """A KMS key's own policy must allow the action too: the stack's keys let IAM
+        policies decide by allowing the account (its root) `kms:*`, as AWS's default
+        key policy does."""
+        name = arn.rsplit("/", 1)[-1]
+        key = self.resources.get(name, {})
+        if not action.startswith("kms:") or key.get("Type") != "AWS::KMS::Key":
+            return True
+        root = f"arn:aws:iam::{ACCOUNT}:root"
+        policy = self.resolver.resolve(key["Properties"].get("KeyPolicy", {}))
+        for statement in as_list(policy.get("Statement", [])):
+            principal = statement.get("Principal", {})
+            principals = as_list(principal.get("AWS", [])) if isinstance(principal, dict) else [principal]
+            if (statement.get("Effect") == "Allow" and not statement.get("Condition")
+                    and any(p in (root, ACCOUNT, "*") for p in principals)
+                    and statement_applies(statement, action, "*")):
+                return True
+        return False
+
     def arn_of(self, logical_id):
         if logical_id not in self.resources:
             return None
@@ -198,7 +218,7 @@ def main():
                 template_arn = stack.arn_of(logical_id)
                 if template_arn is None:
                     unknown_resources.add(logical_id)
-                    return arn
+                    return f"(the tests' {logical_id}, which the template does not have)"
                 return template_arn + arn[len(test_arn):]
         for prefix in definition_prefixes:
             if arn.startswith(prefix) and handler_prefix:
@@ -221,8 +241,11 @@ def main():
         arn = normalise(resource, definition_prefix)
         checked[handler] += 1
         verdict = decide(documents, action, arn)
+        if verdict == "allowed" and not stack.key_policy_delegates(action, arn):
+            verdict = "key policy"
         if verdict != "allowed":
             why = {"missing": "", "denied": " (explicitly denied)",
+                   "key policy": " (the key's policy does not let IAM policies decide)",
                    "conditional": " (only under a Condition, which this check does not evaluate)"}[verdict]
             failures[(handler, name, action)].append(f"{arn}{why}")
 
