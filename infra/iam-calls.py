@@ -115,6 +115,34 @@ def decide(documents, action, arn):
     return verdict
 
 
+def check_matching():
+    """The matching rules on cases from IAM's documentation (a wrong rule fails here
+    before it can pass or fail a call wrongly)."""
+    assert action_matches("dynamodb:PutItem", "DynamoDB:putitem")
+    assert action_matches("s3:*", "s3:GetObject") and not action_matches("s3:*", "sqs:SendMessage")
+    assert action_matches("s3:Get?bject", "s3:GetObject")
+    assert resource_matches("arn:aws:s3:::b/*", "arn:aws:s3:::b/a/b/c")
+    assert resource_matches("arn:*:s3:::b/*.studios/*", "arn:aws:s3:::b/w/.studios/st-1/manifest.json")
+    assert not resource_matches("arn:*:s3:::b/*.studios/*", "arn:aws:s3:::b/w/data/x")
+    assert not resource_matches("arn:aws:dynamodb:r:1:table/T", "arn:aws:dynamodb:r:1:table/T/index/GSI1")
+    assert resource_matches("arn:aws:dynamodb:r:1:table/T*", "arn:aws:dynamodb:r:1:table/T/index/GSI1")
+    # `*` within a segment stops at a colon; at a segment's end it goes on.
+    assert not resource_matches("arn:aws:logs:r:1:log-group:a*b", "arn:aws:logs:r:1:log-group:a:x:b")
+    assert resource_matches("arn:aws:logs:r:1:log-group:a*", "arn:aws:logs:r:1:log-group:a:x:b")
+    assert resource_matches("arn:aws:batch:r:1:job-queue/q?", "arn:aws:batch:r:1:job-queue/q1")
+    assert not resource_matches("arn:aws:batch:r:1:job-queue/q?", "arn:aws:batch:r:1:job-queue/q12")
+    assert not resource_matches("arn:aws:s3:::B/*", "arn:aws:s3:::b/x")
+    allow = {"Statement": [{"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}]}
+    assert decide([allow], "s3:GetObject", "arn:aws:s3:::b/x") == "allowed"
+    assert decide([allow], "iam:PassRole", "arn:aws:iam::1:role/r") == "missing"
+    deny = {"Statement": [{"Effect": "Deny", "Action": "s3:*", "NotResource": "arn:aws:s3:::b/*"}]}
+    assert decide([allow, deny], "s3:GetObject", "arn:aws:s3:::c/x") == "denied"
+    assert decide([allow, deny], "s3:GetObject", "arn:aws:s3:::b/x") == "allowed"
+    conditional = {"Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*",
+                                  "Condition": {"StringLike": {"s3:prefix": ["a/*"]}}}]}
+    assert decide([conditional], "s3:ListBucket", "arn:aws:s3:::b") == "conditional"
+
+
 class Stack:
     def __init__(self, template_path, checkpoint_buckets):
         expanded = iam_lint.expand(template_path)
@@ -182,6 +210,7 @@ def main():
                         help="an empty record passes (a filtered run that ran no integration test)")
     args = parser.parse_args()
     os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+    check_matching()
 
     renames, definition_prefixes, buckets = {}, set(), set()
     invoked, calls = set(), set()
