@@ -9,6 +9,10 @@ cd "$STUDIOS_ROOT"
 
 ensure_venv
 ensure_tools
+# code-server and Xpra for the local run's vscode and xpra studios (the browser test
+# opens them; every test that starts infra/run-local.sh would otherwise install them
+# inside its own start-up time on first use).
+ensure_ides
 # The SAM templates (the stack, and the alerting example): CloudFormation schema and
 # best-practice rules, and SAM's own validation. Both offline.
 "$VENV/bin/cfn-lint" template.yaml infra/alerts.yaml infra/registry.yaml infra/session-role.yaml
