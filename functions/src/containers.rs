@@ -129,6 +129,112 @@ pub fn env_file(environment: &[(String, String)]) -> Result<String, String> {
     Ok(out)
 }
 
+/// Where the images have the agent (images/*/Dockerfile): the local run mounts the
+/// agent it built over it, so a session runs the agent of this checkout.
+pub const AGENT_IN_IMAGE: &str = "/usr/local/bin/studio-agent";
+
+/// Runs `run` with `docker run` until the container exits; its exit code (as Batch
+/// reports the container's). The environment file is written 0600 into `dir` and
+/// removed once the container has started (Docker reads it at create time).
+pub async fn run(
+    run: &ContainerRun,
+    dir: &std::path::Path,
+    agent: Option<&std::path::Path>,
+    log: Option<std::fs::File>,
+) -> Result<i32, String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let env_path = dir.join("container.env");
+    let body = env_file(&run.environment)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&env_path)
+        .and_then(|mut f| f.write_all(body.as_bytes()))
+        .map_err(|e| format!("cannot write {}: {e}", env_path.display()))?;
+    let mut command = tokio::process::Command::new("docker");
+    command.arg("run").args(&run.args);
+    command.arg("--env-file").arg(&env_path);
+    if let Some(agent) = agent {
+        command
+            .arg("--volume")
+            .arg(format!("{}:{AGENT_IN_IMAGE}:ro", agent.display()));
+    }
+    command
+        .arg(&run.image)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(false);
+    match log {
+        Some(log) => command.stderr(log),
+        None => command.stderr(std::process::Stdio::null()),
+    };
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("docker did not start: {e}"))?;
+    let status = child.wait().await;
+    let _ = std::fs::remove_file(&env_path);
+    // `docker run` exits 125–127 when the container could not be made or started.
+    status
+        .map_err(|e| format!("docker run: {e}"))?
+        .code()
+        .ok_or_else(|| "docker run was killed".to_string())
+}
+
+/// TerminateJob on EC2: SIGTERM to the container's PID 1 (the init process passes it
+/// on to the agent), SIGKILL after `STOP_TIMEOUT_SECONDS`.
+pub async fn stop(name: &str) -> Result<(), String> {
+    let status = tokio::process::Command::new("docker")
+        .args(["stop", "--time", &STOP_TIMEOUT_SECONDS.to_string(), name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await
+        .map_err(|e| format!("docker stop: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("docker stop {name} failed ({status})"))
+    }
+}
+
+/// The session containers this process started and that still run (by name).
+static RUNNING: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+pub fn register(name: &str) {
+    if let Ok(mut running) = RUNNING.lock() {
+        running.push(name.to_string());
+    }
+}
+
+pub fn unregister(name: &str) {
+    if let Ok(mut running) = RUNNING.lock() {
+        running.retain(|n| n != name);
+    }
+}
+
+pub fn is_running(name: &str) -> bool {
+    RUNNING.lock().is_ok_and(|r| r.iter().any(|n| n == name))
+}
+
+/// Removes every session container this process started, at once: the local run is
+/// ending, and `docker run --rm` ends with its client only for the client, not the
+/// container.
+pub fn remove_all() {
+    let names: Vec<String> = RUNNING.lock().map(|r| r.clone()).unwrap_or_default();
+    if names.is_empty() {
+        return;
+    }
+    let _ = std::process::Command::new("docker")
+        .args(["rm", "--force"])
+        .args(&names)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

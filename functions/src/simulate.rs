@@ -168,7 +168,30 @@ pub struct Simulation {
     pub enabled: bool,
     /// Between two states (`STUDIOS_LOCAL_JOB_DELAY_MS`, default 1000).
     pub step: std::time::Duration,
+    /// How a running job runs (`STUDIOS_LOCAL_SESSIONS`): `process` (default: the agent
+    /// as a process of this machine) or `container` (the studio's image under Docker,
+    /// configured from its job definition as AWS Batch on EC2 runs it: containers.rs).
+    pub containers: bool,
+    /// Host paths the session containers see read-only at the same path
+    /// (`STUDIOS_LOCAL_CONTAINER_VOLUMES`, `:`-separated): the local run's conda channel
+    /// and stand-in tools, which AWS sessions get from their registries instead.
+    pub container_volumes: Vec<PathBuf>,
 }
+
+/// What the local run gives a session container beyond its job's environment: where
+/// the emulated AWS is and the local stand-ins for conda-forge and mount-s3 (on AWS the
+/// job's role, the region's endpoints and the image's own tools).
+const CONTAINER_PASSTHROUGH: &[&str] = &[
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_EC2_METADATA_DISABLED",
+    "STUDIO_CONDA_CHANNELS",
+    "STUDIO_CONDA_COMMAND",
+    "STUDIO_MOUNT_COMMAND",
+    "STUDIO_RELAY_PING_SECONDS",
+];
 
 impl Simulation {
     pub fn from_env() -> Result<Simulation, String> {
@@ -200,7 +223,24 @@ impl Simulation {
             .unwrap_or_else(|| {
                 std::env::temp_dir().join(format!("studios-local-{}", std::process::id()))
             });
+        let containers = match get("STUDIOS_LOCAL_SESSIONS").as_deref().map(str::trim) {
+            None | Some("") | Some("process") => false,
+            Some("container") => true,
+            Some(other) => {
+                return Err(format!(
+                    "STUDIOS_LOCAL_SESSIONS must be process or container, not '{other}'"
+                ))
+            }
+        };
+        let container_volumes = get("STUDIOS_LOCAL_CONTAINER_VOLUMES")
+            .unwrap_or_default()
+            .split(':')
+            .filter(|p| !p.trim().is_empty())
+            .map(PathBuf::from)
+            .collect();
         Ok(Simulation {
+            containers,
+            container_volumes,
             enabled,
             step: std::time::Duration::from_millis(step),
             agent: get("STUDIOS_AGENT_BIN")
@@ -254,6 +294,8 @@ struct Simulator {
     batch: aws_sdk_batch::Client,
     agent: Option<PathBuf>,
     sessions_dir: PathBuf,
+    containers: bool,
+    container_volumes: Vec<PathBuf>,
     agents: Arc<Agents>,
     http: hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
@@ -341,6 +383,12 @@ impl Simulator {
             return;
         };
         let log = std::fs::File::create(dir.join("agent.log"));
+        if self.containers {
+            let code = self
+                .run_container(id, &job, &dir, port, binary, log.ok())
+                .await;
+            return self.job_ended(id, code).await;
+        }
         let mut command = tokio::process::Command::new(binary);
         command
             .envs(env.iter().cloned())
@@ -373,6 +421,69 @@ impl Simulator {
             jobs.remove(id);
         }
         let code = status.ok().and_then(|s| s.code()).unwrap_or(137);
+        self.job_ended(id, code).await;
+    }
+
+    /// The session's container: the job definition as registered (read back from the
+    /// emulated Batch, as Batch would run it) and the job's overrides; its exit code, or
+    /// 127 if it could not run (the job then fails with the reason).
+    async fn run_container(
+        &self,
+        id: &str,
+        job: &aws_sdk_batch::types::JobDetail,
+        dir: &std::path::Path,
+        port: u16,
+        agent: &std::path::Path,
+        log: Option<std::fs::File>,
+    ) -> i32 {
+        let definition = match job.job_definition() {
+            Some(arn) => self
+                .batch
+                .describe_job_definitions()
+                .job_definitions(arn)
+                .send()
+                .await
+                .ok()
+                .and_then(|out| out.job_definitions().first().cloned()),
+            None => None,
+        };
+        let run = definition.as_ref().and_then(|d| {
+            crate::containers::container_run(id, d.container_properties()?, job.container())
+        });
+        let Some(mut run) = run else {
+            self.end_job(id, "FAILED", "the job definition has no container", 127)
+                .await;
+            return -1;
+        };
+        run.environment
+            .push(("STUDIO_AGENT_ADDR".into(), format!("127.0.0.1:{port}")));
+        for name in CONTAINER_PASSTHROUGH {
+            if let Ok(value) = std::env::var(name) {
+                run.environment.push((name.to_string(), value));
+            }
+        }
+        for volume in &self.container_volumes {
+            run.args.push("--volume".into());
+            run.args.push(format!("{0}:{0}:ro", volume.display()));
+        }
+        crate::containers::register(id);
+        let code = crate::containers::run(&run, dir, Some(agent), log).await;
+        crate::containers::unregister(id);
+        match code {
+            Ok(code) => code,
+            Err(reason) => {
+                tracing::warn!(job = id, reason, "the session's container did not run");
+                self.end_job(id, "FAILED", &reason, 127).await;
+                -1
+            }
+        }
+    }
+
+    /// The job's container exited with `code` (-1: already ended with its reason).
+    async fn job_ended(&self, id: &str, code: i32) {
+        if code == -1 {
+            return;
+        }
         let terminated = self
             .job(id)
             .await
@@ -409,6 +520,14 @@ impl Simulator {
     /// delivers the event), SIGKILL 30 s later, as Batch does. A job that never ran
     /// ends at once.
     async fn terminated(&self, id: String) {
+        if crate::containers::is_running(&id) {
+            // `docker stop`: SIGTERM through the init process, SIGKILL 30 s later; the
+            // container's exit ends the job (run_container).
+            if let Err(e) = crate::containers::stop(&id).await {
+                tracing::warn!(job = id, error = e, "docker stop failed");
+            }
+            return;
+        }
         let pid = self
             .agents
             .jobs
@@ -471,6 +590,8 @@ pub fn local_stack(sdk: &aws_config::SdkConfig, app: App, simulation: Simulation
         batch: aws_sdk_batch::Client::new(sdk),
         agent: simulation.agent.clone(),
         sessions_dir: simulation.sessions_dir.clone(),
+        containers: simulation.containers,
+        container_volumes: simulation.container_volumes.clone(),
         agents: Arc::new(Agents::default()),
         http: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build_http(),

@@ -159,12 +159,17 @@ async fn serve(port: &str) -> Result<(), Box<dyn std::error::Error>> {
         batch: Some(aws_sdk_batch::Client::new(&sdk)),
         relay: Some(relay.connect),
     });
-    tokio::select! {
-        r = local.run(listener) => r?,
-        _ = tokio::signal::ctrl_c() => println!("stopping"),
-        status = relay.process.wait() => return Err(format!("the connect relay ended ({status:?})").into()),
-    }
-    Ok(())
+    let ended: Result<(), Box<dyn std::error::Error>> = tokio::select! {
+        r = local.run(listener) => r.map_err(Into::into),
+        _ = tokio::signal::ctrl_c() => {
+            println!("stopping");
+            Ok(())
+        }
+        status = relay.process.wait() => Err(format!("the connect relay ended ({status:?})").into()),
+    };
+    // Session containers do not end with this process by themselves.
+    studios_functions::containers::remove_all();
+    ended
 }
 
 async fn listen(port_setting: &str) -> Result<tokio::net::TcpListener, String> {
