@@ -247,18 +247,6 @@ async fn run(config: Config) -> i32 {
     if let Err(e) = ide::write_files(&plan) {
         return session.fail(2, e).await;
     }
-    // proxy.rs dials loopback ports only so far; code-server and Xpra listen on a unix
-    // socket (ide.rs), which it must dial through upstream::Upstream::connect.
-    let ide_addr = match &plan.upstream {
-        studios_agent::upstream::Upstream::Tcp(addr) => *addr,
-        unix => {
-            let reason = format!(
-                "the {} IDE listens on {unix}, which this agent's proxy cannot reach yet",
-                config.template
-            );
-            return session.fail(2, reason).await;
-        }
-    };
     let mut command = tokio::process::Command::new(&plan.program);
     command
         .args(&plan.args)
@@ -292,7 +280,7 @@ async fn run(config: Config) -> i32 {
         })
         .collect();
     let target = Target {
-        addr: ide_addr,
+        upstream: plan.upstream.clone(),
         strip_prefix: plan.strip_base_path.then(|| config.base_path.clone()),
         headers: headers.clone(),
     };
@@ -402,7 +390,7 @@ async fn run(config: Config) -> i32 {
             }
             _ = sigterm.recv() => return save_and_end(&session, &index, 0, None).await,
             _ = tokio::time::sleep(Duration::from_millis(250)) => {
-                if proxy::probe(target.addr, &config.base_path, &headers).await {
+                if proxy::probe(&target.upstream, &config.base_path, &headers).await {
                     break;
                 }
                 if tokio::time::Instant::now() > deadline {

@@ -1,5 +1,5 @@
-//! The agent's port: a health endpoint and an HTTP/WebSocket reverse proxy to the IDE on
-//! loopback.
+//! The agent's port: a health endpoint and an HTTP/WebSocket reverse proxy to the IDE, on
+//! a loopback port or a unix socket (upstream.rs).
 //!
 //! WebSockets idle for the keepalive interval (`tunnel::keepalive`, 60 s) get a ping
 //! toward the browser (docs/agent.md, "Connect"): the relay's load balancer forgets
@@ -9,22 +9,21 @@
 //! sends; the browser's pong reaches the IDE, which RFC 6455 (5.5.3) lets ignore an
 //! unsolicited pong.
 
+use crate::upstream::Upstream;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderName, HeaderValue, HOST, UPGRADE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
 /// Where requests go, and how.
 #[derive(Clone, Debug)]
 pub struct Target {
-    pub addr: SocketAddr,
+    pub upstream: Upstream,
     /// Removed from the front of the path (an IDE that serves at `/`).
     pub strip_prefix: Option<String>,
     /// Set on every forwarded request (the IDE's own token).
@@ -66,12 +65,11 @@ pub async fn forward_keeping_alive(
     target: &Target,
     every: Duration,
 ) -> Response<Body> {
-    let stream =
-        match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(target.addr)).await {
-            Ok(Ok(s)) => s,
-            _ => return unavailable("the session's IDE is not answering (yet)"),
-        };
-    let _ = stream.set_nodelay(true);
+    let stream = match tokio::time::timeout(Duration::from_secs(5), target.upstream.connect()).await
+    {
+        Ok(Ok(s)) => s,
+        _ => return unavailable("the session's IDE is not answering (yet)"),
+    };
     let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
     {
         Ok(pair) => pair,
@@ -112,7 +110,7 @@ pub async fn forward_keeping_alive(
         Err(_) => return unavailable("unreadable request path"),
     };
     if !parts.headers.contains_key(HOST) {
-        if let Ok(host) = HeaderValue::from_str(&target.addr.to_string()) {
+        if let Ok(host) = HeaderValue::from_str(&target.upstream.host()) {
             parts.headers.insert(HOST, host);
         }
     }
@@ -264,14 +262,14 @@ where
 }
 
 /// Whether the IDE answers HTTP at `path` (any status below 500).
-pub async fn probe(addr: SocketAddr, path: &str, headers: &[(HeaderName, HeaderValue)]) -> bool {
+pub async fn probe(upstream: &Upstream, path: &str, headers: &[(HeaderName, HeaderValue)]) -> bool {
     let attempt = async {
-        let stream = TcpStream::connect(addr).await.ok()?;
+        let stream = upstream.connect().await.ok()?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .ok()?;
         tokio::spawn(conn);
-        let mut req = Request::get(path).header(HOST, addr.to_string());
+        let mut req = Request::get(path).header(HOST, upstream.host());
         for (n, v) in headers {
             req = req.header(n, v);
         }
@@ -314,46 +312,73 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     /// An "IDE" that echoes the path and the auth header, and upgrades to an echo socket.
-    async fn ide() -> SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve(listener, |mut req: Request<Incoming>| async move {
-            if req.headers().contains_key(UPGRADE) {
-                let up = hyper::upgrade::on(&mut req);
-                tokio::spawn(async move {
-                    let mut io = TokioIo::new(up.await.unwrap());
-                    let mut buf = [0u8; 5];
-                    io.read_exact(&mut buf).await.unwrap();
-                    io.write_all(&buf).await.unwrap();
-                });
-                return Response::builder()
-                    .status(StatusCode::SWITCHING_PROTOCOLS)
-                    .header("upgrade", "websocket")
-                    .header("connection", "upgrade")
-                    .body(Full::new(Bytes::new()).map_err(|n| match n {}).boxed())
-                    .unwrap();
-            }
-            let auth = req
-                .headers()
-                .get("authorization")
-                .map(|v| v.to_str().unwrap().to_string())
-                .unwrap_or_default();
-            full(
-                StatusCode::OK,
-                "text/plain",
-                format!("{} {auth}", req.uri()),
-            )
-        }));
-        addr
+    async fn ide(mut req: Request<Incoming>) -> Response<Body> {
+        if req.headers().contains_key(UPGRADE) {
+            let up = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                let mut io = TokioIo::new(up.await.unwrap());
+                let mut buf = [0u8; 5];
+                io.read_exact(&mut buf).await.unwrap();
+                io.write_all(&buf).await.unwrap();
+            });
+            return Response::builder()
+                .status(StatusCode::SWITCHING_PROTOCOLS)
+                .header("upgrade", "websocket")
+                .header("connection", "upgrade")
+                .body(Full::new(Bytes::new()).map_err(|n| match n {}).boxed())
+                .unwrap();
+        }
+        let auth = req
+            .headers()
+            .get("authorization")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let host = req
+            .headers()
+            .get(HOST)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        full(
+            StatusCode::OK,
+            "text/plain",
+            format!("{host} {} {auth}", req.uri()),
+        )
     }
 
-    #[tokio::test]
-    async fn requests_and_websockets_reach_the_ide_with_its_token() {
+    async fn ide_on_tcp() -> Upstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, ide));
+        Upstream::Tcp(addr)
+    }
+
+    /// The same IDE on a unix socket (code-server and Xpra listen on one: ide.rs).
+    async fn ide_on_unix(dir: &std::path::Path) -> Upstream {
+        let path = dir.join("ide.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(|req| async move {
+                        Ok::<_, std::convert::Infallible>(ide(req).await)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        Upstream::Unix(path)
+    }
+
+    async fn requests_and_websockets_reach(upstream: Upstream, host: &str) {
         let target = Target {
-            addr: ide().await,
+            upstream,
             strip_prefix: Some("/connect/st-1/".into()),
             headers: vec![(
                 HeaderName::from_static("authorization"),
@@ -373,7 +398,15 @@ mod tests {
             .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
-        assert!(out.ends_with("/lab?x=1 token secret"), "{out}");
+        assert!(out.ends_with("h /lab?x=1 token secret"), "{out}");
+        // HTTP/1.0 without a Host: the IDE gets one.
+        let mut s = TcpStream::connect(front).await.unwrap();
+        s.write_all(b"GET /connect/st-1/ HTTP/1.0\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        assert!(out.ends_with(&format!("{host} / token secret")), "{out}");
 
         let mut s = TcpStream::connect(front).await.unwrap();
         s.write_all(b"GET /connect/st-1/ws HTTP/1.1\r\nhost: h\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n")
@@ -386,7 +419,20 @@ mod tests {
         let mut echo = [0u8; 5];
         s.read_exact(&mut echo).await.unwrap();
         assert_eq!(&echo, b"hello");
-        assert!(probe(target.addr, "/", &[]).await);
+        assert!(probe(&target.upstream, "/", &[]).await);
+    }
+
+    #[tokio::test]
+    async fn requests_and_websockets_reach_the_ide_with_its_token() {
+        let tcp = ide_on_tcp().await;
+        let host = tcp.host();
+        requests_and_websockets_reach(tcp, &host).await;
+    }
+
+    #[tokio::test]
+    async fn an_ide_on_a_unix_socket_is_reached_the_same_way() {
+        let dir = tempfile::tempdir().unwrap();
+        requests_and_websockets_reach(ide_on_unix(dir.path()).await, "localhost").await;
     }
 
     #[test]
@@ -461,6 +507,8 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        assert!(!probe(addr, "/", &[]).await);
+        assert!(!probe(&Upstream::Tcp(addr), "/", &[]).await);
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!probe(&Upstream::Unix(dir.path().join("none.sock")), "/", &[]).await);
     }
 }

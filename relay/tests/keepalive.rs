@@ -163,7 +163,7 @@ async fn agent_port(ide: SocketAddr) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let target = Target {
-        addr: ide,
+        upstream: studios_agent::upstream::Upstream::Tcp(ide),
         strip_prefix: None,
         headers: vec![],
     };
