@@ -17,7 +17,9 @@
 # CONNECT_URL_PATTERN (default: that port's /connect/{studioId}/), SUBMIT_GRACE_SECONDS,
 # AGENT_REPORT_SECONDS (1), STOP_GRACE_SECONDS (120),
 # STUDIOS_LOCAL_SESSIONS_DIR (sessions' workspaces and agent logs; a temp dir),
-# STUDIOS_AGENT_BIN (the studio agent; built beside studios-local). Data lives in the
+# STUDIOS_AGENT_BIN (the studio agent; built beside studios-local), STUDIOS_LOCAL_SESSIONS
+# (process; container = each session in its template's image under Docker, built by
+# infra/images.sh). Data lives in the
 # emulator's memory: gone when it stops.
 set -euo pipefail
 started_ms=$(date +%s%3N)
@@ -48,7 +50,19 @@ STUDIOS_LOCAL_QUEUE=$("$VENV/bin/python" "$STUDIOS_ROOT/infra/local-setup.py")
 port="${STUDIOS_PORT:-3000}"
 export TABLE_NAME="${TABLE_NAME:-studios-local}"
 export PLATFORM_ADMINS="${STUDIOS_ADMIN:-alice}"
-# No images run locally (sessions are processes): the templates name their Dockerfiles.
+# Sessions as containers (STUDIOS_LOCAL_SESSIONS=container, as CI's container tests run
+# it): the template images built here (infra/images.sh; cached after the first build),
+# with this checkout's agent mounted in. As processes (the default) no image runs: the
+# templates name their Dockerfiles.
+if [ "${STUDIOS_LOCAL_SESSIONS:-process}" = container ]; then
+  STUDIO_AGENT_BIN="$STUDIOS_ROOT/target/debug/studio-agent" \
+    STUDIO_RELAY_BIN="$STUDIOS_ROOT/target/debug/studio-relay" \
+    "$STUDIOS_ROOT/infra/images.sh" build jupyter vscode xpra rstudio >&2
+  for kind in jupyter rstudio vscode xpra; do
+    var="TEMPLATE_IMAGE_${kind^^}"
+    [ -n "${!var:-}" ] || export "$var=studios-$kind:local"
+  done
+fi
 export TEMPLATE_IMAGE_JUPYTER="${TEMPLATE_IMAGE_JUPYTER:-images/jupyter/Dockerfile}"
 export TEMPLATE_IMAGE_RSTUDIO="${TEMPLATE_IMAGE_RSTUDIO:-images/rstudio/Dockerfile}"
 export TEMPLATE_IMAGE_VSCODE="${TEMPLATE_IMAGE_VSCODE:-images/vscode/Dockerfile}"
@@ -68,6 +82,9 @@ channel_dir="$(mktemp -d)/conda-channel"
 export STUDIO_CONDA_CHANNELS="${STUDIO_CONDA_CHANNELS:-$channel_dir}"
 export STUDIO_CONDA_COMMAND="${STUDIO_CONDA_COMMAND:-$STUDIOS_ROOT/infra/conda-create.py}"
 export STUDIO_MOUNT_COMMAND="${STUDIO_MOUNT_COMMAND:-$STUDIOS_ROOT/infra/mount-stand-in.py}"
+# What session containers see of this machine, read-only at the same paths: the conda
+# channel and the stand-ins for micromamba and mount-s3 (infra/).
+export STUDIOS_LOCAL_CONTAINER_VOLUMES="${STUDIOS_LOCAL_CONTAINER_VOLUMES:-$STUDIOS_ROOT/infra:$(dirname "$channel_dir")}"
 export STUDIOS_LOCAL_STARTED_MS="$started_ms"
 
 "$bin" serve "$port"

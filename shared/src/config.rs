@@ -97,8 +97,10 @@ impl Default for AgentSettings {
 
 impl Config {
     /// A running studio's connect (share) link; `None` when the stack has no way for a
-    /// browser to reach a session (no relay, no pattern).
+    /// browser to reach a session: sessions listen only on their own loopback and open
+    /// no inbound port, so without the relay's tunnel (`RELAY_TUNNEL_ADDR`) no URL works.
     pub fn connect_url(&self, workspace_id: &str, studio_id: &str) -> Option<String> {
+        self.relay_tunnel_addr.as_ref()?;
         self.connect_url_pattern.as_ref().map(|p| {
             p.replace("{workspaceId}", workspace_id)
                 .replace("{studioId}", studio_id)
@@ -272,6 +274,7 @@ mod tests {
         let mut pairs = IMAGES.to_vec();
         pairs.extend([
             ("TABLE_NAME", "t"),
+            ("RELAY_TUNNEL_ADDR", "tls://relay.example.org:8443"),
             ("PLATFORM_ADMINS", " a, b ,,"),
             ("EVENT_BUS_NAME", "bus"),
             (

@@ -262,7 +262,7 @@ impl fmt::Display for Conflict {
             ),
             Conflict::IdTaken { kind } => write!(f, "a {kind} with this id exists"),
             Conflict::ConnectUnavailable => f.write_str(
-                "this Studios stack runs no connect relay (its RelayDomain parameter is empty) and has no ConnectUrlPattern, so no browser can reach a session; ask the platform team to deploy the relay (docs/deploy.md)",
+                "this Studios stack runs no connect relay (its RelayDomain parameter is empty), so no browser can reach a session; ask the platform team to deploy the relay (docs/deploy.md)",
             ),
         }
     }

@@ -420,14 +420,14 @@ async fn connect_links_are_signed_for_the_user_studio_and_session() {
     .is_ok());
 }
 
-/// A stack without a connect relay (and no URL pattern of its own) says so: connect is a
-/// 409 naming the missing relay, nothing is recorded, the view has no URL, and the job
-/// gets no connect settings (nothing could reach its agent anyway).
+/// A stack without a connect relay says so: connect is a 409 naming the missing relay,
+/// nothing is recorded, the view has no URL, and the job gets no connect settings —
+/// even with a URL pattern set, since sessions open no inbound port (nothing but the
+/// relay's tunnel reaches their agent).
 #[tokio::test]
 async fn without_a_relay_connect_says_so_instead_of_a_dead_link() {
     let mut t = TestApp::new().await;
     t.app.config = Arc::new(studios_shared::Config {
-        connect_url_pattern: None,
         relay_tunnel_addr: None,
         ..(*t.app.config).clone()
     });
