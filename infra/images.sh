@@ -146,11 +146,12 @@ ensure_binaries() {
 
 # build TAG DOCKERFILE [ARGS…]: one image, context the repository root, timed.
 build() {
-  local tag="$1" file="$2" started=$SECONDS
+  local tag="$1" file="$2" started=$SECONDS buildlog
   shift 2
+  buildlog="$state/build-$(tr '/:' '--' <<<"$tag").log"
   log "building $tag"
-  if ! docker build -q -t "$tag" -f "$file" "$@" "$root" >"$state/build.log" 2>&1; then
-    tail -n 40 "$state/build.log" >&2
+  if ! docker build --force-rm -t "$tag" -f "$file" "$@" "$root" >"$buildlog" 2>&1; then
+    tail -n 40 "$buildlog" >&2
     die "building $tag failed"
   fi
   log "$tag built in $((SECONDS - started)) s"

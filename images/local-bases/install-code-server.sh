@@ -45,10 +45,13 @@ mkdir -p "$cache" "$work/rg"
 cp /usr/bin/rg "$work/rg/rg"
 tar -czf "$cache/ripgrep-${rg_release}-x86_64-unknown-linux-musl.tar.gz" -C "$work/rg" rg
 
-mkdir -p /usr/local/lib/code-server
-cd /usr/local/lib/code-server
+# Its own project directory, with a package.json: npm looks upwards for the project an
+# install belongs to, and would otherwise take /usr/local/lib (npm's own node_modules).
+mkdir -p /opt/code-server
+cd /opt/code-server
+echo '{"name": "studios-code-server", "private": true}' >package.json
 npm install --unsafe-perm --no-fund --no-audit "$work/code-server-${version}.tgz"
-ln -sf /usr/local/lib/code-server/node_modules/.bin/code-server /usr/local/bin/code-server
+ln -sf /opt/code-server/node_modules/.bin/code-server /usr/local/bin/code-server
 code-server --version
 
 npm cache clean --force
