@@ -480,6 +480,44 @@ pub fn chown_workspace(workspace: &Path, user: &User) -> Result<u64, String> {
     Ok(count)
 }
 
+/// The processes of session `sid`, from /proc. The IDE runs as the leader of a session
+/// of its own (setsid): what it starts stays in it even in a process group of its own,
+/// as Xpra's Xvfb is (Xpra starts it with setpgrp), unless it starts a session itself.
+pub fn session_members(sid: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| session_of(&stat))
+                == Some(sid)
+        })
+        .collect()
+}
+
+/// The session id in a /proc/<pid>/stat line: the 6th field, counted after the command
+/// name's closing parenthesis (the name may hold spaces and parentheses).
+fn session_of(stat: &str) -> Option<i32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Sends `signal` to every process of session `sid`; how many there were.
+pub fn signal_session(sid: i32, signal: i32) -> usize {
+    let members = session_members(sid);
+    for pid in &members {
+        // SAFETY: kill(2) on a process id; no memory is involved.
+        unsafe {
+            libc::kill(*pid, signal);
+        }
+    }
+    members.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -716,6 +754,57 @@ mod tests {
         }
         // A template whose image has no such user runs the IDE as the agent.
         assert_eq!(resolve_user("xpra", None).unwrap(), None);
+    }
+
+    #[test]
+    fn a_session_is_found_and_ended_with_what_it_started_in_other_groups() {
+        assert_eq!(session_of("7 (a (b) c) S 1 7 42 0 -1"), Some(42));
+        assert_eq!(session_of("garbage"), None);
+        // A session leader whose child moves to a process group of its own (as Xvfb
+        // under Xpra), both still in the session.
+        let mut leader = std::process::Command::new("/bin/sh");
+        leader.args(["-c", "perl -e 'setpgrp(0, 0); sleep 30' & sleep 30"]);
+        // SAFETY: setsid(2) in the child before exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            leader.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let mut child = leader.spawn().unwrap();
+        let sid = child.id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let two_groups = |sid: i32| {
+            let groups: std::collections::HashSet<i32> = session_members(sid)
+                .iter()
+                .map(|p| unsafe { libc::getpgid(*p) })
+                .collect();
+            groups.len() >= 2
+        };
+        while !(session_members(sid).len() >= 2 && two_groups(sid))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let members = session_members(sid);
+        assert!(members.len() >= 2, "{members:?}");
+        assert!(two_groups(sid), "one process group only: {members:?}");
+        assert!(signal_session(sid, libc::SIGKILL) >= 2);
+        child.wait().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !session_members(sid).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // Killed ones that nobody reaped yet are zombies: none may be alive.
+        let alive: Vec<i32> = session_members(sid)
+            .into_iter()
+            .filter(|p| {
+                !std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .is_ok_and(|s| s[s.rfind(')').unwrap() + 1..].trim_start().starts_with('Z'))
+            })
+            .collect();
+        assert!(alive.is_empty(), "{alive:?}");
     }
 
     #[test]

@@ -255,10 +255,20 @@ async fn run(config: Config) -> i32 {
         // The agent's own secrets stay with the agent (the IDE's terminals see the rest).
         .env_remove("STUDIO_AGENT_TOKEN")
         .env_remove("STUDIO_RELAY_TOKEN")
-        .process_group(0)
         .kill_on_drop(true);
     if let Some(user) = &plan.run_as {
         command.uid(user.uid).gid(user.gid);
+    }
+    // A session of its own (and so a process group): the stop reaches everything the IDE
+    // started, also what it put in other process groups (Xpra's Xvfb).
+    // SAFETY: setsid(2) between fork and exec, async-signal-safe; no memory is touched.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
     tracing::info!(program = plan.program, upstream = %plan.upstream, user = plan.run_as.as_ref().map(|u| u.name.as_str()), "starting the IDE");
     let mut child = match command.spawn() {
@@ -269,6 +279,7 @@ async fn run(config: Config) -> i32 {
                 .await
         }
     };
+    let ide_session = child.id().map(|pid| pid as i32);
     let headers: Vec<(HeaderName, HeaderValue)> = plan
         .headers
         .iter()
@@ -386,6 +397,7 @@ async fn run(config: Config) -> i32 {
         tokio::select! {
             status = child.wait() => {
                 let reason = format!("the IDE exited before it was ready ({})", describe(status));
+                end_ide_session(ide_session);
                 return save_and_end(&session, &index, 1, Some(reason)).await;
             }
             _ = sigterm.recv() => return save_and_end(&session, &index, 0, None).await,
@@ -423,6 +435,7 @@ async fn run(config: Config) -> i32 {
         tokio::select! {
             status = child.wait() => {
                 let reason = format!("the IDE exited ({})", describe(status));
+                end_ide_session(ide_session);
                 return save_and_end(&session, &index, 1, Some(reason)).await;
             }
             _ = sigterm.recv() => {
@@ -523,21 +536,32 @@ async fn fail_early(config: &Config, code: i32, reason: String) -> i32 {
     code
 }
 
-/// SIGTERM to the IDE's process group, SIGKILL after 5 s.
+/// SIGTERM to every process of the IDE's session, SIGKILL to what is left of it once
+/// the IDE has ended or after 5 s.
 async fn stop_ide(child: &mut tokio::process::Child) {
-    if let Some(pid) = child.id() {
-        // SAFETY: kill(2) on the IDE's own process group; no memory is involved.
-        unsafe {
-            libc::kill(-(pid as i32), libc::SIGTERM);
-        }
+    let sid = child.id().map(|pid| pid as i32);
+    if let Some(sid) = sid {
+        ide::signal_session(sid, libc::SIGTERM);
         if tokio::time::timeout(Duration::from_secs(5), child.wait())
             .await
-            .is_ok()
+            .is_err()
         {
-            return;
+            let _ = child.kill().await;
+        }
+    } else {
+        let _ = child.kill().await;
+    }
+    end_ide_session(sid);
+}
+
+/// What the IDE started and left behind when it ended (SIGKILL).
+fn end_ide_session(sid: Option<i32>) {
+    if let Some(sid) = sid {
+        let left = ide::signal_session(sid, libc::SIGKILL);
+        if left > 0 {
+            tracing::info!(processes = left, "ended what the IDE left running");
         }
     }
-    let _ = child.kill().await;
 }
 
 fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {

@@ -13,7 +13,9 @@ run (infra/run-local.sh on a free port), as README says a user would:
 - The other IDEs the local run installs, each opened through a connect link until its
   UI is drawn, with a screenshot in the folder printed at the end: code-server (its
   workbench) and Xpra (its HTML5 client's window canvas, painted), two Xpra studios at
-  once (each its own X display). For each of jupyter, vscode and xpra: the time from
+  once (each its own X display); neither IDE, nor anything it started, listens on a TCP
+  port (their unix sockets only; JupyterLab's loopback port shows the check sees one);
+  once the local run stops, no process of its sessions is left (Xvfb included). For each of jupyter, vscode and xpra: the time from
   the studio's `session.ready` (as the API reports it, polled every 0.1 s) to the UI
   drawn (docs/performance.md).
 
@@ -97,11 +99,62 @@ async () => {
 """
 
 
+def tcp_listeners(workspace):
+    """The processes working in `workspace` (the IDE and its children) and the TCP ports
+    they listen on, from /proc: ([pid, …], [(pid, command), …])."""
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A":  # LISTEN
+                    listening.add(fields[9])  # the socket's inode
+    pids, found = [], []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if not os.readlink(f"/proc/{pid}/cwd").startswith(workspace):
+                continue
+            pids.append(pid)
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:[") and target[8:-1] in listening:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        found.append((pid, f.read().replace(b"\0", b" ").decode()[:80]))
+        except OSError:
+            continue
+    return pids, found
+
+
 def main():
     sessions = tempfile.mkdtemp(prefix="studios-browser-sessions-")
     settings = {"STUDIOS_LOCAL_JOB_DELAY_MS": "200", "STUDIOS_LOCAL_SESSIONS_DIR": sessions}
     with local_run(settings) as (port, _):
         run(Api(f"http://127.0.0.1:{port}"), sessions)
+    # Stopping the local run stops its sessions' IDEs and all they started (Xpra's Xvfb
+    # runs in a process group of its own).
+    deadline = time.time() + 20
+    while live_processes_in(sessions) and time.time() < deadline:
+        time.sleep(0.5)
+    left = live_processes_in(sessions)
+    assert not left, f"still running after the local run stopped: {left}"
+    print("no IDE process left after the local run stopped")
+
+
+def live_processes_in(root):
+    """Processes (not zombies) working under `root`: pid and command."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if not os.readlink(f"/proc/{pid}/cwd").startswith(root):
+                continue
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                found.append((pid, f.read().replace(b"\0", b" ").decode()[:80]))
+        except OSError:
+            continue
+    return found
 
 
 def run(api, sessions):
@@ -203,11 +256,29 @@ def run(api, sessions):
             def xpra_window(page):
                 page.wait_for_function(XPRA_WINDOW_PAINTED, timeout=120000, polling=100)
 
-            _, _, ready_to_drawn["vscode"] = drawn("vscode", "vscode", workbench)
-            _, first_xpra, ready_to_drawn["xpra"] = drawn("xpra", "xpra", xpra_window)
+            def workspace(studio):
+                _, st = api.call(bob, "GET", f"/workspaces/{ws}/studios/{studio}")
+                return os.path.join(sessions, st["session"]["jobId"], "workspace")
+
+            vscode, _, ready_to_drawn["vscode"] = drawn("vscode", "vscode", workbench)
+            xpra, first_xpra, ready_to_drawn["xpra"] = drawn("xpra", "xpra", xpra_window)
             # A second Xpra session on the same host while the first one runs.
-            _, _, results["second xpra drawn (s)"] = drawn("xpra", "xpra-second", xpra_window)
+            xpra2, _, results["second xpra drawn (s)"] = drawn("xpra", "xpra-second", xpra_window)
             results["first xpra still painted"] = first_xpra.evaluate(XPRA_WINDOW_PAINTED)
+            # Each its own X display (Xpra's log, in the agent's).
+            displays = set()
+            for studio in (xpra, xpra2):
+                log = os.path.join(os.path.dirname(workspace(studio)), "agent.log")
+                with open(log) as f:
+                    displays |= {line.split("X11 display ")[1].split()[0]
+                                 for line in f if "connected to X11 display" in line}
+            results["xpra displays"] = sorted(displays)
+            # code-server and Xpra (and what they started) listen on no TCP port: only
+            # their unix sockets; JupyterLab's loopback port shows the check sees ports.
+            for name, studio in (("vscode", vscode), ("xpra", xpra), ("jupyter", lab)):
+                pids, ports = tcp_listeners(workspace(studio))
+                assert pids, f"no process of the {name} studio found"
+                results[f"{name} TCP listeners"] = len(ports)
         finally:
             browser.close()
     results["session.ready to UI drawn (s)"] = ready_to_drawn
@@ -215,10 +286,13 @@ def run(api, sessions):
     print(f"screenshots: {shots}")
     expected = {"no link": 401, "used link": 403, "other studio's link": 403,
                 "save beside a .~ directory": 200, "saved content": "second",
-                "first xpra still painted": True}
+                "first xpra still painted": True,
+                "vscode TCP listeners": 0, "xpra TCP listeners": 0}
     for k, v in expected.items():
         assert results[k] == v, (k, results)
     assert set(ready_to_drawn) == {"jupyter", "vscode", "xpra"}, ready_to_drawn
+    assert len(results["xpra displays"]) == 2, results
+    assert results["jupyter TCP listeners"] >= 1, results
     print("browser connect test passed")
 
 
