@@ -19,7 +19,7 @@
 # STUDIOS_LOCAL_SESSIONS_DIR (sessions' workspaces and agent logs; a temp dir),
 # STUDIOS_AGENT_BIN (the studio agent; built beside studios-local), STUDIOS_LOCAL_SESSIONS
 # (process; container = each session in its template's image under Docker, built by
-# infra/images.sh). Data lives in the
+# infra/images.sh), STUDIOS_LOCAL_IMAGES (the templates built for it: all four). Data lives in the
 # emulator's memory: gone when it stops.
 set -euo pipefail
 started_ms=$(date +%s%3N)
@@ -57,7 +57,7 @@ export PLATFORM_ADMINS="${STUDIOS_ADMIN:-alice}"
 if [ "${STUDIOS_LOCAL_SESSIONS:-process}" = container ]; then
   STUDIO_AGENT_BIN="$STUDIOS_ROOT/target/debug/studio-agent" \
     STUDIO_RELAY_BIN="$STUDIOS_ROOT/target/debug/studio-relay" \
-    "$STUDIOS_ROOT/infra/images.sh" build jupyter vscode xpra rstudio >&2
+    "$STUDIOS_ROOT/infra/images.sh" build ${STUDIOS_LOCAL_IMAGES:-jupyter vscode xpra rstudio} >&2
   for kind in jupyter rstudio vscode xpra; do
     var="TEMPLATE_IMAGE_${kind^^}"
     [ -n "${!var:-}" ] || export "$var=studios-$kind:local"

@@ -22,13 +22,23 @@ pub struct ContainerRun {
     pub environment: Vec<(String, String)>,
 }
 
+/// The resources a job was submitted with (its `containerOverrides`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resources {
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    pub gpus: u32,
+}
+
 /// The `docker run` of a job: `definition` is the job definition's container as
-/// registered, `job` the job's container as DescribeJobs shows it (the job's resource
-/// overrides and environment). `None` without an image.
+/// registered, `job` the job's container as DescribeJobs shows it (its environment and,
+/// on AWS, its resources), `submitted` the resources the job was submitted with, which
+/// win (the emulator's DescribeJobs shows the definition's). `None` without an image.
 pub fn container_run(
     name: &str,
     definition: &ContainerProperties,
     job: Option<&ContainerDetail>,
+    submitted: Option<Resources>,
 ) -> Option<ContainerRun> {
     let image = definition.image()?.to_string();
     // Batch on EC2 runs simple jobs with host networking (docs/agent.md, "Networking").
@@ -78,6 +88,14 @@ pub fn container_run(
     }
     // The job's own resources (its overrides) win over the definition's defaults.
     let resource = |kind: ResourceType| {
+        let asked = submitted.map(|r| match kind {
+            ResourceType::Vcpu => r.vcpus.to_string(),
+            ResourceType::Memory => r.memory_mib.to_string(),
+            _ => r.gpus.to_string(),
+        });
+        if asked.is_some() {
+            return asked;
+        }
         job.map(|c| c.resource_requirements())
             .into_iter()
             .flatten()
@@ -282,7 +300,7 @@ mod tests {
                     .build(),
             )
             .build();
-        let run = container_run("job-1", &definition, Some(&job)).unwrap();
+        let run = container_run("job-1", &definition, Some(&job), None).unwrap();
         assert_eq!(run.image, "studios-jupyter:local");
         assert_eq!(
             run.args.join(" "),
@@ -299,10 +317,21 @@ mod tests {
             .resource_requirements(requirement(ResourceType::Vcpu, "2"))
             .resource_requirements(requirement(ResourceType::Memory, "4096"))
             .build();
-        let run = container_run("j", &definition, None).unwrap();
+        let run = container_run("j", &definition, None, None).unwrap();
         assert_eq!(
             run.args.join(" "),
             "--rm --name j --network host --cpus 2 --memory 4096m"
+        );
+        // What the job was submitted with wins over what DescribeJobs shows.
+        let asked = Resources {
+            vcpus: 4,
+            memory_mib: 16384,
+            gpus: 1,
+        };
+        let run = container_run("j", &definition, None, Some(asked)).unwrap();
+        assert_eq!(
+            run.args.join(" "),
+            "--rm --name j --network host --cpus 4 --memory 16384m --gpus 1"
         );
     }
 

@@ -102,7 +102,9 @@ impl StreamReader {
 }
 
 enum Simulate {
-    Submitted(String),
+    /// The job and the resources it was submitted with (the emulator's DescribeJobs
+    /// shows the definition's, not the job's overrides).
+    Submitted(String, crate::containers::Resources),
     Terminated(String),
 }
 
@@ -127,7 +129,12 @@ impl Compute for LocalBatch {
     }
     async fn submit(&self, job: &JobSpec) -> Result<String, SubmitError> {
         let id = self.inner.submit(job).await?;
-        let _ = self.tx.send(Simulate::Submitted(id.clone()));
+        let resources = crate::containers::Resources {
+            vcpus: job.vcpus,
+            memory_mib: job.memory_mib,
+            gpus: job.gpus,
+        };
+        let _ = self.tx.send(Simulate::Submitted(id.clone(), resources));
         Ok(id)
     }
     async fn terminate(&self, job_id: &str, reason: &str) -> studios_shared::Result<()> {
@@ -340,7 +347,7 @@ impl Simulator {
         }
     }
 
-    async fn submitted(&self, id: String) {
+    async fn submitted(&self, id: String, resources: crate::containers::Resources) {
         // Batch itself sends no event for SUBMITTED; the simulation does, harmlessly, so
         // the whole sequence can be watched.
         self.deliver(&id, "SUBMITTED", None, None).await;
@@ -355,11 +362,11 @@ impl Simulator {
                 _ => self.advance(&id, status).await,
             }
         }
-        self.run_agent(&id).await;
+        self.run_agent(&id, resources).await;
     }
 
     /// Runs the session: the studio agent with the job's environment, until it exits.
-    async fn run_agent(&self, id: &str) {
+    async fn run_agent(&self, id: &str, resources: crate::containers::Resources) {
         let Some(binary) = &self.agent else {
             return;
         };
@@ -385,7 +392,7 @@ impl Simulator {
         let log = std::fs::File::create(dir.join("agent.log"));
         if self.containers {
             let code = self
-                .run_container(id, &job, &dir, port, binary, log.ok())
+                .run_container(id, &job, resources, &dir, port, binary, log.ok())
                 .await;
             return self.job_ended(id, code).await;
         }
@@ -431,6 +438,7 @@ impl Simulator {
         &self,
         id: &str,
         job: &aws_sdk_batch::types::JobDetail,
+        resources: crate::containers::Resources,
         dir: &std::path::Path,
         port: u16,
         agent: &std::path::Path,
@@ -447,8 +455,20 @@ impl Simulator {
                 .and_then(|out| out.job_definitions().first().cloned()),
             None => None,
         };
+        // Batch places a job on an instance with the vCPUs it asks for; Docker refuses
+        // more than this machine has, so the local run caps the CPUs at its own.
+        let host = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        let resources = crate::containers::Resources {
+            vcpus: resources.vcpus.min(host),
+            ..resources
+        };
         let run = definition.as_ref().and_then(|d| {
-            crate::containers::container_run(id, d.container_properties()?, job.container())
+            crate::containers::container_run(
+                id,
+                d.container_properties()?,
+                job.container(),
+                Some(resources),
+            )
         });
         let Some(mut run) = run else {
             self.end_job(id, "FAILED", "the job definition has no container", 127)
@@ -606,7 +626,7 @@ pub fn local_stack(sdk: &aws_config::SdkConfig, app: App, simulation: Simulation
             let sim = simulator.clone();
             tokio::spawn(async move {
                 match cmd {
-                    Simulate::Submitted(id) => sim.submitted(id).await,
+                    Simulate::Submitted(id, resources) => sim.submitted(id, resources).await,
                     Simulate::Terminated(id) => sim.terminated(id).await,
                 }
             });
