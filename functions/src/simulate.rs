@@ -295,6 +295,15 @@ fn stands_in(template: &str, path: &str) -> bool {
     !ide_program(template).is_some_and(|p| on_path(p, path))
 }
 
+/// Where a session runs on this machine: its directory (log, environment file), the
+/// agent's port, the agent binary and its log.
+struct Place<'a> {
+    dir: &'a std::path::Path,
+    port: u16,
+    agent: &'a std::path::Path,
+    log: Option<std::fs::File>,
+}
+
 struct Simulator {
     app: App,
     step: std::time::Duration,
@@ -392,7 +401,17 @@ impl Simulator {
         let log = std::fs::File::create(dir.join("agent.log"));
         if self.containers {
             let code = self
-                .run_container(id, &job, resources, &dir, port, binary, log.ok())
+                .run_container(
+                    id,
+                    &job,
+                    resources,
+                    Place {
+                        dir: &dir,
+                        port,
+                        agent: binary,
+                        log: log.ok(),
+                    },
+                )
                 .await;
             return self.job_ended(id, code).await;
         }
@@ -439,11 +458,14 @@ impl Simulator {
         id: &str,
         job: &aws_sdk_batch::types::JobDetail,
         resources: crate::containers::Resources,
-        dir: &std::path::Path,
-        port: u16,
-        agent: &std::path::Path,
-        log: Option<std::fs::File>,
+        place: Place<'_>,
     ) -> i32 {
+        let Place {
+            dir,
+            port,
+            agent,
+            log,
+        } = place;
         let definition = match job.job_definition() {
             Some(arn) => self
                 .batch
