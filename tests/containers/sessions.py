@@ -127,11 +127,14 @@ def run(base, times):
         assert job in containers(), (job, containers())
         return job
 
-    # A studio with 3 CPUs and 3 GiB: its container is what the job definition and the
-    # job's resources say.
+    # A studio with 3 CPUs and 3 GiB, a conda package and the reads mounted: its
+    # container is what the job definition and the job's resources say.
+    _, links = bob.call("GET", f"/workspaces/{ws}/data-links")
+    reads = next(x["id"] for x in links["dataLinks"] if x["name"] == "reads")
     status, st = bob.call("POST", f"/workspaces/{ws}/studios?autoStart=true",
                           {"name": "in a box", "computeEnvId": ce, "template": {"kind": "jupyter"},
-                           "resources": {"cpus": 3, "memoryMiB": 3072}})
+                           "resources": {"cpus": 3, "memoryMiB": 3072},
+                           "condaPackages": ["plot-helper=0.3"], "mounts": [{"dataLinkId": reads}]})
     assert status == 202, st
     sid = st["id"]
     times["add and start → ready (s)"] = ready(sid)
@@ -141,6 +144,13 @@ def run(base, times):
     # (CPUs capped at this machine's: Docker refuses more; Batch would place the job on
     # an instance with enough.)
     assert seen == ("host", True, 4096 << 20, 3072 << 20, min(3, os.cpu_count()) * 10**9), seen
+    # A session with mounts: /dev/fuse and SYS_ADMIN (Batch makes it privileged; this
+    # sandbox refuses --privileged, and mount-s3 needs no more); its conda environment
+    # and its mounted data inside the container.
+    devices = [d["PathOnHost"] for d in inspect["Devices"] or []]
+    assert devices == ["/dev/fuse"] and inspect["CapAdd"] in (["SYS_ADMIN"], ["CAP_SYS_ADMIN"]), (devices, inspect["CapAdd"])
+    inside = docker("exec", box, "sh", "-c", "ls /workspace/data/reads; ls /workspace/.studio/conda/*/bin")
+    assert "plot-helper" in inside and "sample-1" in inside, inside
 
     # stop → start keeps a file.
     lab = link(sid)
@@ -179,7 +189,7 @@ def run(base, times):
 
     # Two sessions on one host network: the clone of the first checkpoint, beside it.
     status, clone = bob.call("POST", f"/workspaces/{ws}/studios/{sid}/clone",
-                             {"name": "in a box, again", "checkpointId": checkpoint, "autoStart": True})
+                             {"name": "in a box, again", "checkpointId": checkpoint, "autoStart": True, "mounts": []})
     assert status in (201, 202), clone
     times["clone → ready (s)"] = ready(clone["id"])
     other = link(clone["id"])
