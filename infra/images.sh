@@ -16,7 +16,8 @@
 #
 # Settings: STUDIO_AGENT_BIN, STUDIO_RELAY_BIN — use these binaries (e.g. the debug ones
 # infra/test.sh builds: target/debug/studio-agent) instead of building the release ones
-# with images/build-binaries.sh; STUDIOS_BASE_REFRESH=1 — make the Debian base again.
+# with images/build-binaries.sh; STUDIOS_BASE_REFRESH=1 — make the Debian base again;
+# STUDIOS_IMAGES_SMOKE=0 — build without the smoke tests.
 #
 # Images: studios-base:bookworm (the debootstrapped base), studios-local-base/<kind>
 # (the stand-ins), studios-<kind>:local (the template images, as the job definitions
@@ -60,7 +61,8 @@ stop_engine() {
   [ -f "$state/dockerd.pid" ] || return 0
   pid="$(cat "$state/dockerd.pid")"
   rm -f "$state/dockerd.pid"
-  if kill -0 "$pid" 2>/dev/null; then
+  # Only that process, and only while it is still a dockerd (not a reused pid).
+  if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ]; then
     log "stopping dockerd (pid $pid)"
     kill "$pid"
     for _ in $(seq 1 60); do
@@ -133,12 +135,18 @@ place() {
   [ "$1" -ef "$dest" ] || install -m 755 "$1" "$dest"
 }
 
+# ensure_binaries KIND…: the binaries those images copy in (the relay's only for relay).
 ensure_binaries() {
+  local want_relay=""
+  [[ " $* " == *" relay "* ]] && want_relay=yes
   mkdir -p "$root/images/bin/amd64"
-  if [ -n "${STUDIO_AGENT_BIN:-}" ] || [ -n "${STUDIO_RELAY_BIN:-}" ]; then
-    [ -x "${STUDIO_AGENT_BIN:-}" ] || die "STUDIO_AGENT_BIN (${STUDIO_AGENT_BIN:-unset}) is not an executable"
+  if [ -n "${STUDIO_AGENT_BIN:-}" ]; then
+    [ -x "$STUDIO_AGENT_BIN" ] || die "STUDIO_AGENT_BIN ($STUDIO_AGENT_BIN) is not an executable"
     place "$STUDIO_AGENT_BIN" studio-agent
-    [ -z "${STUDIO_RELAY_BIN:-}" ] || place "$STUDIO_RELAY_BIN" studio-relay
+    if [ -n "$want_relay" ]; then
+      [ -x "${STUDIO_RELAY_BIN:-}" ] || die "building relay with STUDIO_AGENT_BIN needs STUDIO_RELAY_BIN too"
+      place "$STUDIO_RELAY_BIN" studio-relay
+    fi
   else
     "$root/images/build-binaries.sh" amd64
   fi
@@ -169,7 +177,7 @@ stand_in() {
 
 # Build-time settings for building here: mount-s3 and micromamba come from download sites
 # this machine does not reach (images/install-runtime.sh leaves them out).
-local_args=(--build-arg TARGETARCH=amd64 --build-arg MOUNTPOINT_VERSION= --build-arg MICROMAMBA_VERSION=)
+local_args=(--build-arg MOUNTPOINT_VERSION= --build-arg MICROMAMBA_VERSION=)
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -249,15 +257,17 @@ smoke() {
 build_kinds() {
   local kinds=("$@") kind base
   [ ${#kinds[@]} -gt 0 ] || kinds=(jupyter rstudio vscode xpra relay)
+  for kind in "${kinds[@]}"; do
+    [ -f "$root/images/$kind/Dockerfile" ] || die "no image '$kind' (jupyter rstudio vscode xpra relay)"
+  done
   mkdir -p "$state"
   ensure_engine
   ensure_base
-  ensure_binaries
+  ensure_binaries "${kinds[@]}"
   for kind in "${kinds[@]}"; do
-    [ -f "$root/images/$kind/Dockerfile" ] || die "no image '$kind' (jupyter rstudio vscode xpra relay)"
     base="$(stand_in "$kind")"
     build "studios-$kind:local" "$root/images/$kind/Dockerfile" --build-arg "BASE=$base" "${local_args[@]}"
-    smoke "$kind" "studios-$kind:local"
+    [ "${STUDIOS_IMAGES_SMOKE:-1}" = 0 ] || smoke "$kind" "studios-$kind:local"
   done
 }
 
