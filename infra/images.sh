@@ -11,7 +11,7 @@
 #   infra/images.sh stop              stop the dockerd this script started, if it did
 #
 # The engine: Debian's docker.io is installed if dockerd is missing, and dockerd is
-# started only if no engine answers; its pid goes to run/images/dockerd.pid so that
+# started only if no engine answers; its pid goes to target/images/dockerd.pid so that
 # `stop` (or a caller's trap: `trap 'infra/images.sh stop' EXIT`) ends only that one.
 #
 # Settings: STUDIO_AGENT_BIN, STUDIO_RELAY_BIN — use these binaries (e.g. the debug ones
@@ -24,7 +24,7 @@
 # would run them).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-state="$root/run/images"
+state="$root/target/images"
 base_image=studios-base:bookworm
 export DOCKER_BUILDKIT=0
 log() { echo "images: $*" >&2; }
