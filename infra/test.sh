@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: template checks (cfn-lint, sam validate, IAM lint), unit tests,
 # integration tests against the local AWS emulator (moto behind a request lock, started
-# here on a free port and stopped afterwards), and a short soak of the local run.
+# here on a free port and stopped afterwards) with every AWS call checked against its
+# function's role, and on a full run the images built here, sessions as containers, the
+# browser test, the API fuzzing and a short soak of the local run.
 # Extra arguments go to `cargo test` (e.g. infra/test.sh -- studios::).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -18,17 +20,19 @@ ensure_ides
 "$VENV/bin/cfn-lint" template.yaml infra/alerts.yaml infra/registry.yaml infra/session-role.yaml
 SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" \
   "$VENV/bin/sam" validate --lint --template template.yaml
-# The template images' Dockerfiles (they are built by images/build-push.sh, not here).
-"$VENV/bin/hadolint" images/*/Dockerfile
+# The template images' Dockerfiles and the local stand-ins of their upstream bases
+# (built below on a full run, and for AWS by images/build-push.sh).
+"$VENV/bin/hadolint" images/*/Dockerfile images/local-bases/*.Dockerfile
 # Every IAM policy of the expanded stack through an IAM linter (AWS's reference data).
 "$VENV/bin/python" infra/iam-lint.py template.yaml infra/session-role.yaml | grep -v "^note "
 # The walkthrough test starts infra/run-local.sh, which builds this binary: build it now,
 # so that test does not compile while the others run.
-cargo build --locked --quiet -p studios-functions --bin studios-local -p studios-agent --bin studio-agent -p studios-cli --bin studios
+cargo build --locked --quiet -p studios-functions --bin studios-local -p studios-agent --bin studio-agent -p studios-relay --bin studio-relay -p studios-cli --bin studios
 # The API document the code derives is the committed docs/openapi.json, and valid.
 infra/openapi.sh --check
 iam_calls=$(mktemp)
-trap 'stop_emulator; rm -f "$iam_calls"' EXIT
+# A Docker engine this script started (for the images below) is stopped at the end too.
+trap 'stop_emulator; rm -f "$iam_calls"; infra/images.sh stop' EXIT
 start_emulator
 # The integration tests record every AWS call each function makes (tests/support/iam.rs).
 STUDIOS_IAM_CALLS="$iam_calls" cargo test --workspace --locked "$@"
@@ -43,6 +47,13 @@ if [ $# -eq 0 ]; then iam_scope=--expect-all; fi
 # emulator grows by more than 10 MB per 1,000 transactions or a lone request slows
 # down: docs/performance.md, "Soak").
 if [ $# -eq 0 ]; then
+  # The template images and the relay's, built here on a Debian base made with
+  # debootstrap (Docker's engine installed and started if absent; cached after the
+  # first build: docs/images.md), each smoke-tested; then sessions as real containers,
+  # as AWS Batch runs them on EC2 (tests/containers/sessions.py).
+  STUDIO_AGENT_BIN=target/debug/studio-agent STUDIO_RELAY_BIN=target/debug/studio-relay \
+    infra/images.sh build
+  "$VENV/bin/python" tests/containers/sessions.py
   # Connect in a real browser: JupyterLab through a connect link, a kernel over its
   # WebSocket, and the refusals (tests/browser/connect.py).
   "$VENV/bin/python" tests/browser/connect.py
