@@ -223,12 +223,13 @@ fn every_command_against_the_local_run() {
 
     let url = cli.run(&["connect", "cli qc"]);
     assert_eq!(url.code, 0, "{}", url.stderr);
+    // The connect relay's address (its own process and port, as on AWS), not the API's.
+    let link = url.stdout.trim();
     assert!(
-        url.stdout
-            .trim()
-            .starts_with(&format!("{}/connect/{id}/", cli.api_url)),
-        "{}",
-        url.stdout
+        link.starts_with("http://127.0.0.1:")
+            && link.contains(&format!("/connect/{id}/?studio_token="))
+            && !link.starts_with(&format!("{}/", cli.api_url)),
+        "{link}"
     );
     let mounts = cli.run(&["mounts", "-o", "json"]).json();
     assert_eq!(mounts["mounts"][0]["studio"]["id"], id.as_str());
