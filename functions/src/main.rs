@@ -72,7 +72,7 @@ async fn main() -> Result<(), Error> {
                         );
                         continue;
                     };
-                    if let Err(e) = studios_shared::cleanup::run_queued(app, &task).await {
+                    if let Err(e) = consumers::run_queued(app, &task).await {
                         tracing::warn!(message = id, error = %e, "clean-up step failed; retried");
                         failures.push(json!({ "itemIdentifier": id }));
                     }

@@ -178,16 +178,6 @@ pub async fn run(app: &App, task: &CleanupTask) -> Result<()> {
     Ok(())
 }
 
-/// The worker for any message of the queue.
-pub async fn run_queued(app: &App, task: &QueuedTask) -> Result<()> {
-    match task {
-        QueuedTask::Cleanup(task) => run(app, task).await,
-        QueuedTask::StopDeadline(deadline) => {
-            crate::sessions::on_stop_deadline(app, deadline).await
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

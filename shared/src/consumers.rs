@@ -257,3 +257,12 @@ pub async fn on_table_changes(app: &App, changes: &[Change]) -> Result<StreamRep
     }
     Ok(report)
 }
+
+/// The task queue's worker (`CLEANUP_HANDLER`): a clean-up step, or a stop's deadline.
+pub async fn run_queued(app: &App, task: &crate::cleanup::QueuedTask) -> Result<()> {
+    use crate::cleanup::QueuedTask;
+    match task {
+        QueuedTask::Cleanup(task) => crate::cleanup::run(app, task).await,
+        QueuedTask::StopDeadline(deadline) => on_stop_deadline(app, deadline).await,
+    }
+}

@@ -130,19 +130,7 @@ async fn an_agent_reports_ready_and_learns_of_a_stop_before_batch_ends_its_job()
 /// once the studio stopped (or started again) the same message changes nothing.
 #[tokio::test]
 async fn a_stop_terminates_the_job_at_its_grace_deadline_not_the_reconcilers_round() {
-    use studios_shared::cleanup::{run_queued, QueuedTask, SqsTasks};
     let mut t = TestApp::new().await;
-    let sqs = aws_sdk_sqs::Client::new(&t.sdk);
-    let url = sqs
-        .create_queue()
-        .queue_name(format!("tasks-{}", uuid::Uuid::now_v7().simple()))
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_string();
-    t.app.tasks = Arc::new(SqsTasks::new(sqs.clone(), url.clone()));
     let mut config = (*t.app.config).clone();
     config.agent.stop_grace_seconds = 1;
     t.app.config = Arc::new(config);
@@ -160,27 +148,14 @@ async fn a_stop_terminates_the_job_at_its_grace_deadline_not_the_reconcilers_rou
         .await
         .ok(202);
     assert_ne!(batch_status(&t, &job).await, "FAILED", "not terminated yet");
-    // The deadline arrives after the grace (SQS delays it; 1 s here).
+    assert_eq!(t.run_task_queue().await, 0, "the deadline is not due yet");
+    // The deadline comes after the grace (SQS delays it; 1 s here) to the task worker.
     let started = std::time::Instant::now();
-    let message = loop {
-        let out = sqs
-            .receive_message()
-            .queue_url(&url)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        if let Some(m) = out.messages().first() {
-            break m.body().unwrap().to_string();
-        }
-        assert!(started.elapsed().as_secs() < 20, "no deadline message");
-    };
-    let task: QueuedTask = serde_json::from_str(&message).unwrap();
-    let QueuedTask::StopDeadline(deadline) = &task else {
-        panic!("not a stop deadline: {message}");
-    };
-    assert_eq!(deadline.studio_id, id);
-    run_queued(&t.app, &task).await.unwrap();
+    while t.run_task_queue().await == 0 {
+        assert!(started.elapsed().as_secs() < 20, "no stop deadline");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(started.elapsed().as_millis() >= 500, "delayed by the grace");
     let ended = t.job(job.job_id().unwrap()).await;
     assert_eq!(ended.status().unwrap().as_str(), "FAILED", "terminated");
     assert_eq!(
@@ -191,7 +166,15 @@ async fn a_stop_terminates_the_job_at_its_grace_deadline_not_the_reconcilers_rou
     t.deliver(&t.job_event(&job, "FAILED", true, ended.status_reason(), Some(143)))
         .await;
     assert_eq!(get(&t, &s.ws, &id).await["status"], "stopped");
-    run_queued(&t.app, &task).await.unwrap();
+    let deadline =
+        studios_shared::cleanup::QueuedTask::StopDeadline(studios_shared::cleanup::StopDeadline {
+            workspace_id: s.ws.clone(),
+            studio_id: id.clone(),
+            attempt_id: job_env(&job, "STUDIO_ATTEMPT_ID").unwrap(),
+        });
+    studios_shared::consumers::run_queued(&t.app, &deadline)
+        .await
+        .unwrap();
     assert_eq!(get(&t, &s.ws, &id).await["status"], "stopped");
 }
 

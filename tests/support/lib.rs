@@ -730,7 +730,8 @@ impl TestApp {
     /// deleted with the worker's role): every message due so far, until none is left.
     /// Returns how many it ran.
     pub async fn run_task_queue(&self) -> usize {
-        use studios_shared::cleanup::{run_queued, QueuedTask, CLEANUP_HANDLER};
+        use studios_shared::cleanup::{QueuedTask, CLEANUP_HANDLER};
+        use studios_shared::consumers::run_queued;
         let mut ran = 0;
         loop {
             let out = iam::as_function(
