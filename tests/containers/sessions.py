@@ -16,6 +16,8 @@ process, /dev/shm, the job's resources). What only a container boundary can show
 
 Prints the times (start → ready, stop → stopped, SIGTERM → saved) for docs/performance.md.
 Run by infra/test.sh (`python tests/containers/sessions.py`) after infra/images.sh.
+`--processes` runs the same flow with sessions as processes (the local run's default),
+without the container checks, to compare the times.
 """
 
 import json
@@ -82,9 +84,12 @@ class Session:
             return json.loads(r.read())["content"]
 
 
+CONTAINERS = "--processes" not in sys.argv
+
+
 def main():
-    settings = {"STUDIOS_LOCAL_SESSIONS": "container", "STUDIOS_LOCAL_IMAGES": "jupyter",
-                "STUDIOS_LOCAL_JOB_DELAY_MS": "200"}
+    settings = {"STUDIOS_LOCAL_SESSIONS": "container" if CONTAINERS else "process",
+                "STUDIOS_LOCAL_IMAGES": "jupyter", "STUDIOS_LOCAL_JOB_DELAY_MS": "200"}
     before = set(containers())
     times = {}
     with local_run(settings) as (port, _):
@@ -94,7 +99,7 @@ def main():
     assert left, "containers left behind"
     for k, v in times.items():
         print(f"{k}: {v}")
-    print("container sessions: ok")
+    print("container sessions: ok" if CONTAINERS else "process sessions: ok")
 
 
 def run(base, times):
@@ -138,7 +143,12 @@ def run(base, times):
     assert status == 202, st
     sid = st["id"]
     times["add and start → ready (s)"] = ready(sid)
-    box = container_of(sid)
+    if CONTAINERS:
+        check_container(container_of(sid))
+    return lifecycle(bob, ws, sid, studio, ready, stopped, link, container_of, times)
+
+
+def check_container(box):
     inspect = json.loads(docker("inspect", box))[0]["HostConfig"]
     seen = (inspect["NetworkMode"], inspect["Init"], inspect["ShmSize"], inspect["Memory"], inspect["NanoCpus"])
     # (CPUs capped at this machine's: Docker refuses more; Batch would place the job on
@@ -152,6 +162,8 @@ def run(base, times):
     inside = docker("exec", box, "sh", "-c", "ls /workspace/data/reads; ls /workspace/.studio/conda/*/bin")
     assert "plot-helper" in inside and "sample-1" in inside, inside
 
+
+def lifecycle(bob, ws, sid, studio, ready, stopped, link, container_of, times):
     # stop → start keeps a file.
     lab = link(sid)
     assert lab.put_text("notes.txt", "saved in a container") == "notes.txt"
@@ -169,6 +181,25 @@ def run(base, times):
     lab = link(sid)
     assert lab.get_text("notes.txt") == "saved in a container"
 
+    if CONTAINERS:
+        sigterm(bob, ws, sid, stopped, ready, link, container_of, lab, times)
+    else:
+        # (A running session's restored checkpoint cannot seed a clone: a new one first.)
+        assert bob.call("POST", f"/workspaces/{ws}/studios/{sid}/stop")[0] == 202
+        stopped(sid)
+
+    # Two sessions on one host network: the clone of the first checkpoint, beside it.
+    status, clone = bob.call("POST", f"/workspaces/{ws}/studios/{sid}/clone",
+                             {"name": "in a box, again", "checkpointId": checkpoint, "autoStart": True, "mounts": []})
+    assert status in (201, 202), clone
+    times["clone → ready (s)"] = ready(clone["id"])
+    other = link(clone["id"])
+    assert other.get_text("notes.txt") == "saved in a container"
+    if CONTAINERS:
+        co_located(container_of(sid), container_of(clone["id"]), clone["id"], other, times)
+
+
+def sigterm(bob, ws, sid, stopped, ready, link, container_of, lab, times):
     # SIGTERM, as TerminateJob sends it on EC2 (a Spot reclaim, a node drained): the
     # agent saves within the 30 s before SIGKILL; the next start restores that save.
     lab.put_text("late.txt", "written just before SIGTERM")
@@ -187,14 +218,8 @@ def run(base, times):
     lab = link(sid)
     assert lab.get_text("late.txt") == "written just before SIGTERM"
 
-    # Two sessions on one host network: the clone of the first checkpoint, beside it.
-    status, clone = bob.call("POST", f"/workspaces/{ws}/studios/{sid}/clone",
-                             {"name": "in a box, again", "checkpointId": checkpoint, "autoStart": True, "mounts": []})
-    assert status in (201, 202), clone
-    times["clone → ready (s)"] = ready(clone["id"])
-    other = link(clone["id"])
-    assert other.get_text("notes.txt") == "saved in a container"
-    a, b = container_of(sid), container_of(clone["id"])
+
+def co_located(a, b, b_id, other, times):
     # From inside A: B's IDE listens on the shared loopback (host networking), but
     # answers nothing without B's own token; B's agent refuses without a connect link.
     ports = re.findall(r"--ServerApp\.port=(\d+)", docker("top", b, "-o", "pid,args"))
@@ -202,7 +227,7 @@ def run(base, times):
     probe = ("import sys, urllib.request as u\n"
              "try:\n u.urlopen(sys.argv[1], timeout=5); print(200)\n"
              "except Exception as e: print(getattr(e, 'code', type(e).__name__))")
-    ide_url = f"http://127.0.0.1:{ports[0]}/connect/{clone['id']}/api/contents"
+    ide_url = f"http://127.0.0.1:{ports[0]}/connect/{b_id}/api/contents"
     ide = docker("exec", a, "python3", "-c", probe, ide_url).strip()
     assert ide == "403", f"B's IDE answered A's unauthenticated request: {ide}"
     agent = docker("exec", a, "python3", "-c", probe, f"{other.base}api/contents").strip()
