@@ -1,6 +1,6 @@
 """Starts `infra/run-local.sh` on a free port for a Python test or benchmark (the soak,
 the browser test, the API fuzzing) and stops its whole process group afterwards, and the
-two calls they all make (a user's token, one API request):
+calls they all make (a user's token, one API request, waiting for a condition):
 
     with local_run({"STUDIOS_LOCAL_JOB_DELAY_MS": "20"}) as (port, pid):
         status, body = request(f"http://127.0.0.1:{port}", token("bob"), "GET", "/workspaces")
@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -69,3 +70,15 @@ def request(base, bearer, method, path, body=None, timeout=60):
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+
+
+def wait(what, predicate, timeout=60, every=0.3):
+    """`predicate()`'s first truthy value, polled every `every` s; exits naming `what`
+    after `timeout` s."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise SystemExit(f"timed out waiting for {what}")

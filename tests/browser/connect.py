@@ -33,7 +33,7 @@ from playwright.sync_api import sync_playwright
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "infra"))
-from localrun import local_run, request, token  # noqa: E402
+from localrun import local_run, request, token, wait  # noqa: E402
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 
@@ -44,16 +44,6 @@ class Api:
     def call(self, bearer, method, path, body=None):
         status, text = request(self.base, bearer, method, path, body)
         return status, json.loads(text) if text else None
-
-
-def wait(what, predicate, timeout=60, every=0.3):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 # JupyterLab drawn: its main panel is there and its splash screen gone.

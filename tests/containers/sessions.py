@@ -30,7 +30,7 @@ import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "infra"))
-from localrun import local_run, request, token  # noqa: E402
+from localrun import local_run, request, token, wait  # noqa: E402
 
 IMAGE = "studios-jupyter:local"
 
@@ -42,16 +42,6 @@ class Api:
     def call(self, method, path, body=None):
         status, text = request(self.base, self.bearer, method, path, body)
         return status, json.loads(text) if text else None
-
-
-def wait(what, predicate, timeout=120, every=0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 def docker(*args):
@@ -114,12 +104,12 @@ def run(base, times):
 
     def ready(sid):
         t0 = time.time()
-        wait(f"{sid} ready", lambda: (studio(sid).get("session") or {}).get("ready"))
+        wait(f"{sid} ready", lambda: (studio(sid).get("session") or {}).get("ready"), 120, 0.2)
         return round(time.time() - t0, 2)
 
     def stopped(sid):
         t0 = time.time()
-        wait(f"{sid} stopped", lambda: studio(sid)["status"] in ("stopped", "errored"))
+        wait(f"{sid} stopped", lambda: studio(sid)["status"] in ("stopped", "errored"), 120, 0.2)
         return round(time.time() - t0, 2)
 
     def link(sid):
