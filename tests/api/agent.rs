@@ -23,6 +23,17 @@ async fn studio(t: &TestApp, ws: &str, ce: &str, name: &str) -> String {
         .to_string()
 }
 
+/// A stop as the studio's maintainer asks it (202).
+async fn stop(t: &TestApp, ws: &str, id: &str) {
+    t.req(A::StopStudio)
+        .user("maintain")
+        .param("ws", ws)
+        .param("id", id)
+        .send()
+        .await
+        .ok(202);
+}
+
 async fn batch_status(t: &TestApp, job: &aws_sdk_batch::types::JobDetail) -> String {
     t.job(job.job_id().unwrap())
         .await
@@ -93,13 +104,7 @@ async fn an_agent_reports_ready_and_learns_of_a_stop_before_batch_ends_its_job()
     );
 
     // A stop: the studio is stopping, Batch is not asked yet, the agent learns of it.
-    t.req(A::StopStudio)
-        .user("maintain")
-        .param("ws", &s.ws)
-        .param("id", &id)
-        .send()
-        .await
-        .ok(202);
+    stop(&t, &s.ws, &id).await;
     assert_ne!(batch_status(&t, &job).await, "FAILED", "not terminated");
     let reply = report(&t, &credential, json!({"state": "ready"}))
         .await
@@ -140,13 +145,7 @@ async fn a_stop_terminates_the_job_at_its_grace_deadline_not_the_reconcilers_rou
     report(&t, &token(&job), json!({"state": "ready"}))
         .await
         .ok(200);
-    t.req(A::StopStudio)
-        .user("maintain")
-        .param("ws", &s.ws)
-        .param("id", &id)
-        .send()
-        .await
-        .ok(202);
+    stop(&t, &s.ws, &id).await;
     assert_ne!(batch_status(&t, &job).await, "FAILED", "not terminated yet");
     assert_eq!(t.run_task_queue().await, 0, "the deadline is not due yet");
     // The deadline comes after the grace (SQS delays it; 1 s here) to the task worker.
@@ -254,13 +253,7 @@ async fn an_agents_failure_is_the_status_reason_and_a_silent_agent_is_terminated
     report(&t, &token(&job2), json!({"state": "ready"}))
         .await
         .ok(200);
-    t.req(A::StopStudio)
-        .user("maintain")
-        .param("ws", &s.ws)
-        .param("id", &id2)
-        .send()
-        .await
-        .ok(202);
+    stop(&t, &s.ws, &id2).await;
     // The emulator marks a terminated job FAILED at once.
     assert_eq!(batch_status(&t, &job2).await, "FAILED");
 }
