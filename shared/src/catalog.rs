@@ -3,8 +3,9 @@
 //! get and one delete path.
 
 use crate::access::*;
+use crate::clock::new_id;
 use crate::compute::QueuePlatform;
-use crate::domain::ids::{new_id, IdKind};
+use crate::domain::ids::IdKind;
 use crate::domain::validate::{self, ComputeEnvInput, DataLinkInput};
 use crate::domain::*;
 use crate::error::{Error, Missing, Result};
@@ -28,6 +29,7 @@ pub async fn create_compute_env(
         new_id(IdKind::ComputeEnv),
         ws.to_string(),
         caller.user_ref(),
+        &crate::clock::now(),
     )?;
     validate::within_stack(&ce, &app.config.stack_limits)?;
     // Authorized before asking AWS Batch anything (a stranger's request costs no call).
@@ -85,6 +87,7 @@ pub async fn create_data_link(
         new_id(IdKind::DataLink),
         ws.to_string(),
         caller.user_ref(),
+        &crate::clock::now(),
     )?;
     app.store
         .create_data_link(&guard(ws, caller, Permission::Administer), &link)

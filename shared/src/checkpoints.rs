@@ -10,7 +10,8 @@
 use crate::access::{
     authorize, guard, held_mount_warnings, read_with_mounts, resource_id, workspace_id, App, Caller,
 };
-use crate::domain::ids::{new_id, IdKind};
+use crate::clock::new_id;
+use crate::domain::ids::IdKind;
 use crate::domain::validate::{self, CheckpointPatch, CloneInput};
 use crate::domain::validate::{changed_config, ConfigChanges};
 use crate::domain::*;
@@ -200,6 +201,7 @@ pub async fn clone_studio(
             config,
             source.compute_env.clone(),
             caller.user_ref(),
+            &crate::clock::now(),
         )
     };
     let lineage = Lineage {

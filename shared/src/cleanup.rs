@@ -87,7 +87,7 @@ impl Tasks for SqsTasks {
             .message_body(body)
             .send()
             .await
-            .map_err(Error::aws)?;
+            .map_err(crate::error::aws)?;
         Ok(())
     }
 
@@ -104,7 +104,7 @@ impl Tasks for SqsTasks {
             .delay_seconds(delay_seconds.min(MAX_DELAY_SECONDS) as i32)
             .send()
             .await
-            .map_err(Error::aws)?;
+            .map_err(crate::error::aws)?;
         Ok(())
     }
 }

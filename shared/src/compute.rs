@@ -313,7 +313,7 @@ fn batch_error<E>(err: SdkError<E>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    Error::aws(err)
+    crate::error::aws(err)
 }
 
 fn resource(t: ResourceType, v: u32) -> ResourceRequirement {
@@ -574,7 +574,7 @@ pub fn job_state_change_event(
         "detail-type": "Batch Job State Change",
         "source": "aws.batch",
         "account": job.job_arn().and_then(|a| a.split(':').nth(4)).unwrap_or("000000000000"),
-        "time": crate::domain::now(),
+        "time": crate::clock::now(),
         "region": job.job_arn().and_then(|a| a.split(':').nth(3)).unwrap_or("us-east-1"),
         "resources": [job.job_arn()],
         "detail": detail,

@@ -108,7 +108,7 @@ impl Signer for KmsSigner {
             .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
             .send()
             .await
-            .map_err(Error::aws)?;
+            .map_err(crate::error::aws)?;
         let der = out
             .signature()
             .ok_or_else(|| Error::internal("KMS returned no signature"))?;
@@ -124,7 +124,7 @@ impl Signer for KmsSigner {
                     .key_id(&self.key_id)
                     .send()
                     .await
-                    .map_err(Error::aws)?;
+                    .map_err(crate::error::aws)?;
                 let spki = out
                     .public_key()
                     .ok_or_else(|| Error::internal("KMS returned no public key"))?;

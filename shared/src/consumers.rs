@@ -3,6 +3,7 @@
 //! clean-up after deleted studios). They drive the use cases; no use case calls them.
 
 use crate::access::App;
+use crate::clock::age;
 use crate::domain::lifecycle::*;
 use crate::domain::*;
 use crate::error::Result;

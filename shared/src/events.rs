@@ -117,7 +117,7 @@ impl EventSink for EventBridgeSink {
                     .set_entries(Some(pending.clone()))
                     .send()
                     .await
-                    .map_err(Error::aws)?;
+                    .map_err(crate::error::aws)?;
                 if out.failed_entry_count() == 0 {
                     break;
                 }

@@ -32,7 +32,7 @@ fn s3_error<E>(e: aws_sdk_s3::error::SdkError<E>) -> Error
 where
     E: std::error::Error + Send + Sync + 'static,
 {
-    Error::aws(e)
+    crate::error::aws(e)
 }
 
 pub struct S3Objects {

@@ -4,7 +4,8 @@
 
 use crate::access::*;
 pub use crate::access::{App, Caller};
-use crate::domain::ids::{new_id, IdKind};
+use crate::clock::{new_id, now};
+use crate::domain::ids::IdKind;
 use crate::domain::search::parse_search;
 use crate::domain::transitions;
 use crate::domain::validate::{self, *};
@@ -271,7 +272,7 @@ pub async fn add_studio(
     validate::image_allowed(&config.template, &app.config.image_registries)?;
     let id = new_id(IdKind::Studio);
     warnings.extend(held_mount_warnings(&config.mounts, &held, &id));
-    let studio = Studio::new(id, ws, config, ce, caller.user_ref());
+    let studio = Studio::new(id, ws, config, ce, caller.user_ref(), &now());
     let guard = guard(ws, caller, Permission::OperateStudios);
     if !auto_start {
         app.store.create_studio(&guard, &studio, None).await?;

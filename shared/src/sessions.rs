@@ -4,8 +4,9 @@
 //! takes or releases the session's mount locks and records its checkpoint.
 
 use crate::access::{authorize, authorized_studio, guard, readable, workspace_id, App, Caller};
+use crate::clock::{age, new_id, now};
 use crate::compute::SubmitError;
-use crate::domain::ids::{new_id, IdKind};
+use crate::domain::ids::IdKind;
 use crate::domain::lifecycle::{
     on_job_report, Actor, AgentChannel, Finish, JobName, JobReport, Outcome, Session,
 };

@@ -2,7 +2,8 @@
 //! stack to the code: what the Batch event rule matches is what the code names its jobs,
 //! what each role may do is what its code calls.
 
-use crate::domain::ids::{new_id, IdKind};
+use crate::clock::new_id;
+use crate::domain::ids::IdKind;
 use crate::domain::lifecycle::JobName;
 
 const TEMPLATE: &str = include_str!("../../template.yaml");

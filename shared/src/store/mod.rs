@@ -4,6 +4,7 @@
 
 pub mod dynamo;
 
+pub use crate::domain::locks::HeldMount;
 use crate::domain::locks::Holder;
 use crate::domain::search::StudioFilter;
 use crate::domain::*;
@@ -29,13 +30,6 @@ pub enum Key {
 pub struct LockState {
     pub holder: Option<Holder>,
     pub intents: Vec<Holder>,
-}
-
-/// A held mount (`GET …/mounts`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct HeldMount {
-    pub holder: Holder,
-    pub since: String,
 }
 
 /// A studio change written as one transaction.

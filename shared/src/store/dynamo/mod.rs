@@ -19,9 +19,9 @@
 //! clones). When the set empties, the stream consumer deletes the data.
 
 use super::*;
+use crate::clock::now;
 use crate::domain::lifecycle::Session;
 use crate::domain::locks::{self, parse_intent, LockItem};
-use crate::domain::now;
 use crate::domain::search::StudioFilter;
 use crate::error::{Changed, Conflict, Error, LockHolder, Missing, Result};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};

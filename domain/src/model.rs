@@ -5,16 +5,21 @@ use super::{Role, S3Prefix, StudioStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Timestamps are RFC 3339 UTC strings with milliseconds: sortable and readable.
-pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+/// Timestamps are RFC 3339 UTC strings with milliseconds: sortable and readable. The
+/// domain never reads the clock: whoever calls it passes `now` in this form.
+pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// How long ago a timestamp of `now()` was (zero if it cannot be read: judged as new).
-pub fn age(timestamp: &str) -> chrono::Duration {
-    chrono::DateTime::parse_from_rfc3339(timestamp)
-        .map(|t| chrono::Utc::now() - t.with_timezone(&chrono::Utc))
-        .unwrap_or_else(|_| chrono::Duration::zero())
+/// How long after `from` the moment `to` is (zero if either cannot be read: judged as new).
+pub fn elapsed(from: &str, to: &str) -> chrono::Duration {
+    match (
+        chrono::DateTime::parse_from_rfc3339(from),
+        chrono::DateTime::parse_from_rfc3339(to),
+    ) {
+        (Ok(from), Ok(to)) => to - from,
+        _ => chrono::Duration::zero(),
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -327,8 +332,9 @@ impl Studio {
         config: StudioConfig,
         compute_env: ComputeEnvSnapshot,
         author: UserRef,
+        now: &str,
     ) -> Studio {
-        let now = now();
+        let now = now.to_string();
         Studio {
             id,
             workspace_id: workspace_id.to_string(),

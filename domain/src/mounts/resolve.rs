@@ -2,9 +2,9 @@
 
 use super::locks::{self, Holder};
 use super::s3::S3Prefix;
-use crate::domain::validate::{s3_prefix, MAX_LOCK_ITEMS, MAX_MOUNT_URI, MAX_NAME, MOUNT_ROOT};
-use crate::domain::{Access, ComputeEnvSnapshot, DataLink, Mount, MountInput};
 use crate::error::{Error, Result};
+use crate::validate::{s3_prefix, MAX_LOCK_ITEMS, MAX_MOUNT_URI, MAX_NAME, MOUNT_ROOT};
+use crate::{Access, ComputeEnvSnapshot, DataLink, Mount, MountInput};
 use std::collections::HashMap;
 
 /// A data link's name becomes a directory under /workspace/data.

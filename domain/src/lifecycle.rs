@@ -522,9 +522,13 @@ mod tests {
 
     #[test]
     fn job_names_come_back_apart() {
-        use crate::domain::ids::{new_id, IdKind};
-        let (ws, st) = (new_id(IdKind::Workspace), new_id(IdKind::Studio));
-        let attempt = uuid::Uuid::now_v7().simple().to_string();
+        use crate::ids::{format_id, IdKind};
+        let unique = 0x0193_8a2b_4c5d_7e6f_8a9b_0c1d_2e3f_4a5b_u128;
+        let (ws, st) = (
+            format_id(IdKind::Workspace, unique),
+            format_id(IdKind::Studio, unique + 1),
+        );
+        let attempt = format!("{:032x}", unique + 2);
         for prefix in ["studios-3f2a1b4c", "a", "my-stack_x-1"] {
             let name = JobName::format(prefix, &ws, &st, &attempt);
             let parsed = JobName::parse(&name).expect("parses");

@@ -2,9 +2,9 @@
 //! document (`GET /openapi.json`, docs/openapi.json) is derived from the same types, so
 //! the two cannot drift apart.
 
-use crate::domain::lifecycle::BatchStatus;
-use crate::domain::*;
-use crate::store::HeldMount;
+use crate::lifecycle::BatchStatus;
+use crate::locks::HeldMount;
+use crate::*;
 use serde::Serialize;
 use utoipa::ToSchema;
 

@@ -25,6 +25,13 @@ pub struct Holder {
     pub path: S3Prefix,
 }
 
+/// A held mount (`GET …/mounts`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeldMount {
+    pub holder: Holder,
+    pub since: String,
+}
+
 /// The intent entry a session leaves on an ancestor of `path`. It names the holder, so a
 /// conflict can be explained from the item that blocked it without another read.
 pub fn intent(studio_id: &str, attempt_id: &str, path: &S3Prefix, studio_name: &str) -> String {

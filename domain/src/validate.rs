@@ -203,6 +203,7 @@ pub fn compute_env(
     id: String,
     workspace_id: String,
     by: UserRef,
+    now: &str,
 ) -> Result<ComputeEnv> {
     let name = name("name", &input.name, MAX_NAME)?;
     let region = region("region", &input.region)?;
@@ -251,7 +252,7 @@ pub fn compute_env(
         max_memory_mib: input.max_memory_mib,
         allowed_write_buckets: buckets,
         work_dir,
-        created_at: now(),
+        created_at: now.to_string(),
         created_by: by,
     })
 }
@@ -261,6 +262,7 @@ pub fn data_link(
     id: String,
     workspace_id: String,
     by: UserRef,
+    now: &str,
 ) -> Result<DataLink> {
     Ok(DataLink {
         id,
@@ -268,7 +270,7 @@ pub fn data_link(
         name: mount_name("name", &input.name)?,
         uri: mount_uri("uri", &input.uri)?,
         region: region("region", &input.region)?,
-        created_at: now(),
+        created_at: now.to_string(),
         created_by: by,
     })
 }
@@ -663,6 +665,7 @@ mod checkpoint_name_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+    const NOW: &str = "2026-01-01T00:00:00.000Z";
 
     fn ce(gpu: bool) -> ComputeEnvSnapshot {
         ComputeEnvSnapshot {
@@ -934,7 +937,7 @@ mod tests {
             name: "eu".into(),
             uri: S3Prefix::parse("s3://eu-bucket/x").unwrap(),
             region: "eu-west-1".into(),
-            created_at: now(),
+            created_at: NOW.into(),
             created_by: UserRef {
                 id: "u".into(),
                 name: "u".into(),
@@ -1050,16 +1053,17 @@ mod tests {
             "ce".into(),
             "ws".into(),
             by.clone(),
+            NOW,
         )
         .unwrap();
         assert_eq!(ok.allowed_write_buckets, vec!["b1b"]);
         assert_eq!(ok.work_dir.as_str(), "s3://work-bucket/w/");
         assert_eq!(
-            err(compute_env(input(arn, "eu-west-1", 4), "ce".into(), "ws".into(), by.clone())),
+            err(compute_env(input(arn, "eu-west-1", 4), "ce".into(), "ws".into(), by.clone(), NOW)),
             "jobQueue: the queue is in 'us-east-1' but the compute environment's region is 'eu-west-1'"
         );
         assert_eq!(
-            err(compute_env(input("q", "us-east-1", 4), "ce".into(), "ws".into(), by.clone())),
+            err(compute_env(input("q", "us-east-1", 4), "ce".into(), "ws".into(), by.clone(), NOW)),
             "jobQueue: must be a job queue ARN: arn:aws:batch:<region>:<account-id>:job-queue/<name>"
         );
         assert_eq!(
@@ -1067,7 +1071,8 @@ mod tests {
                 input(arn, "us-east-1", 0),
                 "ce".into(),
                 "ws".into(),
-                by
+                by,
+                NOW
             )),
             "maxCpus: must be between 1 and 10000"
         );
@@ -1082,7 +1087,7 @@ mod tests {
         fn derived_keys_fit_their_limits(
             segments in proptest::collection::vec("[a-z0-9._-]{1,60}", 1..30),
         ) {
-            use crate::domain::ids::{new_id, IdKind};
+            use crate::ids::{format_id, IdKind};
             let uri = format!("s3://work-bucket/{}", segments.join("/"));
             let input = ComputeEnvInput {
                 name: "q".into(),
@@ -1096,13 +1101,13 @@ mod tests {
                 job_role_arn: None,
             };
             let by = UserRef { id: "u".into(), name: "u".into() };
-            match compute_env(input, "ce".into(), "ws".into(), by) {
+            match compute_env(input, "ce".into(), "ws".into(), by, NOW) {
                 Ok(ce) => {
                     let save = ce.work_dir
                         .child(".studios")
-                        .child(&new_id(IdKind::Studio))
+                        .child(&format_id(IdKind::Studio, u128::MAX))
                         .child("checkpoints")
-                        .child(&new_id(IdKind::Checkpoint));
+                        .child(&format_id(IdKind::Checkpoint, u128::MAX));
                     proptest::prop_assert!(save.key_len() + 200 <= 1024, "{}", save);
                     let reparsed = S3Prefix::parse(save.as_str()); proptest::prop_assert_eq!(reparsed, Ok(save.clone()));
                 }
