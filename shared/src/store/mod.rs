@@ -117,7 +117,7 @@ pub trait WorkspaceStore: Send + Sync {
     async fn memberships(&self, user_id: &str) -> Result<Vec<Member>>;
     async fn list_members(&self, workspace_id: &str) -> Result<Vec<Member>>;
     async fn create_workspace(&self, workspace: &Workspace, owner: &Member) -> Result<()>;
-    /// Fails with `Conflict("last_owner")` if it would leave the workspace without an owner.
+    /// Fails with `Conflict::LastOwner` if it would leave the workspace without an owner.
     async fn put_member(&self, guard: &RoleGuard, change: &MemberChange) -> Result<()>;
     async fn remove_member(&self, guard: &RoleGuard, member: &Member) -> Result<()>;
     /// The caller's role, checked as a write would (one `ConditionCheck`): for effects
@@ -131,7 +131,7 @@ pub trait CatalogStore: Send + Sync {
     async fn list_compute_envs(&self, workspace_id: &str) -> Result<Vec<ComputeEnv>>;
     async fn list_data_links(&self, workspace_id: &str) -> Result<Vec<DataLink>>;
     async fn create_compute_env(&self, guard: &RoleGuard, ce: &ComputeEnv) -> Result<()>;
-    /// Fails with `Conflict("compute_env_in_use")` while a studio uses it.
+    /// Fails with `Conflict::ComputeEnvInUse` while a studio uses it.
     async fn delete_compute_env(&self, guard: &RoleGuard, ce_id: &str) -> Result<()>;
     async fn create_data_link(&self, guard: &RoleGuard, link: &DataLink) -> Result<()>;
     async fn delete_data_link(&self, guard: &RoleGuard, link_id: &str) -> Result<()>;
@@ -148,8 +148,8 @@ pub trait StudioStore: Send + Sync {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<Studio>>;
-    /// Fails with `Conflict("name_taken")` if the name is in use in the workspace; with a
-    /// session (add-and-start) also takes its mount locks, or fails `mount_locked`. A
+    /// Fails with `Conflict::NameTaken` if the name is in use in the workspace; with a
+    /// session (add-and-start) also takes its mount locks, or fails with `Conflict::MountLocked`. A
     /// clone is written with its inherited history and registered as a dependent of the
     /// checkpoint data it points into.
     async fn create_studio(
@@ -159,7 +159,7 @@ pub trait StudioStore: Send + Sync {
         lineage: Option<&Lineage<'_>>,
     ) -> Result<()>;
     /// Writes `new` over `old`: renames claim the new name; a new session takes its mount
-    /// locks (`Conflict("mount_locked")` naming the holder); an ended session releases
+    /// locks (`Conflict::MountLocked` naming the holder); an ended session releases
     /// them; a checkpoint is recorded once.
     async fn write_studio(&self, write: &StudioWrite<'_>) -> Result<()>;
     /// Records the job id of the session `attempt_id` (no-op if it ended or has one).
@@ -173,7 +173,7 @@ pub trait StudioStore: Send + Sync {
         agent: &crate::domain::lifecycle::AgentState,
     ) -> Result<bool>;
     /// Records `user_id` as connected to the session `attempt_id`, if it still runs
-    /// (`Conflict("studio_not_running")` otherwise).
+    /// (`Conflict::NotRunning` otherwise).
     async fn record_connection(
         &self,
         guard: &RoleGuard,
@@ -211,7 +211,7 @@ pub trait CheckpointStore: Send + Sync {
     ) -> Result<Page<Checkpoint>>;
     /// A studio's whole checkpoint history, oldest first.
     async fn history(&self, workspace_id: &str, studio_id: &str) -> Result<Vec<Checkpoint>>;
-    /// Renames `checkpoint` (as read) to `name`: `Conflict("checkpoint_name_taken")` if
+    /// Renames `checkpoint` (as read) to `name`: `Conflict::CheckpointNameTaken` if
     /// another checkpoint of the studio has it.
     async fn rename_checkpoint(
         &self,
