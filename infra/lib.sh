@@ -71,7 +71,7 @@ ensure_tools() {
 }
 
 # The IDEs of the local run's `vscode` and `xpra` studios (agent/src/ide.rs runs them as
-# on AWS; without them those studios run the stand-in of functions/src/simulate.rs):
+# on AWS; without them those studios run the stand-in of local/src/simulate.rs):
 # Xpra 3.1 from Debian's packages (with Xvfb and an xterm) and code-server from npm,
 # installed on first use when missing — as root, with apt-get and npm — and code-server
 # kept under the repository ($IDES, git-ignored). Its PATH entry is exported.

@@ -31,7 +31,7 @@ bin="$STUDIOS_ROOT/target/debug/studios-local"
 
 if [ "${1:-}" = "token" ]; then
   shift
-  [ -x "$bin" ] || cargo build --quiet --locked -p studios-functions --bin studios-local
+  [ -x "$bin" ] || cargo build --quiet --locked -p studios-local --bin studios-local
   exec "$bin" token "$@"
 fi
 
@@ -41,7 +41,7 @@ ensure_venv
 ensure_ides
 # The API stand-in, the studio agent that every simulated session runs, and the
 # `studios` command (README, docs/cli.md).
-cargo build --quiet --locked -p studios-functions --bin studios-local -p studios-agent --bin studio-agent -p studios-relay --bin studio-relay -p studios-cli --bin studios
+cargo build --quiet --locked -p studios-local --bin studios-local -p studios-agent --bin studio-agent -p studios-relay --bin studio-relay -p studios-cli --bin studios
 trap stop_emulator EXIT
 start_emulator
 export STUDIOS_LOCAL_QUEUE

@@ -27,7 +27,7 @@ SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" \
 "$VENV/bin/python" infra/iam-lint.py template.yaml infra/session-role.yaml | grep -v "^note "
 # The walkthrough test starts infra/run-local.sh, which builds this binary: build it now,
 # so that test does not compile while the others run.
-cargo build --locked --quiet -p studios-functions --bin studios-local -p studios-agent --bin studio-agent -p studios-relay --bin studio-relay -p studios-cli --bin studios
+cargo build --locked --quiet -p studios-local --bin studios-local -p studios-agent --bin studio-agent -p studios-relay --bin studio-relay -p studios-cli --bin studios
 # The API document the code derives is the committed docs/openapi.json, and valid.
 infra/openapi.sh --check
 iam_calls=$(mktemp)

@@ -223,3 +223,25 @@ fn the_domain_crate_does_no_io() {
         }
     }
 }
+
+/// The Lambda binary links the control plane only: no test fixtures (`local`), no
+/// agent, relay or local run (docs/architecture.md).
+#[test]
+fn the_lambda_binary_links_no_fixture_agent_or_relay() {
+    let manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/Cargo.toml"),
+    )
+    .unwrap();
+    assert!(manifest.contains("studios-shared"), "the manifest is read");
+    for banned in [
+        "\"local\"",
+        "studios-agent",
+        "studios-relay",
+        "studios-local",
+    ] {
+        assert!(
+            !manifest.contains(banned),
+            "functions/Cargo.toml names {banned}"
+        );
+    }
+}

@@ -3,8 +3,8 @@
 
 use serde_json::{json, Value};
 use std::sync::Arc;
-use studios_functions::local::{mint_token, Local};
 use studios_integration_tests::{TestApp, PLATFORM_ADMIN};
+use studios_local::local::{mint_token, Local};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &str = "test-secret";

@@ -11,7 +11,7 @@ use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use studios_functions::simulate::StreamReader;
+use studios_local::simulate::StreamReader;
 use studios_shared::cleanup::SqsTasks;
 use studios_shared::events::EventBridgeSink;
 use studios_shared::http::{handle, Action, ApiGatewayEvent};

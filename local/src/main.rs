@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
-use studios_functions::demo;
-use studios_functions::local::{mint_token, Local};
-use studios_functions::simulate::{local_stack, Simulation};
+use studios_local::demo;
+use studios_local::local::{mint_token, Local};
+use studios_local::simulate::{local_stack, Simulation};
 use studios_relay::cutoff::IdleCutoff;
 use studios_shared::config::ConnectKey;
 use studios_shared::store::dynamo::create_table;
@@ -168,7 +168,7 @@ async fn serve(port: &str) -> Result<(), Box<dyn std::error::Error>> {
         status = relay.process.wait() => Err(format!("the connect relay ended ({status:?})").into()),
     };
     // Session containers do not end with this process by themselves.
-    studios_functions::containers::remove_all();
+    studios_local::containers::remove_all();
     ended
 }
 

@@ -1,4 +1,4 @@
-//! Entry points: the Lambda bootstrap (`main.rs`), and for the local run the API Gateway
+//! The local run (`studios-local`, infra/run-local.sh): the API Gateway and Lambda
 //! stand-in (`local`), the simulated rest of the stack (`simulate`), sessions as
 //! containers (`containers`) and the demo data (`demo`).
 
