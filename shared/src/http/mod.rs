@@ -1,18 +1,28 @@
-//! API Gateway (HTTP API, payload 2.0) in, JSON out. The route table, request parsing,
-//! and the one mapping from `Error` to a status code live here.
+//! API Gateway (HTTP API, payload 2.0) in, JSON out: which use case an action runs
+//! (`dispatch`). Reading a request — caller, parameters, strict JSON bodies — is
+//! `request`; writing a response and **the one mapping from `Error` to a status code** is
+//! `response`; the request API Gateway delivers, built for the local run and the tests,
+//! is `fixture` (feature `local`).
+
+#[cfg(any(test, feature = "local"))]
+mod fixture;
+mod request;
+mod response;
 
 use crate::domain::validate::*;
 use crate::domain::{Studio, StudioStatus};
 use crate::error::{Error, Missing, Result};
 pub use crate::routes::*;
-use crate::service::{self, App, Caller, StudioQuery};
+use crate::service::{self, App, StudioQuery};
 use crate::{checkpoints, sessions, views};
-use lambda_http::http::{header, StatusCode};
-use lambda_http::{Body, Request, RequestExt, Response};
-use serde::de::DeserializeOwned;
 #[cfg(any(test, feature = "local"))]
-use serde_json::json;
-use serde_json::Value;
+pub use fixture::ApiGatewayEvent;
+use lambda_http::http::{header, StatusCode};
+use lambda_http::{Body, Request, Response};
+use request::*;
+pub use request::{body, caller, optional_body, request_id};
+pub use response::error_response;
+use response::*;
 
 /// Handler name of the stack's catch-all (`$default`) route's function.
 pub const UNROUTED_HANDLER: &str = "unrouted";
@@ -42,43 +52,6 @@ pub async fn handle(app: &App, action: Action, req: Request) -> Response<Body> {
     match result {
         Ok(response) => response,
         Err(err) => error_response(&err, &request_id),
-    }
-}
-
-/// The id a 500 quotes: Lambda's request id, else API Gateway's (`requestContext.requestId`).
-pub fn request_id(req: &Request) -> String {
-    req.lambda_context_ref()
-        .map(|c| c.request_id.clone())
-        .filter(|id| !id.is_empty())
-        .or_else(|| match req.request_context_ref() {
-            Some(lambda_http::request::RequestContext::ApiGatewayV2(c)) => c.request_id.clone(),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
-
-/// A request with a body must say it is JSON (`application/json`, any `+json` type, with
-/// parameters such as `charset` or not); one without a Content-Type is read as JSON.
-fn json_content_type(req: &Request) -> Result<()> {
-    let bytes: &[u8] = req.body().as_ref();
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(());
-    }
-    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
-        return Ok(());
-    };
-    let text = value.to_str().unwrap_or_default();
-    let essence = text
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    if essence == "application/json" || essence.ends_with("+json") {
-        Ok(())
-    } else {
-        let shown: String = text.chars().take(100).collect();
-        Err(Error::UnsupportedMediaType(format!("'{shown}'")))
     }
 }
 
@@ -288,31 +261,6 @@ fn auto_start(req: &Request) -> Result<Option<bool>> {
     }
 }
 
-/// The caller from API Gateway's JWT authorizer: `sub`, with a display name from the
-/// first non-empty of `name`, `email`, `cognito:username` (Cognito ID tokens) and
-/// `username` (Cognito access tokens), else the subject itself.
-pub fn caller(req: &Request) -> Result<Caller> {
-    let claims = req
-        .request_context_ref()
-        .and_then(|c| c.authorizer())
-        .and_then(|a| a.jwt.as_ref())
-        .map(|jwt| &jwt.claims)
-        .ok_or(Error::Unauthenticated)?;
-    let id = claims
-        .get("sub")
-        .filter(|s| !s.is_empty())
-        .ok_or(Error::Unauthenticated)?;
-    let name = ["name", "email", "cognito:username", "username"]
-        .iter()
-        .find_map(|k| claims.get(*k).filter(|v| !v.is_empty()))
-        .unwrap_or(id);
-    Ok(Caller {
-        id: id.clone(),
-        name: name.clone(),
-        api_url: api_url(req),
-    })
-}
-
 async fn agent_report(app: &App, req: &Request) -> Result<Response<Body>> {
     let token = req
         .headers()
@@ -335,382 +283,10 @@ fn openapi_document() -> Result<Response<Body>> {
         .map_err(Error::internal)
 }
 
-/// The API's URL as the request reached it: `https://<domainName>[/<stage>]`.
-fn api_url(req: &Request) -> Option<String> {
-    let lambda_http::request::RequestContext::ApiGatewayV2(c) = req.request_context_ref()? else {
-        return None;
-    };
-    let domain = c.domain_name.as_deref().filter(|d| !d.is_empty())?;
-    let scheme = if domain == "localhost" || domain.starts_with("127.0.0.1") {
-        "http"
-    } else {
-        "https"
-    };
-    Some(
-        match c
-            .stage
-            .as_deref()
-            .filter(|s| !s.is_empty() && *s != "$default")
-        {
-            Some(stage) => format!("{scheme}://{domain}/{stage}"),
-            None => format!("{scheme}://{domain}"),
-        },
-    )
-}
-
-fn path_param<'a>(req: &'a Request, name: &str) -> Result<&'a str> {
-    req.path_parameters_ref()
-        .and_then(|p| p.first(name))
-        .ok_or(Error::NotFound(Missing::Route))
-}
-
-fn query_param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
-    req.query_string_parameters_ref()
-        .and_then(|q| q.first(name))
-}
-
-/// A JSON body that may be absent.
-pub fn optional_body<T: DeserializeOwned>(req: &Request) -> Result<Option<T>> {
-    let bytes: &[u8] = req.body().as_ref();
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    body(req).map(Some)
-}
-
-/// Parses a JSON body; the error names the offending field (`resources.cpus`) and rule.
-pub fn body<T: DeserializeOwned>(req: &Request) -> Result<T> {
-    let bytes: &[u8] = req.body().as_ref();
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(Error::invalid("body", "a JSON object is required"));
-    }
-    let value: Value = serde_json::from_slice::<StrictJson>(bytes)
-        .map(|v| v.0)
-        .map_err(|e| {
-            Error::invalid(
-                "body",
-                format!("is not valid JSON: {}", strip_position(&e.to_string())),
-            )
-        })?;
-    if !value.is_object() {
-        return Err(Error::invalid("body", "must be a JSON object"));
-    }
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let message = strip_position(&e.into_inner().to_string());
-        // serde reports a missing field at its parent; name the field itself.
-        if let Some(field) = message
-            .strip_prefix("missing field `")
-            .and_then(|m| m.strip_suffix('`'))
-        {
-            let full = if path == "." {
-                field.to_string()
-            } else {
-                format!("{path}.{field}")
-            };
-            return Error::invalid(full, "is required");
-        }
-        let field = if path == "." {
-            "body".to_string()
-        } else {
-            path
-        };
-        Error::invalid(field, message)
-    })
-}
-
-/// JSON whose objects have no key twice (serde_json keeps the last one silently; a
-/// client sending `{"role": "view", "role": "owner"}` should hear about it).
-struct StrictJson(Value);
-
-impl<'de> serde::Deserialize<'de> for StrictJson {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        d.deserialize_any(StrictVisitor).map(StrictJson)
-    }
-}
-
-struct StrictVisitor;
-
-impl<'de> serde::de::Visitor<'de> for StrictVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("JSON")
-    }
-    fn visit_bool<E>(self, v: bool) -> std::result::Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> std::result::Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> std::result::Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_f64<E>(self, v: f64) -> std::result::Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_str<E>(self, v: &str) -> std::result::Result<Value, E> {
-        Ok(Value::String(v.to_string()))
-    }
-    fn visit_string<E>(self, v: String) -> std::result::Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_unit<E>(self) -> std::result::Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(
-        self,
-        mut seq: A,
-    ) -> std::result::Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(StrictJson(item)) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(
-        self,
-        mut map: A,
-    ) -> std::result::Result<Value, A::Error> {
-        let mut object = serde_json::Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if object.contains_key(&key) {
-                let shown: String = key.chars().take(64).collect();
-                return Err(serde::de::Error::custom(format!(
-                    "the key \"{shown}\" appears twice in one object"
-                )));
-            }
-            let StrictJson(value) = map.next_value()?;
-            object.insert(key, value);
-        }
-        Ok(Value::Object(object))
-    }
-}
-
-fn strip_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(i) => message[..i].to_string(),
-        None => message.to_string(),
-    }
-}
-
-fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Result<Response<Body>> {
-    let body = serde_json::to_string(value).map_err(Error::internal)?;
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body))
-        .map_err(Error::internal)
-}
-
-fn ok<T: serde::Serialize>(value: &T) -> Result<Response<Body>> {
-    json_response(StatusCode::OK, value)
-}
-
-fn created<T: serde::Serialize>(value: &T) -> Result<Response<Body>> {
-    json_response(StatusCode::CREATED, value)
-}
-
-fn no_content() -> Result<Response<Body>> {
-    Response::builder()
-        .status(StatusCode::NO_CONTENT)
-        .body(Body::Empty)
-        .map_err(Error::internal)
-}
-
-/// The one place an `Error` becomes a status code. Internal details go to the log only.
-pub fn error_response(err: &Error, request_id: &str) -> Response<Body> {
-    let (status, code, message, field) = match err {
-        Error::Invalid { field, message } => (
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            format!("{field}: {message}"),
-            Some(field.as_str()),
-        ),
-        Error::Unauthenticated => (
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "sign in: the request carries no identity".to_string(),
-            None,
-        ),
-        Error::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone(), None),
-        Error::NotFound(what) => (
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
-            None,
-        ),
-        Error::Conflict(c) => (StatusCode::CONFLICT, c.code(), c.to_string(), None),
-        Error::UnsupportedMediaType(_) => (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            err.to_string(),
-            None,
-        ),
-        Error::MethodNotAllowed { .. } => (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            err.to_string(),
-            None,
-        ),
-        Error::Throttled => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "throttled",
-            err.to_string(),
-            None,
-        ),
-        Error::Internal(source) => {
-            // The whole cause chain, readable, for the log only.
-            let mut chain = source.to_string();
-            let mut cause = source.source();
-            while let Some(c) = cause {
-                chain.push_str(": ");
-                chain.push_str(&c.to_string());
-                cause = c.source();
-            }
-            tracing::error!(request_id, error = %chain, "internal error");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                format!("something went wrong on our side; quote request id '{request_id}' when reporting it"),
-                None,
-            )
-        }
-    };
-    let error = crate::views::ErrorBody {
-        error: crate::views::ErrorDetail {
-            code: code.to_string(),
-            message,
-            field: field.map(str::to_string),
-        },
-    };
-    let mut builder = Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json");
-    if matches!(err, Error::Throttled) {
-        builder = builder.header(header::RETRY_AFTER, "1");
-    }
-    if let Error::MethodNotAllowed { allow, .. } = err {
-        builder = builder.header(header::ALLOW, allow.as_str());
-    }
-    builder
-        .body(Body::from(
-            serde_json::to_string(&error).unwrap_or_default(),
-        ))
-        .unwrap_or_else(|_| Response::new(Body::Empty))
-}
-
-#[cfg(any(test, feature = "local"))]
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Builds the request API Gateway (HTTP API, payload 2.0, JWT authorizer) would deliver,
-/// through lambda_http's own event parsing. Used by the local API stand-in and the tests,
-/// so both exercise exactly the production request path (feature `local`).
-#[cfg(any(test, feature = "local"))]
-pub struct ApiGatewayEvent<'a> {
-    pub action: Action,
-    pub path: &'a str,
-    pub path_params: &'a [(String, String)],
-    pub query: &'a [(String, String)],
-    /// JWT claims as API Gateway passes them (a string map); `None`: no authorizer result.
-    pub claims: Option<&'a [(String, String)]>,
-    pub body: Option<&'a str>,
-    /// The request's Content-Type header, if it had one.
-    pub content_type: Option<&'a str>,
-    /// The Authorization header, passed on to routes without the JWT authorizer.
-    pub authorization: Option<&'a str>,
-    pub request_id: &'a str,
-}
-
-#[cfg(any(test, feature = "local"))]
-impl ApiGatewayEvent<'_> {
-    pub fn to_json(&self) -> Value {
-        let map = |pairs: &[(String, String)]| -> Value {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                .collect::<serde_json::Map<_, _>>()
-                .into()
-        };
-        let route_key = format!("{} {}", self.action.method(), self.action.path());
-        let raw_query = self
-            .query
-            .iter()
-            .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        let mut context = json!({
-            "accountId": "000000000000",
-            "apiId": "local",
-            "domainName": "localhost",
-            "domainPrefix": "localhost",
-            "http": {
-                "method": self.action.method(),
-                "path": self.path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
-                "userAgent": "studios-local",
-            },
-            "requestId": self.request_id,
-            "routeKey": route_key,
-            "stage": "$default",
-            "time": "01/Jan/2026:00:00:00 +0000",
-            "timeEpoch": 0,
-        });
-        if let Some(claims) = self.claims {
-            context["authorizer"] = json!({ "jwt": { "claims": map(claims), "scopes": null } });
-        }
-        let mut headers = json!({});
-        if let Some(ct) = self.content_type {
-            headers["content-type"] = json!(ct);
-        }
-        if let Some(auth) = self.authorization {
-            headers["authorization"] = json!(auth);
-        }
-        let mut event = json!({
-            "version": "2.0",
-            "routeKey": route_key,
-            "rawPath": self.path,
-            "rawQueryString": raw_query,
-            "headers": headers,
-            "requestContext": context,
-            "isBase64Encoded": false,
-        });
-        if !self.query.is_empty() {
-            event["queryStringParameters"] = map(self.query);
-        }
-        if !self.path_params.is_empty() {
-            event["pathParameters"] = map(self.path_params);
-        }
-        if let Some(body) = self.body {
-            event["body"] = json!(body);
-        }
-        event
-    }
-
-    pub fn to_request(&self) -> Result<Request> {
-        // lambda_http rebuilds the URI from rawPath and rawQueryString and panics on an
-        // invalid one: refuse such paths here instead.
-        if self.path.chars().any(|c| !c.is_ascii_graphic()) {
-            return Err(Error::NotFound(Missing::Route));
-        }
-        lambda_http::request::from_str(&self.to_json().to_string()).map_err(Error::internal)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     /// (handler, method, path) of every HTTP API route in template.yaml, and the
     /// handler of every function.
@@ -737,7 +313,7 @@ mod tests {
 
     #[test]
     fn template_yaml_routes_are_exactly_the_served_routes() {
-        let template = include_str!("../../template.yaml");
+        let template = include_str!("../../../template.yaml");
         let (mut in_template, handlers) = template_routes(template);
         let mut served: Vec<(String, String, String)> = ROUTES
             .iter()
