@@ -417,8 +417,8 @@ async fn run(config: Config) -> i32 {
     tracing::info!("IDE ready");
     let mut every = Duration::from_secs(15);
     if let Some(reply) = session.report(Report::ready(None, vec![])).await {
-        every = reply
-            .report_seconds
+        every = Some(reply.report_seconds)
+            .filter(|s| *s > 0)
             .map(Duration::from_secs)
             .unwrap_or(every);
         if reply.stop_requested {
@@ -459,7 +459,10 @@ async fn run(config: Config) -> i32 {
                         stop_ide(&mut child).await;
                         return save_and_end(&session, &index, 0, None).await;
                     }
-                    every = reply.report_seconds.map(Duration::from_secs).unwrap_or(every);
+                    every = Some(reply.report_seconds)
+                        .filter(|s| *s > 0)
+                        .map(Duration::from_secs)
+                        .unwrap_or(every);
                 }
                 next_report = tokio::time::Instant::now() + every;
             }

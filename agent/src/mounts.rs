@@ -7,17 +7,9 @@
 //! the files are that user's (`--uid`, `--gid`) and the mount is open to users other
 //! than root, who mounted it (`--allow-other`; FUSE refuses them otherwise).
 
-use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Mount {
-    pub uri: String,
-    pub mount_path: String,
-    #[serde(default)]
-    pub access: String,
-}
+pub use studios_protocol::env::Mount;
 
 /// One mount-s3 run.
 #[derive(Clone, Debug, PartialEq, Eq)]
