@@ -38,14 +38,11 @@ pub fn plan(
 ) -> Result<Vec<MountCommand>, String> {
     let mut planned: Vec<MountCommand> = Vec::new();
     for m in mounts {
-        let rest = m
-            .uri
-            .strip_prefix("s3://")
-            .ok_or_else(|| format!("mount {}: not an s3:// URI", m.uri))?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(format!("mount {}: no bucket", m.uri));
+        if !m.uri.starts_with("s3://") {
+            return Err(format!("mount {}: not an s3:// URI", m.uri));
         }
+        let (bucket, prefix) = studios_protocol::s3::parse_uri(&m.uri)
+            .ok_or_else(|| format!("mount {}: no bucket", m.uri))?;
         let rel = m
             .mount_path
             .strip_prefix(crate::config::CONTAINER_WORKSPACE)

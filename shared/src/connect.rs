@@ -9,13 +9,12 @@ use crate::error::{Error, Result};
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use studios_protocol::claims::SignFuture;
 
 /// The claims, their signing and checking are the protocol crate's (the sessions' agent
 /// and the relay check them with the same code).
 pub use studios_protocol::claims::{
-    der_to_fixed, point_of_spki, with_token, LinkClaims, RelayClaims, Signer, LINK_SECONDS, PARAM,
-    RELAY_TOKEN_SECONDS,
+    der_to_fixed, point_of_spki, with_token, LinkClaims, RelayClaims, SignFuture, Signer,
+    LINK_SECONDS, PARAM, RELAY_TOKEN_SECONDS,
 };
 
 /// A signer of the control plane (its failures are the API's errors).

@@ -80,8 +80,7 @@ impl S3Prefix {
     }
 
     pub fn bucket(&self) -> &str {
-        let rest = &self.0[5..];
-        &rest[..rest.find('/').unwrap_or(rest.len())]
+        studios_protocol::s3::parse_uri(&self.0).map_or("", |(bucket, _)| bucket)
     }
 
     /// Key segments below the bucket.
