@@ -253,8 +253,8 @@ async fn run(config: Config) -> i32 {
         .current_dir(&config.workspace)
         .envs(plan.env.iter().cloned())
         // The agent's own secrets stay with the agent (the IDE's terminals see the rest).
-        .env_remove("STUDIO_AGENT_TOKEN")
-        .env_remove("STUDIO_RELAY_TOKEN")
+        .env_remove(studios_protocol::env::STUDIO_AGENT_TOKEN)
+        .env_remove(studios_protocol::env::STUDIO_RELAY_TOKEN)
         .kill_on_drop(true);
     if let Some(user) = &plan.run_as {
         command.uid(user.uid).gid(user.gid);
