@@ -267,7 +267,10 @@ mod tests {
             with_token("https://h/connect/st-1/", "t"),
             "https://h/connect/st-1/?studio_token=t"
         );
-        assert_eq!(with_token("https://h/?a=1", "t"), "https://h/?a=1&studio_token=t");
+        assert_eq!(
+            with_token("https://h/?a=1", "t"),
+            "https://h/?a=1&studio_token=t"
+        );
     }
 
     #[test]
@@ -308,7 +311,11 @@ mod tests {
             RelayClaims::verify(&key.point(), &link, 101),
             Err("not a relay token")
         );
-        let nobody = now(sign(&key, &RelayClaims::new(String::new(), "a1".into(), 100))).unwrap();
+        let nobody = now(sign(
+            &key,
+            &RelayClaims::new(String::new(), "a1".into(), 100),
+        ))
+        .unwrap();
         assert_eq!(
             RelayClaims::verify(&key.point(), &nobody, 101),
             Err("names no session")

@@ -14,13 +14,24 @@ pub const DEFAULT_PING_SECONDS: u64 = 60;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
-    Hello { token: String },
+    Hello {
+        token: String,
+    },
     /// The sender's ping interval (`None`: a bare `PING`).
-    Ping { seconds: Option<u64> },
+    Ping {
+        seconds: Option<u64>,
+    },
     Pong,
-    Open { id: u64 },
-    Data { id: u64, token: String },
-    Refused { why: String },
+    Open {
+        id: u64,
+    },
+    Data {
+        id: u64,
+        token: String,
+    },
+    Refused {
+        why: String,
+    },
 }
 
 impl Message {
@@ -50,7 +61,9 @@ impl Message {
                 seconds: rest.first().and_then(|s| s.parse().ok()),
             }),
             ["PONG", ..] => Some(Message::Pong),
-            ["OPEN", id] => Some(Message::Open { id: id.parse().ok()? }),
+            ["OPEN", id] => Some(Message::Open {
+                id: id.parse().ok()?,
+            }),
             ["DATA", id, token] => Some(Message::Data {
                 id: id.parse().ok()?,
                 token: token.to_string(),
@@ -70,7 +83,9 @@ mod tests {
     #[test]
     fn messages_round_trip() {
         let all = [
-            Message::Hello { token: "a.b.c".into() },
+            Message::Hello {
+                token: "a.b.c".into(),
+            },
             Message::Ping { seconds: Some(5) },
             Message::Ping { seconds: None },
             Message::Pong,
@@ -89,7 +104,14 @@ mod tests {
             assert_eq!(Message::parse(&line), Some(m));
         }
         assert_eq!(Message::Hello { token: "t".into() }.encode(), "HELLO t\n");
-        assert_eq!(Message::Data { id: 3, token: "t".into() }.encode(), "DATA 3 t\n");
+        assert_eq!(
+            Message::Data {
+                id: 3,
+                token: "t".into()
+            }
+            .encode(),
+            "DATA 3 t\n"
+        );
     }
 
     #[test]
