@@ -31,7 +31,12 @@ pub fn format_id(kind: IdKind, unique: u128) -> String {
 
 /// Whether `s` could be an id of `kind` (ids that cannot exist answer 404 without a read).
 pub fn is_well_formed(kind: IdKind, s: &str) -> bool {
-    studios_protocol::ids::is_id(kind.prefix(), s)
+    s.strip_prefix(kind.prefix()).is_some_and(|rest| {
+        rest.len() == 32
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 #[cfg(test)]

@@ -80,7 +80,8 @@ impl S3Prefix {
     }
 
     pub fn bucket(&self) -> &str {
-        studios_protocol::s3::parse_uri(&self.0).map_or("", |(bucket, _)| bucket)
+        let rest = &self.0[5..];
+        &rest[..rest.find('/').unwrap_or(rest.len())]
     }
 
     /// Key segments below the bucket.
