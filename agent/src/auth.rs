@@ -6,13 +6,13 @@
 //! revoked (the channel says so) are refused from then on.
 
 use aws_lc_rs::hmac;
-use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use studios_protocol::claims::LinkClaims;
 
-pub const PARAM: &str = "studio_token";
+pub use studios_protocol::claims::PARAM;
 pub const COOKIE: &str = "studios-session";
 /// A cookie's life: after it, the user opens a new link (their role checked again).
 pub const COOKIE_SECONDS: i64 = 8 * 3600;
@@ -44,31 +44,6 @@ pub enum Decision {
         status: u16,
         message: String,
     },
-}
-
-/// The claims of a compact ES256 JWS signed by the control plane's key (`point`), or
-/// why not.
-pub fn verify_token(point: &[u8], token: &str) -> Result<serde_json::Value, &'static str> {
-    let mut parts = token.split('.');
-    let (Some(header), Some(body), Some(sig), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err("it is not a token");
-    };
-    let sig = URL_SAFE_NO_PAD
-        .decode(sig)
-        .map_err(|_| "it is not a token")?;
-    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
-        .verify(format!("{header}.{body}").as_bytes(), &sig)
-        .map_err(|_| "its signature is not Studios'")?;
-    let json = |part: &str| -> Option<serde_json::Value> {
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
-    };
-    let header = json(header).ok_or("it is not a token")?;
-    if header["alg"] != "ES256" {
-        return Err("it is not a token");
-    }
-    json(body).ok_or("it is not a token")
 }
 
 impl Gate {
@@ -155,24 +130,25 @@ impl Gate {
 
     fn open_link(&self, token: &str, now: i64) -> Result<String, String> {
         let bad = |why: &str| format!("this connect link cannot be used: {why}; connect again");
-        let claims = verify_token(&self.point, token).map_err(bad)?;
-        if claims["st"] != self.studio.as_str() {
+        let claims: LinkClaims =
+            studios_protocol::claims::verify(&self.point, token).map_err(bad)?;
+        if claims.st != self.studio {
             return Err(bad("it is for another studio"));
         }
         if let Some(attempt) = &self.attempt {
-            if claims["att"] != attempt.as_str() {
+            if claims.att != *attempt {
                 return Err(bad("it is for an earlier session of this studio"));
             }
         }
-        let exp = claims["exp"].as_i64().unwrap_or(0);
+        let exp = claims.exp;
         if exp <= now {
             return Err(bad("it expired"));
         }
-        let user = claims["sub"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| bad("it names no user"))?;
-        let jti = claims["jti"].as_str().unwrap_or_default().to_string();
+        let user = claims.sub.as_str();
+        if user.is_empty() {
+            return Err(bad("it names no user"));
+        }
+        let jti = claims.jti;
         let mut seen = self.seen.lock().map_err(|_| bad("internal error"))?;
         seen.retain(|_, until| *until > now);
         if jti.is_empty() || seen.insert(jti, exp).is_some() {

@@ -7,71 +7,11 @@
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Report {
-    /// `starting`, `ready` or `failed`.
-    pub state: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_activity_at: Option<String>,
-    /// What a starting session is doing (`installing 3 conda packages`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-    /// Users holding a live connect cookie (the answer says which were revoked).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub connected_users: Vec<String>,
-}
-
-impl Report {
-    fn new(state: &'static str) -> Report {
-        Report {
-            state,
-            reason: None,
-            last_activity_at: None,
-            detail: None,
-            connected_users: vec![],
-        }
-    }
-
-    pub fn starting(detail: impl Into<String>) -> Report {
-        Report {
-            detail: Some(detail.into()),
-            ..Report::new("starting")
-        }
-    }
-
-    /// Ready, with the last user request seen and the users holding the cookie.
-    pub fn ready(last_activity_at: Option<String>, connected_users: Vec<String>) -> Report {
-        Report {
-            last_activity_at,
-            connected_users,
-            ..Report::new("ready")
-        }
-    }
-
-    pub fn failed(reason: String) -> Report {
-        Report {
-            reason: Some(reason),
-            ..Report::new("failed")
-        }
-    }
-}
-
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Reply {
-    pub stop_requested: bool,
-    #[serde(default)]
-    pub report_seconds: Option<u64>,
-    /// Of the users reported, those whose role no longer allows connecting.
-    #[serde(default)]
-    pub revoked_users: Vec<String>,
-}
+/// The report and the answer are the protocol crate's (the control plane reads and
+/// writes the same types).
+pub use studios_protocol::report::{AgentReply as Reply, AgentReportInput as Report};
 
 pub struct Channel {
     url: String,

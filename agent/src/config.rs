@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
+use studios_protocol::env;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -77,18 +78,25 @@ impl Config {
                     .ok_or_else(|| format!("{k} must be a whole number of seconds, not '{v}'")),
             }
         };
-        let mounts: Vec<crate::mounts::Mount> = match optional("STUDIO_MOUNTS") {
+        let mounts: Vec<crate::mounts::Mount> = match optional(env::STUDIO_MOUNTS) {
             None => vec![],
-            Some(v) => serde_json::from_str(&v).map_err(|e| {
-                format!("STUDIO_MOUNTS is not a JSON array of {{uri, mountPath, access}}: {e}")
+            Some(v) => crate::mounts::Mount::decode_all(&v).map_err(|e| {
+                format!(
+                    "{} is not a JSON array of {{uri, mountPath, access}}: {e}",
+                    env::STUDIO_MOUNTS
+                )
             })?,
         };
-        let conda_packages: Vec<String> = match optional("CONDA_PACKAGES") {
+        let conda_packages: Vec<String> = match optional(env::CONDA_PACKAGES) {
             None => vec![],
-            Some(v) => serde_json::from_str(&v)
-                .map_err(|e| format!("CONDA_PACKAGES is not a JSON array of strings: {e}"))?,
+            Some(v) => serde_json::from_str(&v).map_err(|e| {
+                format!(
+                    "{} is not a JSON array of strings: {e}",
+                    env::CONDA_PACKAGES
+                )
+            })?,
         };
-        let mut base_path = optional("STUDIO_BASE_PATH").unwrap_or_else(|| "/".into());
+        let mut base_path = optional(env::STUDIO_BASE_PATH).unwrap_or_else(|| "/".into());
         if !base_path.starts_with('/') {
             base_path.insert(0, '/');
         }
@@ -96,10 +104,10 @@ impl Config {
             base_path.push('/');
         }
         Ok(Config {
-            studio_id: required("STUDIO_ID")?,
-            workspace_id: required("WORKSPACE_ID")?,
-            restore_uri: optional("CHECKPOINT_RESTORE_URI"),
-            save_uri: required("CHECKPOINT_SAVE_URI")?,
+            studio_id: required(env::STUDIO_ID)?,
+            workspace_id: required(env::WORKSPACE_ID)?,
+            restore_uri: optional(env::CHECKPOINT_RESTORE_URI),
+            save_uri: required(env::CHECKPOINT_SAVE_URI)?,
             mount_paths: mounts.iter().map(|m| m.mount_path.clone()).collect(),
             mounts,
             conda_packages,
@@ -111,31 +119,36 @@ impl Config {
                 .filter(|c| !c.is_empty())
                 .collect(),
             mount_command: optional("STUDIO_MOUNT_COMMAND").unwrap_or_else(|| "mount-s3".into()),
-            template: optional("STUDIO_TEMPLATE").unwrap_or_else(|| "custom".into()),
+            template: optional(env::STUDIO_TEMPLATE).unwrap_or_else(|| "custom".into()),
             base_path,
-            api_url: optional("STUDIO_API_URL").map(|u| u.trim_end_matches('/').to_string()),
-            agent_token: optional("STUDIO_AGENT_TOKEN"),
+            api_url: optional(env::STUDIO_API_URL).map(|u| u.trim_end_matches('/').to_string()),
+            agent_token: optional(env::STUDIO_AGENT_TOKEN),
             workspace: PathBuf::from(
                 optional("STUDIO_WORKSPACE_DIR").unwrap_or_else(|| CONTAINER_WORKSPACE.into()),
             ),
             listen: optional("STUDIO_AGENT_ADDR").unwrap_or_else(|| "127.0.0.1:0".into()),
             ide_command: optional("STUDIO_IDE_COMMAND"),
             snapshot_every: seconds("STUDIO_SNAPSHOT_SECONDS", 300)?,
-            connect_public_key: match optional("STUDIO_CONNECT_PUBLIC_KEY") {
+            connect_public_key: match optional(env::STUDIO_CONNECT_PUBLIC_KEY) {
                 None => None,
                 Some(v) => {
                     use base64::Engine;
                     let point = base64::engine::general_purpose::STANDARD
                         .decode(v.trim())
                         .ok()
-                        .filter(|p| p.len() == 65 && p[0] == 4)
-                        .ok_or("STUDIO_CONNECT_PUBLIC_KEY is not a base64 P-256 point")?;
+                        .filter(|p| studios_protocol::claims::is_point(p))
+                        .ok_or_else(|| {
+                            format!(
+                                "{} is not a base64 P-256 point",
+                                env::STUDIO_CONNECT_PUBLIC_KEY
+                            )
+                        })?;
                     Some(point)
                 }
             },
-            connect_url: optional("STUDIO_CONNECT_URL"),
-            attempt_id: optional("STUDIO_ATTEMPT_ID"),
-            relay: optional("STUDIO_RELAY_ADDR").zip(optional("STUDIO_RELAY_TOKEN")),
+            connect_url: optional(env::STUDIO_CONNECT_URL),
+            attempt_id: optional(env::STUDIO_ATTEMPT_ID),
+            relay: optional(env::STUDIO_RELAY_ADDR).zip(optional(env::STUDIO_RELAY_TOKEN)),
             ide_start_timeout: seconds("STUDIO_IDE_START_SECONDS", 600)?,
             ide_user: optional("STUDIO_IDE_USER"),
             runtime_root: optional("STUDIO_RUNTIME_DIR")

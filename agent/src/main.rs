@@ -253,8 +253,8 @@ async fn run(config: Config) -> i32 {
         .current_dir(&config.workspace)
         .envs(plan.env.iter().cloned())
         // The agent's own secrets stay with the agent (the IDE's terminals see the rest).
-        .env_remove("STUDIO_AGENT_TOKEN")
-        .env_remove("STUDIO_RELAY_TOKEN")
+        .env_remove(studios_protocol::env::STUDIO_AGENT_TOKEN)
+        .env_remove(studios_protocol::env::STUDIO_RELAY_TOKEN)
         .kill_on_drop(true);
     if let Some(user) = &plan.run_as {
         command.uid(user.uid).gid(user.gid);
@@ -417,8 +417,8 @@ async fn run(config: Config) -> i32 {
     tracing::info!("IDE ready");
     let mut every = Duration::from_secs(15);
     if let Some(reply) = session.report(Report::ready(None, vec![])).await {
-        every = reply
-            .report_seconds
+        every = Some(reply.report_seconds)
+            .filter(|s| *s > 0)
             .map(Duration::from_secs)
             .unwrap_or(every);
         if reply.stop_requested {
@@ -459,7 +459,10 @@ async fn run(config: Config) -> i32 {
                         stop_ide(&mut child).await;
                         return save_and_end(&session, &index, 0, None).await;
                     }
-                    every = reply.report_seconds.map(Duration::from_secs).unwrap_or(every);
+                    every = Some(reply.report_seconds)
+                        .filter(|s| *s > 0)
+                        .map(Duration::from_secs)
+                        .unwrap_or(every);
                 }
                 next_report = tokio::time::Instant::now() + every;
             }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Component, Path, PathBuf};
 
 pub const FORMAT: &str = "studios-checkpoint/1";
-pub const MANIFEST: &str = "manifest.json";
+pub use studios_protocol::MANIFEST;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -7,17 +7,9 @@
 //! the files are that user's (`--uid`, `--gid`) and the mount is open to users other
 //! than root, who mounted it (`--allow-other`; FUSE refuses them otherwise).
 
-use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Mount {
-    pub uri: String,
-    pub mount_path: String,
-    #[serde(default)]
-    pub access: String,
-}
+pub use studios_protocol::env::Mount;
 
 /// One mount-s3 run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,14 +38,11 @@ pub fn plan(
 ) -> Result<Vec<MountCommand>, String> {
     let mut planned: Vec<MountCommand> = Vec::new();
     for m in mounts {
-        let rest = m
-            .uri
-            .strip_prefix("s3://")
-            .ok_or_else(|| format!("mount {}: not an s3:// URI", m.uri))?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(format!("mount {}: no bucket", m.uri));
+        if !m.uri.starts_with("s3://") {
+            return Err(format!("mount {}: not an s3:// URI", m.uri));
         }
+        let (bucket, prefix) = studios_protocol::s3::parse_uri(&m.uri)
+            .ok_or_else(|| format!("mount {}: no bucket", m.uri))?;
         let rel = m
             .mount_path
             .strip_prefix(crate::config::CONTAINER_WORKSPACE)

@@ -16,13 +16,11 @@ pub struct S3Uri {
 
 impl S3Uri {
     pub fn parse(uri: &str) -> Result<S3Uri, String> {
-        let rest = uri
-            .strip_prefix("s3://")
-            .ok_or_else(|| format!("'{uri}' is not an s3:// URI"))?;
-        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(format!("'{uri}' names no bucket"));
+        if !uri.starts_with("s3://") {
+            return Err(format!("'{uri}' is not an s3:// URI"));
         }
+        let (bucket, key) = studios_protocol::s3::parse_uri(uri)
+            .ok_or_else(|| format!("'{uri}' names no bucket"))?;
         Ok(S3Uri {
             bucket: bucket.to_string(),
             key: key.to_string(),

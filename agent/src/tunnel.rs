@@ -16,17 +16,13 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use studios_protocol::tunnel::{Message, DEFAULT_PING_SECONDS, MAX_LINE, MISSED_PINGS};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-
-/// How many ping intervals the relay may stay silent before the agent reconnects.
-const MISSED_PINGS: u32 = 3;
-const MAX_LINE: usize = 4096;
-const DEFAULT_PING_SECONDS: u64 = 60;
 
 /// The keepalive interval, `STUDIO_RELAY_PING_SECONDS` (whole seconds, default 60): of
 /// the tunnel's pings, and of the WebSocket pings toward browsers (proxy.rs). Under the
@@ -151,8 +147,15 @@ impl Relay {
         let (read, mut write) = tokio::io::split(self.connect().await?);
         let mut read = BufReader::new(read);
         let seconds = self.ping.as_secs();
+        let hello = Message::Hello {
+            token: self.token.clone(),
+        };
+        let ping = Message::Ping {
+            seconds: Some(seconds),
+        }
+        .encode();
         write
-            .write_all(format!("HELLO {}\nPING {seconds}\n", self.token).as_bytes())
+            .write_all(format!("{}{ping}", hello.encode()).as_bytes())
             .await
             .map_err(|e| format!("relay: {e}"))?;
         write.flush().await.map_err(|e| format!("relay: {e}"))?;
@@ -175,19 +178,17 @@ impl Relay {
                     *up = true;
                     let text = String::from_utf8_lossy(&line).into_owned();
                     line.clear();
-                    let words: Vec<&str> = text.split_whitespace().collect();
-                    match words.as_slice() {
-                        ["PONG", ..] => answers = true,
-                        ["OPEN", id] => {
-                            let (relay, id) = (self.clone(), id.to_string());
+                    match Message::parse(&text) {
+                        Some(Message::Pong) => answers = true,
+                        Some(Message::Open { id }) => {
+                            let relay = self.clone();
                             tokio::spawn(async move {
-                                if let Err(e) = relay.open(&id, local).await {
+                                if let Err(e) = relay.open(id, local).await {
                                     tracing::warn!(error = %e, "relay connection not opened");
                                 }
                             });
                         }
-                        ["REFUSED", ..] => {
-                            let why = text.trim().trim_start_matches("REFUSED").trim();
+                        Some(Message::Refused { why }) => {
                             return Err(format!("the relay refused the tunnel: {why}"));
                         }
                         _ => {}
@@ -199,7 +200,7 @@ impl Relay {
                         return Err(format!("the relay has not answered for {} s", silent.as_secs()));
                     }
                     write
-                        .write_all(format!("PING {seconds}\n").as_bytes())
+                        .write_all(ping.as_bytes())
                         .await
                         .map_err(|e| format!("relay: {e}"))?;
                     write.flush().await.map_err(|e| format!("relay: {e}"))?;
@@ -208,9 +209,10 @@ impl Relay {
         }
     }
 
-    async fn open(&self, id: &str, local: std::net::SocketAddr) -> Result<(), String> {
+    async fn open(&self, id: u64, local: std::net::SocketAddr) -> Result<(), String> {
         let mut data = self.connect().await?;
-        data.write_all(format!("DATA {id} {}\n", self.token).as_bytes())
+        let token = self.token.clone();
+        data.write_all(Message::Data { id, token }.encode().as_bytes())
             .await
             .map_err(|e| e.to_string())?;
         data.flush().await.map_err(|e| e.to_string())?;

@@ -463,12 +463,7 @@ fn studio_path(ws: &str, id: &str, rest: &str) -> String {
 /// Whether `s` has the shape of an id (`<prefix>` and 32 hex digits): it is used as one
 /// without a look-up (the action itself answers 404 if there is no such item).
 fn is_id(prefix: &str, s: &str) -> bool {
-    s.strip_prefix(prefix).is_some_and(|rest| {
-        rest.len() == 32
-            && rest
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
+    studios_protocol::ids::is_id(prefix, s)
 }
 
 /// A studio by id (one GET), else by its exact name (one search).

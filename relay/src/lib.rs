@@ -15,7 +15,14 @@
 //! (httparse) to find the studio and forwards it with `Connection: close` (one request
 //! per connection, so a connection never crosses studios), except upgrades, which stay
 //! open. The agent at the other end checks connect links and cookies; the relay only
-//! routes.
+//! routes. The words and the tokens are the protocol crate's (`studios_protocol::tunnel`,
+//! `studios_protocol::claims::RelayClaims`).
+//!
+//! Both ports bound the relay's connections together (`RELAY_MAX_CONNECTIONS`, default
+//! [`DEFAULT_MAX_CONNECTIONS`]): a connection over the cap is closed at once. A failing
+//! accept (out of file descriptors: EMFILE) is logged and retried after 10 ms, doubling
+//! to 1 s, instead of spinning. Each tunnel queues at most [`OPEN_QUEUE`] connections
+//! waiting for the agent's `OPEN`; a browser over that is answered 503.
 
 pub mod cutoff;
 
@@ -23,24 +30,30 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use studios_protocol::claims::RelayClaims;
+use studios_protocol::tunnel::{Message, DEFAULT_PING_SECONDS, MAX_LINE};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+
+pub use studios_protocol::tunnel::MISSED_PINGS;
 
 const MAX_HEAD: usize = 32 * 1024;
 const MAX_HEADERS: usize = 100;
-/// A control line longer than this is not one of ours.
-const MAX_LINE: usize = 4096;
-/// How many ping intervals a tunnel may stay silent before it is dropped.
-pub const MISSED_PINGS: u32 = 3;
+/// Connections (browsers' and sessions' together) when `RELAY_MAX_CONNECTIONS` is not set.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Browser connections one tunnel may have waiting for the agent's data connection.
+pub const OPEN_QUEUE: usize = 64;
+/// The first and the longest pause after a failed accept.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 /// The interval announced by `PING <seconds>` is taken within these bounds.
 const PING_SECONDS: std::ops::RangeInclusive<u64> = 1..=600;
 
 struct Tunnel {
     attempt: String,
     serial: u64,
-    open: mpsc::UnboundedSender<u64>,
+    open: mpsc::Sender<u64>,
 }
 
 struct Pending {
@@ -54,36 +67,62 @@ pub struct Relay {
     tunnels: Mutex<HashMap<String, Tunnel>>,
     pending: Mutex<HashMap<u64, Pending>>,
     next: AtomicU64,
+    connections: Arc<Semaphore>,
+    max_connections: usize,
 }
 
 impl Relay {
     /// `point`: the public key of the control plane's relay-token key (the uncompressed
     /// P-256 point).
     pub fn new(point: Vec<u8>) -> Arc<Relay> {
+        Relay::with_max_connections(point, DEFAULT_MAX_CONNECTIONS)
+    }
+
+    /// The relay with at most `max` connections open at once (at least one).
+    pub fn with_max_connections(point: Vec<u8>, max: usize) -> Arc<Relay> {
+        let max = max.max(1);
         Arc::new(Relay {
             point,
             tunnels: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
+            connections: Arc::new(Semaphore::new(max)),
+            max_connections: max,
         })
     }
 
     /// The studio and session a relay token names, if it is valid now.
     fn check(&self, token: &str) -> Result<(String, String), &'static str> {
-        let claims = studios_agent::auth::verify_token(&self.point, token)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or_default();
-        if claims["aud"] != "relay" {
-            return Err("not a relay token");
-        }
-        if claims["exp"].as_i64().unwrap_or(0) <= now {
-            return Err("expired");
-        }
-        match (claims["st"].as_str(), claims["att"].as_str()) {
-            (Some(st), Some(att)) if !st.is_empty() => Ok((st.to_string(), att.to_string())),
-            _ => Err("names no session"),
+        RelayClaims::verify(&self.point, token, now)
+    }
+
+    /// The next connection `listener` accepts within the cap (over it: closed at once),
+    /// backing off after failed accepts (EMFILE and the like) instead of spinning.
+    async fn accept(
+        &self,
+        listener: &TcpListener,
+        port: &'static str,
+    ) -> (TcpStream, OwnedSemaphorePermit) {
+        let mut pause = ACCEPT_BACKOFF.0;
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => match self.connections.clone().try_acquire_owned() {
+                    Ok(permit) => return (stream, permit),
+                    Err(_) => {
+                        tracing::warn!(port, %peer, max = self.max_connections, "connection closed: the relay is at its connection cap");
+                        drop(stream);
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(port, error = %e, retry_ms = pause.as_millis() as u64, "accept failed");
+                    tokio::time::sleep(pause).await;
+                    pause = next_pause(pause);
+                }
+            }
         }
     }
 
@@ -100,11 +139,12 @@ impl Relay {
 
     pub async fn serve_tunnels(self: Arc<Self>, listener: TcpListener) {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
+            let (stream, permit) = self.accept(&listener, "tunnels").await;
             let relay = self.clone();
-            tokio::spawn(async move { relay.tunnel(stream).await });
+            tokio::spawn(async move {
+                relay.tunnel(stream).await;
+                drop(permit);
+            });
         }
     }
 
@@ -118,19 +158,16 @@ impl Relay {
             return;
         }
         let line = String::from_utf8_lossy(&line).into_owned();
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["HELLO", token] => match self.check(token) {
+        match Message::parse(&line) {
+            Some(Message::Hello { token }) => match self.check(&token) {
                 Ok((studio, attempt)) => self.control(reader, studio, attempt).await,
                 Err(why) => {
-                    let _ = reader
-                        .get_mut()
-                        .write_all(format!("REFUSED {why}\n").as_bytes())
-                        .await;
+                    let refused = Message::Refused { why: why.into() }.encode();
+                    let _ = reader.get_mut().write_all(refused.as_bytes()).await;
                 }
             },
-            ["DATA", id, token] => {
-                let (Ok(id), Ok((studio, attempt))) = (id.parse::<u64>(), self.check(token)) else {
+            Some(Message::Data { id, token }) => {
+                let Ok((studio, attempt)) = self.check(&token) else {
                     return;
                 };
                 let pending = self.pending.lock().ok().and_then(|mut p| p.remove(&id));
@@ -157,7 +194,7 @@ impl Relay {
         studio: String,
         attempt: String,
     ) {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(OPEN_QUEUE);
         let serial = self.next.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut t) = self.tunnels.lock() {
             t.insert(
@@ -183,7 +220,7 @@ impl Relay {
             tokio::select! {
                 id = rx.recv() => match id {
                     Some(id) => {
-                        if reader.get_mut().write_all(format!("OPEN {id}\n").as_bytes()).await.is_err() {
+                        if reader.get_mut().write_all(Message::Open { id }.encode().as_bytes()).await.is_err() {
                             break "the tunnel failed";
                         }
                     }
@@ -193,7 +230,7 @@ impl Relay {
                     Ok(true) => {
                         if let Some(every) = ping_interval(&line) {
                             deadline = Some(Instant::now() + every * MISSED_PINGS);
-                            if reader.get_mut().write_all(b"PONG\n").await.is_err() {
+                            if reader.get_mut().write_all(Message::Pong.encode().as_bytes()).await.is_err() {
                                 break "the tunnel failed";
                             }
                         }
@@ -215,11 +252,12 @@ impl Relay {
 
     pub async fn serve_public(self: Arc<Self>, listener: TcpListener) {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
+            let (stream, permit) = self.accept(&listener, "public").await;
             let relay = self.clone();
-            tokio::spawn(async move { relay.public(stream).await });
+            tokio::spawn(async move {
+                relay.public(stream).await;
+                drop(permit);
+            });
         }
     }
 
@@ -280,7 +318,15 @@ impl Relay {
                 },
             );
         }
-        let _ = open.send(id);
+        if open.try_send(id).is_err() {
+            if let Ok(mut p) = self.pending.lock() {
+                p.remove(&id);
+            }
+            let _ = user
+                .write_all(&reply(503, "the session has too many connections opening"))
+                .await;
+            return;
+        }
         let data = tokio::time::timeout(Duration::from_secs(10), rx).await;
         let Ok(Ok(data)) = data else {
             if let Ok(mut p) = self.pending.lock() {
@@ -317,14 +363,17 @@ async fn read_line(
     }
 }
 
+/// The pause after `pause` between failed accepts: doubling, at most 1 s.
+fn next_pause(pause: Duration) -> Duration {
+    (pause * 2).min(ACCEPT_BACKOFF.1)
+}
+
 /// The interval a `PING <seconds>` line announces (a bare `PING`: 60 s).
 fn ping_interval(line: &[u8]) -> Option<Duration> {
-    let line = std::str::from_utf8(line).ok()?;
-    let mut words = line.split_whitespace();
-    if words.next()? != "PING" {
+    let Message::Ping { seconds } = Message::parse(std::str::from_utf8(line).ok()?)? else {
         return None;
-    }
-    let seconds = words.next().and_then(|s| s.parse().ok()).unwrap_or(60u64);
+    };
+    let seconds = seconds.unwrap_or(DEFAULT_PING_SECONDS);
     Some(Duration::from_secs(
         seconds.clamp(*PING_SECONDS.start(), *PING_SECONDS.end()),
     ))
@@ -404,6 +453,7 @@ fn reply(status: u16, message: &str) -> Vec<u8> {
         400 => "Bad Request",
         431 => "Request Header Fields Too Large",
         502 => "Bad Gateway",
+        503 => "Service Unavailable",
         _ => "Gateway Timeout",
     };
     format!(
@@ -485,5 +535,18 @@ mod tests {
             Some(Duration::from_secs(600))
         );
         assert_eq!(ping_interval(b"PONG\n"), None);
+        assert_eq!(ping_interval(b"PINGS 5\n"), None);
+    }
+
+    #[test]
+    fn failed_accepts_back_off_doubling_to_a_second() {
+        let mut pause = ACCEPT_BACKOFF.0;
+        let mut pauses = vec![pause];
+        for _ in 0..9 {
+            pause = next_pause(pause);
+            pauses.push(pause);
+        }
+        let ms: Vec<u128> = pauses.iter().map(|p| p.as_millis()).collect();
+        assert_eq!(ms, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
     }
 }

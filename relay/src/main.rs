@@ -2,7 +2,9 @@
 //! (browsers; default 0.0.0.0:8080), `RELAY_TUNNEL_ADDR` (sessions; default
 //! 0.0.0.0:8081), and the public key of the control plane's relay-token key:
 //! `RELAY_TOKEN_KEY_ID` (a KMS key; its public key is read once, at start) or
-//! `RELAY_PUBLIC_KEY` (base64 of the P-256 point; the local run). Once listening it
+//! `RELAY_PUBLIC_KEY` (base64 of the P-256 point; the local run). `RELAY_MAX_CONNECTIONS`
+//! caps the connections of both ports together (default
+//! `studios_relay::DEFAULT_MAX_CONNECTIONS`; over it a connection is closed at once). Once listening it
 //! prints `studio-relay listening: public <addr>, tunnels <addr>` on stdout (the local
 //! run reads the ports it got from there); logs go to stderr.
 
@@ -30,21 +32,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .map_err(|e| format!("RELAY_TOKEN_KEY_ID: kms:GetPublicKey failed: {e}"))?;
             let spki = out
                 .public_key()
-                .ok_or("RELAY_TOKEN_KEY_ID: KMS returned no public key")?
-                .as_ref()
-                .to_vec();
-            // An ECC_NIST_P256 key's SubjectPublicKeyInfo ends with the 65-byte point.
-            spki[spki.len().saturating_sub(65)..].to_vec()
+                .ok_or("RELAY_TOKEN_KEY_ID: KMS returned no public key")?;
+            studios_protocol::claims::point_of_spki(spki.as_ref())
+                .ok_or("the relay-token key is not a P-256 key")?
         }
         (None, Some(b64)) => base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
             .map_err(|e| format!("RELAY_PUBLIC_KEY is not base64: {e}"))?,
         (None, None) => return Err("set RELAY_TOKEN_KEY_ID or RELAY_PUBLIC_KEY".into()),
     };
-    if point.len() != 65 || point[0] != 4 {
+    if !studios_protocol::claims::is_point(&point) {
         return Err("the relay-token key is not a P-256 key".into());
     }
-    let relay = studios_relay::Relay::new(point);
+    let max_connections = match env("RELAY_MAX_CONNECTIONS") {
+        None => studios_relay::DEFAULT_MAX_CONNECTIONS,
+        Some(v) => v
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("RELAY_MAX_CONNECTIONS '{v}' is not a positive whole number"))?,
+    };
+    let relay = studios_relay::Relay::with_max_connections(point, max_connections);
     let public = bind(
         env("RELAY_PUBLIC_ADDR"),
         "RELAY_PUBLIC_ADDR",

@@ -149,3 +149,24 @@ async fn browsers_reach_the_session_through_its_outbound_tunnel() {
     s.read_exact(&mut echo).await.unwrap();
     assert_eq!(&echo, b"hello");
 }
+
+#[tokio::test]
+async fn connections_over_the_cap_are_closed_and_a_freed_place_is_taken_again() {
+    let relay = studios_relay::Relay::with_max_connections(Key::new().point(), 1);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public = listener.local_addr().unwrap();
+    tokio::spawn(relay.serve_public(listener));
+    // The one place: a connection that has not sent its head yet.
+    let held = TcpStream::connect(public).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut over = TcpStream::connect(public).await.unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(5), over.read(&mut buf))
+        .await
+        .expect("the connection over the cap is closed at once");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let answer = get(public, "/connect/st-1/").await;
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+}

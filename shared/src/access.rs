@@ -49,9 +49,9 @@ pub struct App {
     pub tasks: Arc<dyn Tasks>,
     pub events: Arc<dyn EventSink>,
     /// Signs connect links; `None`: links carry no token (`ConnectKey::None`).
-    pub connect: Option<Arc<dyn crate::connect::Signer>>,
+    pub connect: Option<Arc<crate::connect::DynSigner>>,
     /// Signs sessions' relay tokens (its own key: `Config::relay_key`); `None`: no relay.
-    pub relay: Option<Arc<dyn crate::connect::Signer>>,
+    pub relay: Option<Arc<crate::connect::DynSigner>>,
     pub config: Arc<Config>,
 }
 

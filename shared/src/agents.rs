@@ -16,56 +16,10 @@ pub fn token_hash(token: &str) -> String {
         .collect()
 }
 
-/// What an agent reports (`POST /agent/report`, docs/api.md).
-#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AgentReportInput {
-    #[schema(value_type = ReportedState)]
-    pub state: String,
-    #[serde(default)]
-    pub reason: Option<String>,
-    #[serde(default)]
-    #[schema(format = DateTime)]
-    pub last_activity_at: Option<String>,
-    #[serde(default)]
-    pub detail: Option<String>,
-    /// Users holding the session's connect cookie: the answer names those whose role no
-    /// longer allows connecting.
-    #[serde(default)]
-    #[schema(max_items = 50, schema_with = connected_users_schema)]
-    pub connected_users: Vec<String>,
-}
-
-/// What a session's agent reports it is doing.
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)] // the document's enum; the input is checked as a string
-pub enum ReportedState {
-    Starting,
-    Ready,
-    Failed,
-}
-
-fn connected_users_schema() -> utoipa::openapi::schema::Schema {
-    serde_json::from_value(serde_json::json!({
-        "type": "array",
-        "maxItems": MAX_CONNECTED_USERS,
-        "items": {"type": "string", "minLength": 1, "maxLength": 256},
-    }))
-    .expect("a valid schema")
-}
-
-/// The answer: whether a stop was requested, and when to report next.
-#[derive(Debug, serde::Serialize, PartialEq, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AgentReply {
-    pub stop_requested: bool,
-    pub report_seconds: u64,
-    pub revoked_users: Vec<String>,
-}
-
-/// Most users one report may ask about (they come from one session's cookies).
-const MAX_CONNECTED_USERS: usize = 50;
+use studios_protocol::report::MAX_CONNECTED_USERS;
+/// The report and the answer are the protocol crate's (the agent sends and reads the
+/// same types).
+pub use studios_protocol::report::{AgentReply, AgentReportInput, ReportedState};
 
 /// Longest failure reason kept (a status reason is shown in lists).
 const MAX_AGENT_REASON: usize = 1000;
@@ -79,7 +33,7 @@ const ACTIVITY_RESOLUTION: i64 = 60;
 /// activity at least a minute newer).
 pub async fn agent_report(app: &App, token: &str, input: AgentReportInput) -> Result<AgentReply> {
     let state = input.state.as_str();
-    if !matches!(state, "starting" | "ready" | "failed") {
+    if ReportedState::parse(state).is_none() {
         return Err(Error::invalid("state", "must be starting, ready or failed"));
     }
     let activity = match input.last_activity_at.as_deref() {

@@ -7,7 +7,9 @@ use crate::compute::{JobSpec, TAG_ATTEMPT, TAG_STUDIO, TAG_WORKSPACE};
 use crate::domain::lifecycle::Session;
 use crate::domain::*;
 use crate::error::{Error, Result};
-use serde_json::{json, Value};
+use serde_json::json;
+use studios_protocol::claims::RelayClaims;
+use studios_protocol::env::{self, Mount};
 
 /// What AWS Batch runs for a session (docs/api.md, the job environment).
 pub fn job_spec(app: &App, studio: &Studio, session: &Session) -> Result<JobSpec> {
@@ -20,56 +22,63 @@ pub fn job_spec(app: &App, studio: &Studio, session: &Session) -> Result<JobSpec
             .ok_or_else(|| Error::internal(format!("no image configured for {kind:?}")))?,
         Template::Image { image } => image.clone(),
     };
-    let mounts: Vec<Value> = studio
+    let mounts: Vec<Mount> = studio
         .config
         .mounts
         .iter()
-        .map(|m| json!({"uri": m.uri, "mountPath": m.mount_path, "access": m.access}))
+        .map(|m| Mount {
+            uri: m.uri.to_string(),
+            mount_path: m.mount_path.clone(),
+            access: access_name(m.access),
+        })
         .collect();
     let r = studio.config.resources;
     let mut environment = vec![
-        ("STUDIO_ID".into(), studio.id.clone()),
-        ("WORKSPACE_ID".into(), studio.workspace_id.clone()),
+        (env::STUDIO_ID.into(), studio.id.clone()),
+        (env::WORKSPACE_ID.into(), studio.workspace_id.clone()),
         (
-            "CHECKPOINT_RESTORE_URI".into(),
+            env::CHECKPOINT_RESTORE_URI.into(),
             session
                 .restore_uri
                 .as_ref()
                 .map(|u| u.to_string())
                 .unwrap_or_default(),
         ),
-        ("CHECKPOINT_SAVE_URI".into(), session.save_uri.to_string()),
-        ("STUDIO_MOUNTS".into(), Value::from(mounts).to_string()),
         (
-            "CONDA_PACKAGES".into(),
+            env::CHECKPOINT_SAVE_URI.into(),
+            session.save_uri.to_string(),
+        ),
+        (env::STUDIO_MOUNTS.into(), Mount::encode_all(&mounts)),
+        (
+            env::CONDA_PACKAGES.into(),
             json!(studio.config.conda_packages).to_string(),
         ),
         (
-            "STUDIO_TEMPLATE".into(),
+            env::STUDIO_TEMPLATE.into(),
             match &studio.config.template {
                 Template::Kind { kind } => kind.as_str().to_string(),
                 Template::Image { .. } => "custom".to_string(),
             },
         ),
         (
-            "STUDIO_BASE_PATH".into(),
+            env::STUDIO_BASE_PATH.into(),
             app.config
                 .connect_url(&studio.workspace_id, &studio.id)
                 .map_or_else(|| "/".to_string(), |u| url_path(&u)),
         ),
         // The agent needs the region for S3 and its channel; with IMDS blocked it has
         // no other way to learn it (docs/deploy.md).
-        ("AWS_REGION".into(), studio.compute_env.region.clone()),
+        (env::AWS_REGION.into(), studio.compute_env.region.clone()),
         (
-            "AWS_DEFAULT_REGION".into(),
+            env::AWS_DEFAULT_REGION.into(),
             studio.compute_env.region.clone(),
         ),
     ];
-    environment.push(("STUDIO_ATTEMPT_ID".into(), session.attempt_id.clone()));
+    environment.push((env::STUDIO_ATTEMPT_ID.into(), session.attempt_id.clone()));
     if let Some(channel) = &session.agent_channel {
-        environment.push(("STUDIO_AGENT_TOKEN".into(), channel.token.clone()));
+        environment.push((env::STUDIO_AGENT_TOKEN.into(), channel.token.clone()));
         if let Some(url) = &channel.api_url {
-            environment.push(("STUDIO_API_URL".into(), url.clone()));
+            environment.push((env::STUDIO_API_URL.into(), url.clone()));
         }
     }
     Ok(JobSpec {
@@ -90,6 +99,11 @@ pub fn job_spec(app: &App, studio: &Studio, session: &Session) -> Result<JobSpec
     })
 }
 
+/// An access's name on the wire (serde's: `read-only`, `read-write`).
+fn access_name(access: Access) -> String {
+    json!(access).as_str().unwrap_or_default().to_string()
+}
+
 /// What a session needs to check connect links: the public key (base64 of the P-256
 /// point) and the studio's connect URL (its scheme decides the cookie's `Secure`).
 pub(crate) async fn connect_environment(
@@ -106,10 +120,10 @@ pub(crate) async fn connect_environment(
     let point = signer.public_key().await?;
     let mut env = vec![
         (
-            "STUDIO_CONNECT_PUBLIC_KEY".into(),
+            env::STUDIO_CONNECT_PUBLIC_KEY.into(),
             base64::engine::general_purpose::STANDARD.encode(point),
         ),
-        ("STUDIO_CONNECT_URL".into(), url),
+        (env::STUDIO_CONNECT_URL.into(), url),
     ];
     // The session's tunnel to the connect relay: its address and the session's token,
     // signed with the relay's own key (a start can never mint a connect link).
@@ -117,16 +131,10 @@ pub(crate) async fn connect_environment(
         (&app.config.relay_tunnel_addr, &studio.session, &app.relay)
     {
         let now = chrono::Utc::now().timestamp();
-        let claims = crate::connect::RelayClaims {
-            aud: "relay",
-            st: studio.id.clone(),
-            att: session.attempt_id.clone(),
-            iat: now,
-            exp: now + crate::connect::RELAY_TOKEN_SECONDS,
-        };
-        let token = crate::connect::sign_claims(signer.as_ref(), &claims).await?;
-        env.push(("STUDIO_RELAY_ADDR".into(), addr.clone()));
-        env.push(("STUDIO_RELAY_TOKEN".into(), token));
+        let claims = RelayClaims::new(studio.id.clone(), session.attempt_id.clone(), now);
+        let token = studios_protocol::claims::sign(signer.as_ref(), &claims).await?;
+        env.push((env::STUDIO_RELAY_ADDR.into(), addr.clone()));
+        env.push((env::STUDIO_RELAY_TOKEN.into(), token));
     }
     Ok(env)
 }
@@ -149,6 +157,12 @@ fn url_path(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accesses_have_their_wire_names() {
+        assert_eq!(access_name(Access::ReadOnly), "read-only");
+        assert_eq!(access_name(Access::ReadWrite), "read-write");
+    }
 
     #[test]
     fn base_paths_come_from_the_connect_url() {

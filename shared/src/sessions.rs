@@ -21,7 +21,7 @@ use crate::objects::Presence;
 use crate::store::*;
 
 /// Where a session writes its checkpoint; the container writes `manifest.json` last.
-pub const MANIFEST: &str = "manifest.json";
+pub use studios_protocol::MANIFEST;
 /// Re-reads when a concurrent change beat an event's write.
 const APPLY_ATTEMPTS: usize = 3;
 

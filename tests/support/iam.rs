@@ -602,7 +602,7 @@ use std::collections::HashMap;
 use studios_shared::compute::{
     BatchCompute, Compute, JobDefinitions, JobSpec, QueuePlatform, SubmitError,
 };
-use studios_shared::connect::{KmsSigner, Signer};
+use studios_shared::connect::{KmsSigner, SignFuture, Signer};
 use studios_shared::domain::lifecycle::JobReport;
 
 /// A KMS signing key, one `KmsSigner` (one cached public key) per function.
@@ -630,14 +630,16 @@ impl KmsKeyPerFunction {
     }
 }
 
-#[async_trait::async_trait]
 impl Signer for KmsKeyPerFunction {
-    async fn sign(&self, message: &[u8]) -> studios_shared::error::Result<Vec<u8>> {
-        self.current().sign(message).await
+    type Error = studios_shared::error::Error;
+    fn sign<'a>(&'a self, message: &'a [u8]) -> SignFuture<'a, Vec<u8>, Self::Error> {
+        let signer = self.current();
+        Box::pin(async move { signer.sign(message).await })
     }
 
-    async fn public_key(&self) -> studios_shared::error::Result<Vec<u8>> {
-        self.current().public_key().await
+    fn public_key(&self) -> SignFuture<'_, Vec<u8>, Self::Error> {
+        let signer = self.current();
+        Box::pin(async move { signer.public_key().await })
     }
 }
 
