@@ -14,11 +14,17 @@ use std::time::{Duration, Instant};
 #[derive(Parser)]
 #[command(name = "studios", version, about = "Interactive analysis sessions on AWS Batch: the Studios API from a terminal", long_about = None)]
 struct Cli {
-    /// The API's URL (else STUDIOS_API_URL, else the one `studios login` saved).
-    #[arg(long, global = true, value_name = "URL")]
+    /// The API's URL (else the one `studios login` saved).
+    #[arg(long, global = true, value_name = "URL", env = "STUDIOS_API_URL")]
     api_url: Option<String>,
-    /// Workspace id or name (else STUDIOS_WORKSPACE, else the one `studios login` saved).
-    #[arg(short, long, global = true, value_name = "WORKSPACE")]
+    /// Workspace id or name (else the one `studios login` saved).
+    #[arg(
+        short,
+        long,
+        global = true,
+        value_name = "WORKSPACE",
+        env = "STUDIOS_WORKSPACE"
+    )]
     workspace: Option<String>,
     /// How to print results: a table for people, or the API's JSON for programs.
     #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
@@ -209,28 +215,31 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+impl Cli {
+    /// `--api-url` or `STUDIOS_API_URL` (clap reads both; an empty one counts as unset).
+    fn api_url(&self) -> Option<String> {
+        self.api_url.clone().filter(|v| !v.is_empty())
+    }
+
+    /// `--workspace` or `STUDIOS_WORKSPACE` (an empty one counts as unset).
+    fn workspace(&self) -> Option<String> {
+        self.workspace.clone().filter(|v| !v.is_empty())
+    }
+}
+
 fn context(cli: &Cli) -> Result<Context> {
     let saved = config::load()?;
-    let api_url = cli
-        .api_url
-        .clone()
-        .or_else(|| env("STUDIOS_API_URL"))
-        .or(saved.api_url)
-        .ok_or_else(|| {
-            Failure::Usage(
-                "no API URL: pass --api-url, set STUDIOS_API_URL or run `studios login`".into(),
-            )
-        })?;
+    let api_url = cli.api_url().or(saved.api_url).ok_or_else(|| {
+        Failure::Usage(
+            "no API URL: pass --api-url, set STUDIOS_API_URL or run `studios login`".into(),
+        )
+    })?;
     let token = env("STUDIOS_TOKEN").or(saved.token).ok_or_else(|| {
         Failure::Usage("no token: set STUDIOS_TOKEN or run `studios login`".into())
     })?;
     Ok(Context {
         api: Api::new(&api_url, &token)?,
-        workspace: cli
-            .workspace
-            .clone()
-            .or_else(|| env("STUDIOS_WORKSPACE"))
-            .or(saved.workspace),
+        workspace: cli.workspace().or(saved.workspace),
         format: cli.output,
     })
 }
@@ -381,9 +390,7 @@ async fn run(cli: Cli) -> Result<()> {
 async fn login(cli: &Cli) -> Result<()> {
     let saved = config::load()?;
     let api_url = cli
-        .api_url
-        .clone()
-        .or_else(|| env("STUDIOS_API_URL"))
+        .api_url()
         .or(saved.api_url)
         .ok_or_else(|| Failure::Usage("pass --api-url (the stack's ApiUrl output)".into()))?;
     let token = match env("STUDIOS_TOKEN") {
@@ -410,7 +417,7 @@ async fn login(cli: &Cli) -> Result<()> {
     let settings = config::Settings {
         api_url: Some(api_url.clone()),
         token: Some(token),
-        workspace: cli.workspace.clone().or(saved.workspace),
+        workspace: cli.workspace().or(saved.workspace),
     };
     let path = config::save(&settings)?;
     eprintln!(
@@ -744,6 +751,33 @@ mod tests {
         assert!(!is_id("st-", "st-short"));
         assert!(!is_id("st-", "ws-019ac4b0f1e37d21a6b3c0d9e8f7a655"));
         assert!(!is_id("st-", "RNA-seq QC"));
+    }
+
+    #[test]
+    fn api_url_and_workspace_fall_back_to_the_environment() {
+        // One test: it sets the process environment.
+        let parse = |args: &[&str]| Cli::try_parse_from(args.iter().copied()).unwrap();
+        std::env::set_var("STUDIOS_API_URL", "http://from-env");
+        std::env::set_var("STUDIOS_WORKSPACE", "genomics");
+        let cli = parse(&["studios", "workspaces"]);
+        assert_eq!(cli.api_url().as_deref(), Some("http://from-env"));
+        assert_eq!(cli.workspace().as_deref(), Some("genomics"));
+        let cli = parse(&[
+            "studios",
+            "-w",
+            "demo",
+            "--api-url",
+            "http://flag",
+            "mounts",
+        ]);
+        assert_eq!(cli.api_url().as_deref(), Some("http://flag"));
+        assert_eq!(cli.workspace().as_deref(), Some("demo"));
+        std::env::set_var("STUDIOS_API_URL", "");
+        std::env::remove_var("STUDIOS_WORKSPACE");
+        let cli = parse(&["studios", "workspaces"]);
+        assert_eq!(cli.api_url(), None, "an empty variable counts as unset");
+        assert_eq!(cli.workspace(), None);
+        std::env::remove_var("STUDIOS_API_URL");
     }
 
     #[test]
