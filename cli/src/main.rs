@@ -267,7 +267,7 @@ async fn run(cli: Cli) -> Result<()> {
     }
     let cx = context(&cli)?;
     let api = &cx.api;
-    let f = cx.format;
+    let f = output::Style::choose(cx.format, std::io::stdout().is_terminal());
     match &cli.command {
         Command::Login | Command::Logout | Command::Completions { .. } => unreachable!(),
         Command::Workspaces => output::workspaces(f, &api.get("/workspaces").await?),
@@ -638,7 +638,7 @@ async fn session_fields(api: &Api, ws: &str, args: &SessionArgs, body: &mut Valu
 /// `target` (progress on stderr).
 async fn finish(
     api: &Api,
-    f: Format,
+    f: output::Style,
     ws: &str,
     studio: Value,
     wait: Option<&WaitArgs>,
