@@ -1,4 +1,4 @@
-//! The commands, one file per noun as `gh` has them (docs/cli.md), and what they share:
+//! The commands (docs/cli.md), one file per noun as `gh` lays them out, and what they share:
 //! the context (API, workspace, output style) and look-ups by id or name.
 
 pub mod auth;
