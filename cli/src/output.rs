@@ -1,5 +1,6 @@
 //! Results as a table for people (`--output table`, the default) or as the API's own
-//! JSON for programs (`--output json`).
+//! JSON for programs (`--output json`). A table into a pipe or a file is not padded:
+//! tab-separated rows without the header line, as `gh` prints them (docs/cli.md).
 
 use clap::ValueEnum;
 use serde_json::Value;
@@ -8,6 +9,27 @@ use serde_json::Value;
 pub enum Format {
     Table,
     Json,
+}
+
+/// How results are printed: `--output` and whether stdout is a terminal.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Style {
+    /// The API's JSON.
+    Json,
+    /// Columns padded to their widest cell, under a header line (a terminal).
+    Table,
+    /// Tab-separated cells, no header line (a pipe or a file).
+    Tabs,
+}
+
+impl Style {
+    pub fn choose(format: Format, stdout_is_terminal: bool) -> Style {
+        match format {
+            Format::Json => Style::Json,
+            Format::Table if stdout_is_terminal => Style::Table,
+            Format::Table => Style::Tabs,
+        }
+    }
 }
 
 fn json(value: &Value) {
@@ -25,8 +47,27 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// Rows as `style` lays them out ([`Style::Table`] or [`Style::Tabs`]).
+pub fn table(style: Style, headers: &[&str], rows: &[Vec<String>]) -> String {
+    if style != Style::Table {
+        return rows
+            .iter()
+            .map(|row| {
+                let cells: Vec<String> = row.iter().map(|c| one_cell(c)).collect();
+                cells.join("\t") + "\n"
+            })
+            .collect();
+    }
+    padded(headers, rows)
+}
+
+/// A cell for a tab-separated row: its tabs and line breaks as spaces.
+fn one_cell(cell: &str) -> String {
+    cell.replace(['\t', '\n', '\r'], " ")
+}
+
 /// Columns padded to their widest cell; the last column is not padded.
-pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+fn padded(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -57,12 +98,13 @@ fn rows<F: Fn(&Value) -> Vec<String>>(list: &Value, f: F) -> Vec<Vec<String>> {
         .unwrap_or_default()
 }
 
-pub fn workspaces(format: Format, value: &Value) {
-    match format {
-        Format::Json => json(value),
-        Format::Table => print!(
+pub fn workspaces(style: Style, value: &Value) {
+    match style {
+        Style::Json => json(value),
+        Style::Table | Style::Tabs => print!(
             "{}",
             table(
+                style,
                 &["ID", "NAME", "ROLE"],
                 &rows(&value["workspaces"], |w| vec![
                     text(&w["id"]),
@@ -74,12 +116,13 @@ pub fn workspaces(format: Format, value: &Value) {
     }
 }
 
-pub fn templates(format: Format, value: &Value) {
-    match format {
-        Format::Json => json(value),
-        Format::Table => print!(
+pub fn templates(style: Style, value: &Value) {
+    match style {
+        Style::Json => json(value),
+        Style::Table | Style::Tabs => print!(
             "{}",
             table(
+                style,
                 &["KIND", "IMAGE"],
                 &rows(&value["templates"], |t| vec![
                     text(&t["kind"]),
@@ -97,10 +140,10 @@ fn template(t: &Value) -> String {
         .unwrap_or_default()
 }
 
-pub fn studio_list(format: Format, studios: &[Value]) {
-    match format {
-        Format::Json => json(&Value::Array(studios.to_vec())),
-        Format::Table => {
+pub fn studio_list(style: Style, studios: &[Value]) {
+    match style {
+        Style::Json => json(&Value::Array(studios.to_vec())),
+        Style::Table | Style::Tabs => {
             let rows: Vec<Vec<String>> = studios
                 .iter()
                 .map(|s| {
@@ -117,6 +160,7 @@ pub fn studio_list(format: Format, studios: &[Value]) {
             print!(
                 "{}",
                 table(
+                    style,
                     &["ID", "NAME", "STATUS", "TEMPLATE", "COMPUTE ENV", "AUTHOR"],
                     &rows
                 )
@@ -125,8 +169,8 @@ pub fn studio_list(format: Format, studios: &[Value]) {
     }
 }
 
-pub fn studio(format: Format, s: &Value) {
-    if format == Format::Json {
+pub fn studio(style: Style, s: &Value) {
+    if style == Style::Json {
         return json(s);
     }
     let r = &s["resources"];
@@ -209,23 +253,32 @@ pub fn studio(format: Format, s: &Value) {
     for w in s["warnings"].as_array().into_iter().flatten() {
         lines.push(("warning", text(w)));
     }
+    print!("{}", fields(style, &lines));
+}
+
+/// One studio's `key value` lines: keys padded on a terminal, a tab between in a pipe.
+fn fields(style: Style, lines: &[(&str, String)]) -> String {
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    for (k, v) in lines {
-        println!("{k:<width$}  {v}");
+    lines
+        .iter()
+        .map(|(k, v)| match style {
+            Style::Table => format!("{k:<width$}  {v}\n"),
+            _ => format!("{k}\t{}\n", one_cell(v)),
+        })
+        .collect()
+}
+
+pub fn connect(style: Style, link: &Value) {
+    match style {
+        Style::Json => json(link),
+        Style::Table | Style::Tabs => println!("{}", text(&link["url"])),
     }
 }
 
-pub fn connect(format: Format, link: &Value) {
-    match format {
-        Format::Json => json(link),
-        Format::Table => println!("{}", text(&link["url"])),
-    }
-}
-
-pub fn checkpoints(format: Format, list: &[Value]) {
-    match format {
-        Format::Json => json(&Value::Array(list.to_vec())),
-        Format::Table => {
+pub fn checkpoints(style: Style, list: &[Value]) {
+    match style {
+        Style::Json => json(&Value::Array(list.to_vec())),
+        Style::Table | Style::Tabs => {
             let rows: Vec<Vec<String>> = list
                 .iter()
                 .map(|c| {
@@ -240,18 +293,19 @@ pub fn checkpoints(format: Format, list: &[Value]) {
                 .collect();
             print!(
                 "{}",
-                table(&["ID", "NAME", "STATUS", "SAVED", "AUTHOR"], &rows)
+                table(style, &["ID", "NAME", "STATUS", "SAVED", "AUTHOR"], &rows)
             );
         }
     }
 }
 
-pub fn mounts(format: Format, value: &Value) {
-    match format {
-        Format::Json => json(value),
-        Format::Table => print!(
+pub fn mounts(style: Style, value: &Value) {
+    match style {
+        Style::Json => json(value),
+        Style::Table | Style::Tabs => print!(
             "{}",
             table(
+                style,
                 &["URI", "STUDIO", "SINCE"],
                 &rows(&value["mounts"], |m| vec![
                     text(&m["uri"]),
@@ -267,10 +321,10 @@ pub fn mounts(format: Format, value: &Value) {
     }
 }
 
-pub fn deleted(format: Format, id: &str) {
-    match format {
-        Format::Json => json(&serde_json::json!({"deleted": id})),
-        Format::Table => println!("deleted {id}"),
+pub fn deleted(style: Style, id: &str) {
+    match style {
+        Style::Json => json(&serde_json::json!({"deleted": id})),
+        Style::Table | Style::Tabs => println!("deleted {id}"),
     }
 }
 
@@ -279,8 +333,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tables_are_padded_on_a_terminal_only() {
+        assert_eq!(Style::choose(Format::Table, true), Style::Table);
+        assert_eq!(Style::choose(Format::Table, false), Style::Tabs);
+        assert_eq!(Style::choose(Format::Json, true), Style::Json);
+        assert_eq!(Style::choose(Format::Json, false), Style::Json);
+    }
+
+    #[test]
+    fn tables_into_a_pipe_are_tab_separated_without_header() {
+        let rows = [
+            vec!["st-1".into(), "RNA-seq QC".into(), "a\tb\nc".into()],
+            vec!["st-22".into(), text(&Value::Null), "".into()],
+        ];
+        assert_eq!(
+            table(Style::Tabs, &["ID", "NAME", "X"], &rows),
+            "st-1\tRNA-seq QC\ta b c\nst-22\t-\t\n"
+        );
+        let lines = [
+            ("id", "st-1".to_string()),
+            ("compute env", "ce (ce-1)".into()),
+        ];
+        assert_eq!(
+            fields(Style::Tabs, &lines),
+            "id\tst-1\ncompute env\tce (ce-1)\n"
+        );
+        assert_eq!(
+            fields(Style::Table, &lines),
+            "id           st-1\ncompute env  ce (ce-1)\n"
+        );
+    }
+
+    #[test]
     fn tables_align_columns_and_show_nulls_as_dashes() {
         let out = table(
+            Style::Table,
             &["ID", "NAME", "ROLE"],
             &[
                 vec!["ws-1".into(), "demo".into(), "owner".into()],

@@ -158,9 +158,13 @@ fn every_command_against_the_local_run() {
         .find(|w| w["name"] == "demo")
         .expect("demo");
     assert_eq!(demo["role"], "maintain");
+    // Into a pipe, a table is tab-separated rows without the header line.
     let table = cli.run(&["workspaces"]);
-    assert!(table.stdout.starts_with("ID"), "{}", table.stdout);
-    assert!(table.stdout.contains("maintain"));
+    assert!(
+        !table.stdout.starts_with("ID") && table.stdout.contains("\tdemo\tmaintain\n"),
+        "{}",
+        table.stdout
+    );
     assert!(cli.run(&["templates"]).stdout.contains("vscode"));
 
     // Add, with a data link by name, resources and a conda package.
@@ -201,7 +205,7 @@ fn every_command_against_the_local_run() {
     );
     let view = cli.run(&["view", &id]);
     assert!(
-        view.stdout.contains("status") && view.stdout.contains("stopped"),
+        view.stdout.contains("\nstatus\tstopped\n"),
         "{}",
         view.stdout
     );
