@@ -177,7 +177,7 @@ fn grouped_imports_are_read() {
         ["sessions", "checkpoints", "access"]
     );
     let edges = graph();
-    // `http.rs` names the use cases only in a grouped `use crate::{…}`.
+    // `http/mod.rs` names the use cases only in a grouped `use crate::{…}`.
     assert!(edges["http"].contains("sessions"), "{edges:?}");
     assert!(edges["http"].contains("checkpoints"), "{edges:?}");
 }
