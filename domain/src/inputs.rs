@@ -44,6 +44,8 @@ pub struct ComputeEnvInput {
     #[serde(default, deserialize_with = "at_most_buckets")]
     #[schema(max_items = 50)]
     pub allowed_write_buckets: Vec<String>,
+    /// Where sessions save checkpoints (`<workDir>.studios/`): an S3 prefix whose last
+    /// segment is the workspace's id, e.g. `s3://bucket/studios/ws-…/`.
     #[schema(max_length = 1024)]
     pub work_dir: String,
     pub job_role_arn: Option<String>,

@@ -235,6 +235,7 @@ pub fn compute_env(
             ),
         ));
     }
+    work_dir_of(&work_dir, &workspace_id)?;
     let job_role_arn = input
         .job_role_arn
         .as_deref()
@@ -255,6 +256,27 @@ pub fn compute_env(
         created_at: now.to_string(),
         created_by: by,
     })
+}
+
+/// A `workDir` belongs to one workspace (docs/security.md, "Workspaces"): its last
+/// segment is the workspace's id and no segment is `.studios`, so the checkpoint area of
+/// one workspace (`<workDir>.studios/`) is never inside another's, however their
+/// `workDir`s nest, and a role granted on one workspace's area reaches no other's.
+fn work_dir_of(work_dir: &S3Prefix, workspace_id: &str) -> Result<()> {
+    let example = format!("s3://{}/studios/{workspace_id}/", work_dir.bucket());
+    if work_dir.segments().any(|s| s == ".studios") {
+        return Err(Error::invalid(
+            "workDir",
+            format!("must not contain a .studios segment (that is where checkpoints live), e.g. {example}"),
+        ));
+    }
+    if work_dir.segments().last() != Some(workspace_id) {
+        return Err(Error::invalid(
+            "workDir",
+            format!("must end in this workspace's id, /{workspace_id}/, so that no other workspace can share it, e.g. {example}"),
+        ));
+    }
+    Ok(())
 }
 
 pub fn data_link(
@@ -1044,7 +1066,7 @@ mod tests {
             max_cpus: cpus,
             max_memory_mib: 8192,
             allowed_write_buckets: vec!["b1b".into(), "b1b".into()],
-            work_dir: "s3://work-bucket/w".into(),
+            work_dir: "s3://work-bucket/w/ws".into(),
             job_role_arn: None,
         };
         let arn = "arn:aws:batch:us-east-1:123456789012:job-queue/q";
@@ -1057,7 +1079,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.allowed_write_buckets, vec!["b1b"]);
-        assert_eq!(ok.work_dir.as_str(), "s3://work-bucket/w/");
+        assert_eq!(ok.work_dir.as_str(), "s3://work-bucket/w/ws/");
+        let with_dir = |dir: &str| ComputeEnvInput {
+            work_dir: dir.into(),
+            ..input(arn, "us-east-1", 4)
+        };
+        assert_eq!(
+            err(compute_env(with_dir("s3://work-bucket/w/"), "ce".into(), "ws".into(), by.clone(), NOW)),
+            "workDir: must end in this workspace's id, /ws/, so that no other workspace can share it, e.g. s3://work-bucket/studios/ws/"
+        );
+        assert_eq!(
+            err(compute_env(with_dir("s3://work-bucket/other/.studios/ws/"), "ce".into(), "ws".into(), by.clone(), NOW)),
+            "workDir: must not contain a .studios segment (that is where checkpoints live), e.g. s3://work-bucket/studios/ws/"
+        );
         assert_eq!(
             err(compute_env(input(arn, "eu-west-1", 4), "ce".into(), "ws".into(), by.clone(), NOW)),
             "jobQueue: the queue is in 'us-east-1' but the compute environment's region is 'eu-west-1'"
@@ -1079,6 +1113,33 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// However two workspaces' accepted `workDir`s nest (one may be a prefix of the
+        /// other), neither workspace's checkpoint area is inside the other's.
+        #[test]
+        fn checkpoint_areas_of_two_workspaces_never_nest(
+            a in proptest::collection::vec("[a-z0-9.-]{1,8}|\\.studios|ws-b", 0..5),
+            b in proptest::collection::vec("[a-z0-9.-]{1,8}|\\.studios|ws-a", 0..5),
+            nest in proptest::bool::ANY,
+        ) {
+            let dir_a = format!("s3://work-bucket/{}/ws-a/", a.join("/")).replace("//ws", "/ws");
+            let dir_b = if nest {
+                format!("{}{}/ws-b/", dir_a, b.join("/")).replace("//ws", "/ws")
+            } else {
+                format!("s3://work-bucket/{}/ws-b/", b.join("/")).replace("//ws", "/ws")
+            };
+            let accepted = |dir: &str, ws: &str| {
+                S3Prefix::parse(dir).ok().filter(|p| work_dir_of(p, ws).is_ok())
+            };
+            if let (Some(pa), Some(pb)) = (accepted(&dir_a, "ws-a"), accepted(&dir_b, "ws-b")) {
+                let area_a = pa.child(".studios");
+                let area_b = pb.child(".studios");
+                proptest::prop_assert!(!area_a.as_str().starts_with(area_b.as_str()), "{} in {}", area_a, area_b);
+                proptest::prop_assert!(!area_b.as_str().starts_with(area_a.as_str()), "{} in {}", area_b, area_a);
+            }
+        }
+    }
+
+    proptest::proptest! {
         /// Whatever `workDir` is accepted, every key derived from it fits: the
         /// checkpoint prefix of any studio, with room for the session's object names
         /// (S3: 1,024 bytes); whatever mount URI is accepted, its lock key fits
@@ -1088,7 +1149,7 @@ mod tests {
             segments in proptest::collection::vec("[a-z0-9._-]{1,60}", 1..30),
         ) {
             use crate::ids::{format_id, IdKind};
-            let uri = format!("s3://work-bucket/{}", segments.join("/"));
+            let uri = format!("s3://work-bucket/{}/ws", segments.join("/"));
             let input = ComputeEnvInput {
                 name: "q".into(),
                 region: "us-east-1".into(),

@@ -58,7 +58,7 @@ pub async fn bootstrap(app: &App, job_queue: &str) -> Result<String> {
         max_cpus: 16,
         max_memory_mib: 65536,
         allowed_write_buckets: vec![WORK_BUCKET.into()],
-        work_dir: format!("s3://{WORK_BUCKET}/"),
+        work_dir: format!("s3://{WORK_BUCKET}/{}/", ws.id),
         job_role_arn: None,
     };
     service::create_compute_env(app, &alice, &ws.id, ce).await?;

@@ -10,7 +10,6 @@ use crate::domain::validate::{self, ComputeEnvInput, DataLinkInput};
 use crate::domain::*;
 use crate::error::{Error, Missing, Result};
 use crate::store::*;
-use futures::future::BoxFuture;
 
 pub async fn list_compute_envs(app: &App, caller: &Caller, ws: &str) -> Result<Vec<ComputeEnv>> {
     let ws = workspace_id(ws)?;
@@ -66,8 +65,27 @@ pub async fn get_compute_env(app: &App, caller: &Caller, ws: &str, id: &str) -> 
     get_item(app, caller, ws, id).await
 }
 
+/// One read (the caller's membership and the compute environment: its queue's claim is
+/// released in the same write) and one conditional write.
 pub async fn delete_compute_env(app: &App, caller: &Caller, ws: &str, id: &str) -> Result<()> {
-    delete_item::<ComputeEnv>(app, caller, ws, id).await
+    let ws = workspace_id(ws)?;
+    if let Err(e) = resource_id(IdKind::ComputeEnv, id, Missing::ComputeEnv) {
+        // Still answer 404-for-non-members before 404-for-the-id: check the role first.
+        return check_only(app, ws, caller, Permission::Administer, e).await;
+    }
+    let keys = [
+        Key::Member(caller.id.clone()),
+        Key::ComputeEnv(id.to_string()),
+    ];
+    let mut fetched = app.store.fetch(ws, &keys).await?;
+    authorize(&fetched.members, caller, Permission::Administer)?;
+    let ce = fetched
+        .compute_envs
+        .remove(id)
+        .ok_or(Error::NotFound(Missing::ComputeEnv))?;
+    app.store
+        .delete_compute_env(&guard(ws, caller, Permission::Administer), &ce)
+        .await
 }
 
 pub async fn list_data_links(app: &App, caller: &Caller, ws: &str) -> Result<Vec<DataLink>> {
@@ -99,18 +117,23 @@ pub async fn get_data_link(app: &App, caller: &Caller, ws: &str, id: &str) -> Re
     get_item(app, caller, ws, id).await
 }
 
+/// One conditional write (its first item re-checks the role).
 pub async fn delete_data_link(app: &App, caller: &Caller, ws: &str, id: &str) -> Result<()> {
-    delete_item::<DataLink>(app, caller, ws, id).await
+    let ws = workspace_id(ws)?;
+    let guard = guard(ws, caller, Permission::Administer);
+    match resource_id(IdKind::DataLink, id, Missing::DataLink) {
+        Ok(id) => app.store.delete_data_link(&guard, id).await,
+        // Still answer 404-for-non-members before 404-for-the-id: check the role first.
+        Err(e) => check_only(app, ws, caller, Permission::Administer, e).await,
+    }
 }
 
-/// What compute environments and data links share: workspace items every member reads
-/// and administrators create and delete.
+/// What compute environments and data links share: workspace items every member reads.
 trait CatalogItem: Sized + Send {
     const KIND: IdKind;
     const MISSING: Missing;
     fn key(id: &str) -> Key;
     fn take(fetched: Fetched, id: &str) -> Option<Self>;
-    fn delete<'a>(app: &'a App, guard: &'a RoleGuard, id: &'a str) -> BoxFuture<'a, Result<()>>;
 }
 
 impl CatalogItem for ComputeEnv {
@@ -121,9 +144,6 @@ impl CatalogItem for ComputeEnv {
     }
     fn take(mut fetched: Fetched, id: &str) -> Option<Self> {
         fetched.compute_envs.remove(id)
-    }
-    fn delete<'a>(app: &'a App, guard: &'a RoleGuard, id: &'a str) -> BoxFuture<'a, Result<()>> {
-        app.store.delete_compute_env(guard, id)
     }
 }
 
@@ -136,9 +156,6 @@ impl CatalogItem for DataLink {
     fn take(mut fetched: Fetched, id: &str) -> Option<Self> {
         fetched.data_links.remove(id)
     }
-    fn delete<'a>(app: &'a App, guard: &'a RoleGuard, id: &'a str) -> BoxFuture<'a, Result<()>> {
-        app.store.delete_data_link(guard, id)
-    }
 }
 
 /// One read: the caller's membership and the item.
@@ -149,16 +166,4 @@ async fn get_item<T: CatalogItem>(app: &App, caller: &Caller, ws: &str, id: &str
     authorize(&fetched.members, caller, Permission::Read)?;
     resource_id(T::KIND, id, T::MISSING)?;
     T::take(fetched, id).ok_or(Error::NotFound(T::MISSING))
-}
-
-/// One conditional write (its first item re-checks the role).
-async fn delete_item<T: CatalogItem>(app: &App, caller: &Caller, ws: &str, id: &str) -> Result<()> {
-    let ws = workspace_id(ws)?;
-    let id = resource_id(T::KIND, id, T::MISSING);
-    let guard = guard(ws, caller, Permission::Administer);
-    match id {
-        Ok(id) => T::delete(app, &guard, id).await,
-        // Still answer 404-for-non-members before 404-for-the-id: check the role first.
-        Err(e) => check_only(app, ws, caller, Permission::Administer, e).await,
-    }
 }

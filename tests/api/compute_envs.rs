@@ -6,7 +6,10 @@ async fn create_list_get_delete() {
     let t = TestApp::new().await;
     let ws = t.workspace_with_roles().await;
     let id = t
-        .compute_env(&ws, json!({"workDir": "S3://work-bucket//studios"}))
+        .compute_env(
+            &ws,
+            json!({"workDir": format!("S3://work-bucket//studios/{ws}")}),
+        )
         .await;
     let ce = t
         .req(A::GetComputeEnv)
@@ -17,7 +20,7 @@ async fn create_list_get_delete() {
         .await
         .ok(200);
     assert_eq!(ce["name"], "cpu-queue");
-    assert_eq!(ce["workDir"], "s3://work-bucket/studios/");
+    assert_eq!(ce["workDir"], format!("s3://work-bucket/studios/{ws}/"));
     assert_eq!(ce["maxMemoryMiB"], 65536);
     assert_eq!(ce["gpuEnabled"], false);
     let list = t
@@ -125,7 +128,8 @@ async fn create(
         .param("ws", ws)
         .body(
             json!({"name": "q", "region": "us-east-1", "jobQueue": queue, "maxCpus": 4,
-                     "maxMemoryMiB": 8192, "workDir": work_dir, "allowedWriteBuckets": write}),
+                     "maxMemoryMiB": 8192, "workDir": format!("{work_dir}/{ws}"),
+                     "allowedWriteBuckets": write}),
         )
         .send()
         .await
@@ -204,7 +208,8 @@ async fn create_with_role(
         .param("ws", ws)
         .body(
             json!({"name": "q", "region": "us-east-1", "jobQueue": queue, "maxCpus": 4,
-                     "maxMemoryMiB": 8192, "workDir": "s3://work-bucket/w", "jobRoleArn": role}),
+                     "maxMemoryMiB": 8192, "workDir": format!("s3://work-bucket/w/{ws}"),
+                     "jobRoleArn": role}),
         )
         .send()
         .await
@@ -223,4 +228,68 @@ async fn missing_queues_are_refused() {
 
     // Fargate and EKS queues: see compute::tests::queue_platforms_are_read_from_batch
     // (moto's Fargate environments need a VPC, subnets and security groups).
+}
+
+/// Sessions of different workspaces never share a job queue (and so its EC2 hosts, where
+/// IDEs listen on the host's loopback, docs/security.md): a queue serves the first
+/// workspace that uses it until that workspace's last compute environment on it is gone;
+/// and no workspace can point its `workDir` at another's.
+#[tokio::test]
+async fn a_queue_and_a_work_dir_serve_one_workspace() {
+    let t = TestApp::new().await;
+    let a = t.workspace_with_roles().await;
+    let b = t.workspace_with_roles().await;
+    let queue = t.ensure_queue(&format!("shared-{}", &a[3..11])).await;
+    let first = t.compute_env(&a, json!({"jobQueue": queue})).await;
+    // The same workspace may put several compute environments on its queue.
+    let second = t
+        .compute_env(&a, json!({"jobQueue": queue, "name": "gpu-queue"}))
+        .await;
+
+    let (code, m) = create(&t, &b, &queue, "s3://work-bucket/b", &[])
+        .await
+        .err(400);
+    assert_eq!(code, "invalid_request");
+    assert!(
+        m.starts_with("jobQueue: the queue runs another workspace's sessions"),
+        "{m}"
+    );
+    assert!(!m.contains(&a), "another workspace's id is not shown: {m}");
+    // B cannot take A's work directory either (it does not end in B's id).
+    let (_, m) = t
+        .req(A::CreateComputeEnv)
+        .user("admin")
+        .param("ws", &b)
+        .body(
+            json!({"name": "q", "region": "us-east-1", "jobQueue": queue, "maxCpus": 4,
+                     "maxMemoryMiB": 8192, "workDir": format!("s3://work-bucket/studios/{a}/")}),
+        )
+        .send()
+        .await
+        .err(400);
+    assert!(
+        m.starts_with(&format!("workDir: must end in this workspace's id, /{b}/")),
+        "{m}"
+    );
+
+    // Once A's last compute environment on the queue is gone, B may have it.
+    for ce in [&first, &second] {
+        t.req(A::DeleteComputeEnv)
+            .user("admin")
+            .param("ws", &a)
+            .param("ceId", ce)
+            .send()
+            .await
+            .ok(204);
+    }
+    create(&t, &b, &queue, "s3://work-bucket/b", &[])
+        .await
+        .ok(201);
+    let (_, m) = create(&t, &a, &queue, "s3://work-bucket/a", &[])
+        .await
+        .err(400);
+    assert!(
+        m.starts_with("jobQueue: the queue runs another workspace's sessions"),
+        "{m}"
+    );
 }

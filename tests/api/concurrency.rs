@@ -90,8 +90,8 @@ impl CatalogStore for BarrierStore {
     async fn create_compute_env(&self, g: &RoleGuard, ce: &ComputeEnv) -> Result<()> {
         self.inner.create_compute_env(g, ce).await
     }
-    async fn delete_compute_env(&self, g: &RoleGuard, id: &str) -> Result<()> {
-        self.inner.delete_compute_env(g, id).await
+    async fn delete_compute_env(&self, g: &RoleGuard, ce: &ComputeEnv) -> Result<()> {
+        self.inner.delete_compute_env(g, ce).await
     }
     async fn create_data_link(&self, g: &RoleGuard, l: &DataLink) -> Result<()> {
         self.inner.create_data_link(g, l).await

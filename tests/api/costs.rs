@@ -98,7 +98,7 @@ async fn every_action_stays_within_its_round_trip_budget() {
             u(A::CreateComputeEnv, "admin").body(json!({
             "name": "q", "region": "us-east-1",
             "jobQueue": "arn:aws:batch:us-east-1:123456789012:job-queue/q",
-            "maxCpus": 4, "maxMemoryMiB": 8192, "workDir": "s3://work-bucket/x"})),
+            "maxCpus": 4, "maxMemoryMiB": 8192, "workDir": format!("s3://work-bucket/x/{ws}")})),
             201,
         ),
         (

@@ -19,7 +19,7 @@ pub async fn setup(t: &TestApp) -> Setup {
     let ce = t
         .compute_env(
             &ws,
-            json!({"jobQueue": fx.queue_arn, "workDir": "s3://work-bucket/studios"}),
+            json!({"jobQueue": fx.queue_arn, "workDir": format!("s3://work-bucket/studios/{ws}")}),
         )
         .await;
     Setup { ws, ce, fx }
@@ -600,7 +600,7 @@ async fn sessions_run_with_their_compute_environments_role() {
     let ce = t
         .compute_env(
             &s.ws,
-            json!({"jobQueue": s.fx.queue_arn, "workDir": "s3://work-bucket/studios", "jobRoleArn": role}),
+            json!({"jobQueue": s.fx.queue_arn, "workDir": format!("s3://work-bucket/studios/{}", s.ws), "jobRoleArn": role}),
         )
         .await;
     let id = t

@@ -75,7 +75,7 @@ async fn attempt(t: &TestApp, ws: &str, ce: &str, action: A, user: Option<&str>)
             req(action)
                 .body(json!({"name": "q", "region": "us-east-1",
                     "jobQueue": "arn:aws:batch:us-east-1:123456789012:job-queue/q",
-                    "maxCpus": 4, "maxMemoryMiB": 8192, "workDir": "s3://work-bucket/x"}))
+                    "maxCpus": 4, "maxMemoryMiB": 8192, "workDir": format!("s3://work-bucket/x/{ws}")}))
                 .send()
                 .await
         }

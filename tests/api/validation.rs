@@ -254,7 +254,7 @@ async fn compute_env_and_data_link_rules() {
     let base = json!({
         "name": "q", "region": "us-east-1",
         "jobQueue": "arn:aws:batch:us-east-1:123456789012:job-queue/q",
-        "maxCpus": 4, "maxMemoryMiB": 8192, "workDir": "s3://work-bucket/x",
+        "maxCpus": 4, "maxMemoryMiB": 8192, "workDir": format!("s3://work-bucket/x/{ws}"),
     });
     let cases: Vec<(Value, &str)> = vec![
         (json!({"region": "mars-1"}), "region: 'mars-1' is not an AWS region name"),
@@ -271,6 +271,10 @@ async fn compute_env_and_data_link_rules() {
         (json!({"workDir": format!("s3://work-bucket/{}", "w".repeat(1007))}),
             "workDir: must be at most 1024 characters"),
         (json!({"gpuEnabled": "yes"}), "gpuEnabled: invalid type: string"),
+        // A workDir belongs to one workspace: it ends in the workspace's id.
+        (json!({"workDir": "s3://work-bucket/x/"}), "workDir: must end in this workspace's id"),
+        (json!({"workDir": "s3://work-bucket/.studios/ws-0123456789abcdef0123456789abcdef/"}),
+            "workDir: must not contain a .studios segment"),
     ];
     for (extra, expected) in cases {
         let mut body = base.clone();

@@ -347,7 +347,7 @@ impl TestApp {
             "maxCpus": 16,
             "maxMemoryMiB": 65536,
             "allowedWriteBuckets": ["scratch-bucket"],
-            "workDir": "s3://work-bucket/studios/",
+            "workDir": format!("s3://work-bucket/studios/{ws}/"),
         });
         merge(&mut body, extra);
         // The queue must exist in AWS Batch (it is checked at creation).

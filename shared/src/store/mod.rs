@@ -132,7 +132,7 @@ pub trait CatalogStore: Send + Sync {
     async fn list_data_links(&self, workspace_id: &str) -> Result<Vec<DataLink>>;
     async fn create_compute_env(&self, guard: &RoleGuard, ce: &ComputeEnv) -> Result<()>;
     /// Fails with `Conflict::ComputeEnvInUse` while a studio uses it.
-    async fn delete_compute_env(&self, guard: &RoleGuard, ce_id: &str) -> Result<()>;
+    async fn delete_compute_env(&self, guard: &RoleGuard, ce: &ComputeEnv) -> Result<()>;
     async fn create_data_link(&self, guard: &RoleGuard, link: &DataLink) -> Result<()>;
     async fn delete_data_link(&self, guard: &RoleGuard, link_id: &str) -> Result<()>;
 }

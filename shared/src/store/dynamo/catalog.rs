@@ -22,10 +22,29 @@ impl CatalogStore for DynamoStore {
                 kind: "compute environment",
             })
         });
+        // The queue serves this workspace only: its claim names the workspace and the
+        // compute environments on it, and is free once that set is empty (DynamoDB drops
+        // an emptied set), docs/security.md "Hosts".
+        let claim = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(queue_claim_key(&ce.job_queue)))
+            .update_expression("SET ws = :ws ADD ces :ce")
+            .condition_expression("attribute_not_exists(ces) OR ws = :ws")
+            .expression_attribute_values(":ws", s(&ce.workspace_id))
+            .expression_attribute_values(":ce", AttributeValue::Ss(vec![ce.id.clone()]))
+            .build()
+            .map_err(build_err)?;
+        tx.push(TransactWriteItem::builder().update(claim).build(), |_| {
+            Error::invalid(
+                "jobQueue",
+                "the queue runs another workspace's sessions: each workspace needs a job queue (and compute environment) of its own, so that sessions of different workspaces never share an EC2 host",
+            )
+        });
         self.transact(tx).await
     }
 
-    async fn delete_compute_env(&self, guard: &RoleGuard, ce_id: &str) -> Result<()> {
+    async fn delete_compute_env(&self, guard: &RoleGuard, ce: &ComputeEnv) -> Result<()> {
+        let ce_id = &ce.id;
         let mut tx = Tx::default();
         self.push_guard(&mut tx, guard)?;
         // The studio count is kept by studio add/delete in the same transactions, so this
@@ -55,6 +74,16 @@ impl CatalogStore for DynamoStore {
                 }
             },
         );
+        let release = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(queue_claim_key(&ce.job_queue)))
+            .update_expression("DELETE ces :ce")
+            .expression_attribute_values(":ce", AttributeValue::Ss(vec![ce_id.clone()]))
+            .build()
+            .map_err(build_err)?;
+        tx.push(TransactWriteItem::builder().update(release).build(), |_| {
+            Error::internal("unconditional queue release failed")
+        });
         self.transact(tx).await
     }
 

@@ -18,6 +18,15 @@ pub(super) fn sk(key: &Key) -> String {
     }
 }
 
+/// The item that ties a job queue to the one workspace whose sessions it runs: a
+/// partition of its own, outside every workspace's.
+pub(super) fn queue_claim_key(job_queue: &str) -> Item {
+    HashMap::from([
+        ("PK".to_string(), s(format!("QUEUE#{job_queue}"))),
+        ("SK".to_string(), s("#CLAIM")),
+    ])
+}
+
 pub(super) fn data_sk(studio_id: &str) -> String {
     format!("DATA#{studio_id}")
 }

@@ -13,10 +13,15 @@
 //! | checkpoint         | WS#<ws>   | CP#<st>#<cp>          |             |           |
 //! | checkpoint name    | WS#<ws>   | CPNAME#<st>#<lower>   |             |           |
 //! | checkpoint data    | WS#<ws>   | DATA#<st>             |             |           |
+//! | job queue claim    | QUEUE#<arn> | #CLAIM              |             |           |
 //!
 //! A `DATA#<st>` item tracks the checkpoint data saved by studio `<st>` (its prefix) and
 //! the studios whose history points into it (`dependents`: the studio itself and its
 //! clones). When the set empties, the stream consumer deletes the data.
+//!
+//! A `QUEUE#<arn>` item ties a job queue to the workspace whose compute environments use
+//! it (`ws`, and their ids in `ces`): another workspace may take the queue only once `ces`
+//! is gone, so sessions of two workspaces never share a queue's hosts.
 
 use super::*;
 use crate::clock::now;
