@@ -39,9 +39,8 @@ pub struct Config {
     pub connect_url: Option<String>,
     /// This session (`STUDIO_ATTEMPT_ID`): links of other sessions are refused.
     pub attempt_id: Option<String>,
-    /// The connect relay (`STUDIO_RELAY_ADDR`) and this session's token for it
-    /// (`STUDIO_RELAY_TOKEN`).
-    pub relay: Option<(String, String)>,
+    /// The connect relay (`STUDIO_RELAY_ADDR`); its tokens come over the channel.
+    pub relay: Option<String>,
     pub ide_start_timeout: Duration,
     /// Who the IDE runs as (`STUDIO_IDE_USER`; default: the template image's non-root
     /// user when it has one, ide::default_user).
@@ -148,7 +147,7 @@ impl Config {
             },
             connect_url: optional(env::STUDIO_CONNECT_URL),
             attempt_id: optional(env::STUDIO_ATTEMPT_ID),
-            relay: optional(env::STUDIO_RELAY_ADDR).zip(optional(env::STUDIO_RELAY_TOKEN)),
+            relay: optional(env::STUDIO_RELAY_ADDR),
             ide_start_timeout: seconds("STUDIO_IDE_START_SECONDS", 600)?,
             ide_user: optional("STUDIO_IDE_USER"),
             runtime_root: optional("STUDIO_RUNTIME_DIR")

@@ -87,11 +87,21 @@ async fn run(config: Config) -> i32 {
         Ok(l) => l,
         Err(e) => return fail_early(&config, 2, e).await,
     };
+    let mut relay_tokens = None;
     let channel = match (&config.api_url, &config.agent_token) {
         (Some(url), Some(token)) => match Channel::new(url, token) {
+            Ok(c) if config.relay.is_some() => {
+                let (c, tokens) = c.with_relay_tokens();
+                relay_tokens = Some(tokens);
+                Some(c)
+            }
             Ok(c) => Some(c),
             Err(e) => return fail_early(&config, 2, e).await,
         },
+        _ if config.relay.is_some() => {
+            let why = "STUDIO_RELAY_ADDR is set but there is no channel (STUDIO_API_URL, STUDIO_AGENT_TOKEN) to get relay tokens from";
+            return fail_early(&config, 2, why.to_string()).await;
+        }
         _ => {
             tracing::warn!("STUDIO_API_URL or STUDIO_AGENT_TOKEN not set: no channel to the control plane (stops arrive as SIGTERM only)");
             None
@@ -254,7 +264,6 @@ async fn run(config: Config) -> i32 {
         .envs(plan.env.iter().cloned())
         // The agent's own secrets stay with the agent (the IDE's terminals see the rest).
         .env_remove(studios_protocol::env::STUDIO_AGENT_TOKEN)
-        .env_remove(studios_protocol::env::STUDIO_RELAY_TOKEN)
         .kill_on_drop(true);
     if let Some(user) = &plan.run_as {
         command.uid(user.uid).gid(user.gid);
@@ -314,8 +323,8 @@ async fn run(config: Config) -> i32 {
             config.base_path
         );
         // Browsers reach the session through the relay: an outbound tunnel to this port.
-        if let Some((relay, token)) = &config.relay {
-            match studios_agent::tunnel::Relay::new(relay, token) {
+        if let (Some(relay), Some(tokens)) = (&config.relay, relay_tokens.take()) {
+            match studios_agent::tunnel::Relay::with_tokens(relay, tokens) {
                 Ok(tunnel) => {
                     tracing::info!(relay, "tunnel to the connect relay");
                     let local = std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()));

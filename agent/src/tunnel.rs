@@ -45,13 +45,23 @@ pub struct Relay {
     host: String,
     port: u16,
     tls: Option<tokio_rustls::TlsConnector>,
-    token: String,
+    /// The newest relay token (the channel renews it; `None` until the first arrives).
+    token: tokio::sync::watch::Receiver<Option<String>>,
     ping: Duration,
 }
 
 impl Relay {
-    /// The tunnel to `addr` with `token`, pinging every `keepalive()`.
+    /// The tunnel to `addr` with one fixed `token`, pinging every `keepalive()`.
     pub fn new(addr: &str, token: &str) -> Result<Relay, String> {
+        Relay::with_tokens(addr, tokio::sync::watch::channel(Some(token.to_string())).1)
+    }
+
+    /// The tunnel to `addr` with the newest token `tokens` holds (docs/agent.md, "The
+    /// tunnel": the channel fetches them), pinging every `keepalive()`.
+    pub fn with_tokens(
+        addr: &str,
+        token: tokio::sync::watch::Receiver<Option<String>>,
+    ) -> Result<Relay, String> {
         let ping = keepalive()?;
         let (tls, rest) = match addr.split_once("://") {
             Some(("tls", rest)) => (true, rest),
@@ -82,7 +92,7 @@ impl Relay {
             host,
             port,
             tls,
-            token: token.to_string(),
+            token,
             ping,
         })
     }
@@ -144,12 +154,18 @@ impl Relay {
         local: std::net::SocketAddr,
         up: &mut bool,
     ) -> Result<std::convert::Infallible, String> {
+        let token = self
+            .token
+            .clone()
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| "no relay token: the agent channel is gone".to_string())?
+            .clone()
+            .unwrap_or_default();
         let (read, mut write) = tokio::io::split(self.connect().await?);
         let mut read = BufReader::new(read);
         let seconds = self.ping.as_secs();
-        let hello = Message::Hello {
-            token: self.token.clone(),
-        };
+        let hello = Message::Hello { token };
         let ping = Message::Ping {
             seconds: Some(seconds),
         }
@@ -211,7 +227,7 @@ impl Relay {
 
     async fn open(&self, id: u64, local: std::net::SocketAddr) -> Result<(), String> {
         let mut data = self.connect().await?;
-        let token = self.token.clone();
+        let token = self.token.borrow().clone().unwrap_or_default();
         data.write_all(Message::Data { id, token }.encode().as_bytes())
             .await
             .map_err(|e| e.to_string())?;

@@ -14,8 +14,12 @@ use std::pin::Pin;
 pub const PARAM: &str = "studio_token";
 /// How long a link may be opened after it was made.
 pub const LINK_SECONDS: i64 = 120;
-/// How long a relay token lasts (longer than any session is expected to run).
-pub const RELAY_TOKEN_SECONDS: i64 = 30 * 24 * 3600;
+/// How long a relay token lasts. The agent asks for a fresh one over its channel well
+/// before then, so a token copied out of a session is worth an hour at most, and none
+/// is issued once the session has ended (docs/security.md, "The relay").
+pub const RELAY_TOKEN_SECONDS: i64 = 3600;
+/// How long before its expiry an agent asks for the next relay token.
+pub const RELAY_TOKEN_REFRESH_SECONDS: i64 = 20 * 60;
 /// The audience of relay tokens.
 pub const RELAY_AUDIENCE: &str = "relay";
 

@@ -28,10 +28,9 @@ pub const STUDIO_API_URL: &str = "STUDIO_API_URL";
 pub const STUDIO_CONNECT_PUBLIC_KEY: &str = "STUDIO_CONNECT_PUBLIC_KEY";
 /// The studio's connect URL (https makes the agent's cookie `Secure`).
 pub const STUDIO_CONNECT_URL: &str = "STUDIO_CONNECT_URL";
-/// The connect relay (`tls://host:port` or `tcp://host:port`).
+/// The connect relay (`tls://host:port` or `tcp://host:port`). Its token is not in the
+/// environment: the agent asks for one over its channel (`relayTokenWanted`).
 pub const STUDIO_RELAY_ADDR: &str = "STUDIO_RELAY_ADDR";
-/// The session's relay token ([`crate::claims::RelayClaims`]).
-pub const STUDIO_RELAY_TOKEN: &str = "STUDIO_RELAY_TOKEN";
 
 /// One entry of `STUDIO_MOUNTS`: an S3 prefix mounted at a path in the container.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

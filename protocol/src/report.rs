@@ -30,6 +30,10 @@ pub struct AgentReportInput {
         schema(max_items = 50, schema_with = connected_users_schema)
     )]
     pub connected_users: Vec<String>,
+    /// The session tunnels to the connect relay and needs a (fresh) relay token: the
+    /// answer carries one while the session is live (docs/agent.md, "The tunnel").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub relay_token_wanted: bool,
 }
 
 #[cfg(feature = "openapi")]
@@ -118,6 +122,10 @@ pub struct AgentReply {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub revoked_users: Vec<String>,
+    // Asked for with `relayTokenWanted`: a relay token for this session, valid
+    // `RELAY_TOKEN_SECONDS` (claims::RelayClaims).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_token: Option<String>,
 }
 
 #[cfg(test)]
@@ -163,6 +171,7 @@ mod tests {
             stop_requested: true,
             report_seconds: 30,
             revoked_users: vec!["u".into()],
+            relay_token: None,
         };
         let json = serde_json::to_string(&reply).unwrap();
         assert_eq!(
@@ -173,5 +182,31 @@ mod tests {
         let old: AgentReply = serde_json::from_str(r#"{"stopRequested":false}"#).unwrap();
         assert_eq!(old, AgentReply::default());
         assert!(serde_json::from_str::<AgentReply>(r#"{"reportSeconds":1}"#).is_err());
+        let with_token = AgentReply {
+            relay_token: Some("t".into()),
+            ..AgentReply::default()
+        };
+        let json = serde_json::to_string(&with_token).unwrap();
+        assert!(json.ends_with(r#","relayToken":"t"}"#), "{json}");
+        assert_eq!(
+            serde_json::from_str::<AgentReply>(&json).unwrap(),
+            with_token
+        );
+    }
+
+    #[test]
+    fn a_relay_token_is_asked_for_only_when_wanted() {
+        let mut report = AgentReportInput::ready(None, vec![]);
+        assert_eq!(
+            serde_json::to_string(&report).unwrap(),
+            r#"{"state":"ready"}"#
+        );
+        report.relay_token_wanted = true;
+        let json = serde_json::to_string(&report).unwrap();
+        assert_eq!(json, r#"{"state":"ready","relayTokenWanted":true}"#);
+        assert_eq!(
+            serde_json::from_str::<AgentReportInput>(&json).unwrap(),
+            report
+        );
     }
 }

@@ -30,7 +30,7 @@ const ACTIVITY_RESOLUTION: i64 = 60;
 
 /// `POST /agent/report`: authenticated by the session's own credential (not a user's
 /// token): one read, and a write only when something changed (ready, a failure, or
-/// activity at least a minute newer).
+/// activity at least a minute newer); a relay token, when asked for, is one signature.
 pub async fn agent_report(app: &App, token: &str, input: AgentReportInput) -> Result<AgentReply> {
     let state = input.state.as_str();
     if ReportedState::parse(state).is_none() {
@@ -138,10 +138,29 @@ pub async fn agent_report(app: &App, token: &str, input: AgentReportInput) -> Re
         })
         .cloned()
         .collect();
+    // The relay token: never in the job's environment (where `batch:DescribeJobs`,
+    // Batch events and the DLQ would show it), short-lived, and issued only to the live
+    // session that authenticated just now (docs/security.md, "The relay").
+    let live = matches!(
+        studio.status,
+        StudioStatus::Starting | StudioStatus::Running
+    );
+    let relay_token = match (&app.relay, &app.config.relay_tunnel_addr) {
+        (Some(signer), Some(_)) if input.relay_token_wanted && live => {
+            let claims = studios_protocol::claims::RelayClaims::new(
+                studio.id.clone(),
+                attempt.to_string(),
+                now.timestamp(),
+            );
+            Some(studios_protocol::claims::sign(signer.as_ref(), &claims).await?)
+        }
+        _ => None,
+    };
     Ok(AgentReply {
         stop_requested: studio.status == StudioStatus::Stopping,
         report_seconds: app.config.agent.report_seconds,
         revoked_users,
+        relay_token,
     })
 }
 

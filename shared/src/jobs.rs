@@ -8,7 +8,6 @@ use crate::domain::lifecycle::Session;
 use crate::domain::*;
 use crate::error::{Error, Result};
 use serde_json::json;
-use studios_protocol::claims::RelayClaims;
 use studios_protocol::env::{self, Mount};
 
 /// What AWS Batch runs for a session (docs/api.md, the job environment).
@@ -125,16 +124,11 @@ pub(crate) async fn connect_environment(
         ),
         (env::STUDIO_CONNECT_URL.into(), url),
     ];
-    // The session's tunnel to the connect relay: its address and the session's token,
-    // signed with the relay's own key (a start can never mint a connect link).
-    if let (Some(addr), Some(session), Some(signer)) =
-        (&app.config.relay_tunnel_addr, &studio.session, &app.relay)
-    {
-        let now = chrono::Utc::now().timestamp();
-        let claims = RelayClaims::new(studio.id.clone(), session.attempt_id.clone(), now);
-        let token = studios_protocol::claims::sign(signer.as_ref(), &claims).await?;
+    // The session's tunnel to the connect relay: only its address. The token the
+    // relay asks for comes over the agent channel, short-lived, while the session is
+    // live (agents.rs), so the job's environment holds no relay credential.
+    if let (Some(addr), Some(_)) = (&app.config.relay_tunnel_addr, &app.relay) {
         env.push((env::STUDIO_RELAY_ADDR.into(), addr.clone()));
-        env.push((env::STUDIO_RELAY_TOKEN.into(), token));
     }
     Ok(env)
 }

@@ -576,23 +576,22 @@ fn connect_links_and_relay_tokens_are_signed_by_keys_of_their_own() {
     );
     for f in SUBMITTERS {
         let block = resource(f);
-        // The session's relay token (with the relay deployed a start needs kms:Sign,
-        // else every start is rolled back), on the relay key only; the connect key's
-        // public half for the agent's environment.
-        assert_eq!(
-            granted(block, "kms:Sign"),
-            ["!GetAtt RelayTokenKey.Arn"],
-            "{f}"
-        );
-        assert!(block.contains("- !If\n              - DeploysRelay"), "{f}");
+        // A start signs nothing: the connect key's public half for the agent's
+        // environment only (relay tokens come over the agent channel).
+        assert!(granted(block, "kms:Sign").is_empty(), "{f}");
         assert_eq!(
             granted(block, "kms:GetPublicKey"),
             ["!GetAtt ConnectSigningKey.Arn"],
             "{f}"
         );
     }
+    // Live sessions' relay tokens: the agent channel signs them, with the relay key
+    // only, and only with the relay deployed.
+    let report = resource("AgentReportFunction");
+    assert_eq!(granted(report, "kms:Sign"), ["!GetAtt RelayTokenKey.Arn"]);
+    assert!(report.contains("- !If\n              - DeploysRelay"));
     // No other function signs anything.
-    assert_eq!(TEMPLATE.matches("Action: [kms:Sign]").count(), 4);
+    assert_eq!(TEMPLATE.matches("Action: [kms:Sign]").count(), 2);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use studios_integration_tests::{cost, job_env, save_uri, TestApp, A};
 
-fn token(job: &aws_sdk_batch::types::JobDetail) -> String {
+fn agent_credential(job: &aws_sdk_batch::types::JobDetail) -> String {
     job_env(job, "STUDIO_AGENT_TOKEN").expect("the job carries its session's credential")
 }
 
@@ -49,7 +49,7 @@ async fn an_agent_reports_ready_and_learns_of_a_stop_before_batch_ends_its_job()
     let s = setup(&t).await;
     let id = studio(&t, &s.ws, &s.ce, "with agent").await;
     let job = running(&t, &s.ws, &id).await;
-    let credential = token(&job);
+    let credential = agent_credential(&job);
     // The job gets the template and the path its IDE is served under.
     assert_eq!(job_env(&job, "STUDIO_TEMPLATE").as_deref(), Some("jupyter"));
     assert_eq!(
@@ -142,7 +142,7 @@ async fn a_stop_terminates_the_job_at_its_grace_deadline_not_the_reconcilers_rou
     let s = setup(&t).await;
     let id = studio(&t, &s.ws, &s.ce, "slow saver").await;
     let job = running(&t, &s.ws, &id).await;
-    report(&t, &token(&job), json!({"state": "ready"}))
+    report(&t, &agent_credential(&job), json!({"state": "ready"}))
         .await
         .ok(200);
     stop(&t, &s.ws, &id).await;
@@ -184,7 +184,7 @@ async fn only_a_sessions_own_credential_is_accepted() {
     let a = studio(&t, &s.ws, &s.ce, "a").await;
     let b = studio(&t, &s.ws, &s.ce, "b").await;
     let (job_a, job_b) = (running(&t, &s.ws, &a).await, running(&t, &s.ws, &b).await);
-    let (ta, tb) = (token(&job_a), token(&job_b));
+    let (ta, tb) = (agent_credential(&job_a), agent_credential(&job_b));
     assert_ne!(ta, tb);
     // b's secret under a's name (a session trying to speak for another).
     let a_parts: Vec<&str> = ta.splitn(4, '.').collect();
@@ -228,9 +228,13 @@ async fn an_agents_failure_is_the_status_reason_and_a_silent_agent_is_terminated
     let id = studio(&t, &s.ws, &s.ce, "fails").await;
     let job = running(&t, &s.ws, &id).await;
     let why = "checkpoint s3://work-bucket/x/ is corrupt: a.txt: chunk 0 has checksum 00, the manifest says ff";
-    report(&t, &token(&job), json!({"state": "failed", "reason": why}))
-        .await
-        .ok(200);
+    report(
+        &t,
+        &agent_credential(&job),
+        json!({"state": "failed", "reason": why}),
+    )
+    .await
+    .ok(200);
     t.deliver(&t.job_event(
         &job,
         "FAILED",
@@ -250,7 +254,7 @@ async fn an_agents_failure_is_the_status_reason_and_a_silent_agent_is_terminated
     t.app.config = Arc::new(config);
     let quiet = studio_id_running(&t, &s).await;
     let (id2, job2) = quiet;
-    report(&t, &token(&job2), json!({"state": "ready"}))
+    report(&t, &agent_credential(&job2), json!({"state": "ready"}))
         .await
         .ok(200);
     stop(&t, &s.ws, &id2).await;
@@ -273,7 +277,7 @@ async fn the_channel_says_whose_access_was_revoked() {
     let s = setup(&t).await;
     let id = studio(&t, &s.ws, &s.ce, "shared").await;
     let job = running(&t, &s.ws, &id).await;
-    let credential = token(&job);
+    let credential = agent_credential(&job);
     let ask = |users: Value| {
         let credential = credential.clone();
         let t = &t;
@@ -369,18 +373,42 @@ async fn connect_links_are_signed_for_the_user_studio_and_session() {
         job_env(&job, "STUDIO_CONNECT_URL").unwrap(),
         format!("https://studios.example.org/{}/{id}/", s.ws)
     );
-    // And its tunnel to the connect relay: the address, and a token for this session.
+    // And its tunnel to the connect relay: the job has only the address. No relay
+    // credential is in its environment (DescribeJobs, Batch events and the DLQ show
+    // that); the agent asks for a short-lived token over its channel.
     assert_eq!(
         job_env(&job, "STUDIO_RELAY_ADDR").as_deref(),
         Some("tcp://relay.example.org:8081")
     );
-    let relay_token = job_env(&job, "STUDIO_RELAY_TOKEN").unwrap();
+    let env = job.container().unwrap().environment();
+    assert!(
+        env.iter()
+            .all(|kv| !kv.value().unwrap_or_default().starts_with("eyJ")),
+        "no signed token in the job's environment: {env:?}"
+    );
+    let unasked = report(&t, &agent_credential(&job), json!({"state": "ready"}))
+        .await
+        .ok(200);
+    assert_eq!(unasked.get("relayToken"), None, "only when asked for");
+    let reply = report(
+        &t,
+        &agent_credential(&job),
+        json!({"state": "ready", "relayTokenWanted": true}),
+    )
+    .await
+    .ok(200);
+    let relay_token = reply["relayToken"].as_str().unwrap().to_string();
     let relay_claims: Value =
         serde_json::from_slice(&b64.decode(relay_token.split('.').nth(1).unwrap()).unwrap())
             .unwrap();
     assert_eq!(relay_claims["aud"], "relay");
     assert_eq!(relay_claims["st"], id.as_str());
     assert_eq!(relay_claims["att"], claims["att"]);
+    // Worth an hour at most: a copied token soon expires, and an ended session gets none.
+    assert_eq!(
+        relay_claims["exp"].as_i64().unwrap() - relay_claims["iat"].as_i64().unwrap(),
+        3600
+    );
     // Relay tokens have their own key: the connect key's public point (what sessions
     // check links with) does not verify them, so whatever signs relay tokens (the
     // functions that start sessions) cannot mint a connect link.
@@ -394,6 +422,17 @@ async fn connect_links_are_signed_for_the_user_studio_and_session() {
     )
     .verify(input.as_bytes(), &sig)
     .is_ok());
+    // Once the studio is stopping, its session gets no more relay tokens.
+    stop(&t, &s.ws, &id).await;
+    let reply = report(
+        &t,
+        &agent_credential(&job),
+        json!({"state": "ready", "relayTokenWanted": true}),
+    )
+    .await
+    .ok(200);
+    assert_eq!(reply["stopRequested"], true);
+    assert_eq!(reply.get("relayToken"), None, "{reply}");
 }
 
 /// A stack without a connect relay says so: connect is a 409 naming the missing relay,
@@ -425,7 +464,7 @@ async fn without_a_relay_connect_says_so_instead_of_a_dead_link() {
     assert_eq!(view["url"], Value::Null);
     assert_eq!(view["connectedUsers"], json!([]));
     assert_eq!(job_env(&job, "STUDIO_CONNECT_URL"), None);
-    assert_eq!(job_env(&job, "STUDIO_RELAY_TOKEN"), None);
+    assert_eq!(job_env(&job, "STUDIO_RELAY_ADDR"), None);
     assert_eq!(job_env(&job, "STUDIO_BASE_PATH").as_deref(), Some("/"));
 }
 

@@ -181,7 +181,8 @@ async fn clone_from_a_stopped_studio_and_from_an_older_checkpoint() {
         cp1["uri"].as_str().unwrap()
     );
     assert!(env_of(&job, "CHECKPOINT_SAVE_URI").starts_with(&format!(
-        "s3://{WORK_BUCKET}/studios/.studios/{older_id}/checkpoints/"
+        "s3://{WORK_BUCKET}/studios/{ws}/.studios/{older_id}/checkpoints/",
+        ws = s.ws
     )));
     t.deliver(&t.job_event(&job, "RUNNING", true, None, None))
         .await;
@@ -295,7 +296,7 @@ async fn deleting_the_parent_keeps_the_data_its_clone_depends_on() {
     let child = clone(&t, &s.ws, &parent, json!({"name": "Child"}))
         .await
         .id(201);
-    let parent_data = format!("studios/.studios/{parent}/");
+    let parent_data = format!("studios/{ws}/.studios/{parent}/", ws = s.ws);
     assert_eq!(
         objects_under(&t, &parent_data).await.len(),
         1,
@@ -342,9 +343,11 @@ async fn deleting_the_parent_keeps_the_data_its_clone_depends_on() {
     let report = t.process_stream().await;
     assert_eq!(report.data_deleted, 2);
     assert!(objects_under(&t, &parent_data).await.is_empty());
-    assert!(objects_under(&t, &format!("studios/.studios/{child}/"))
-        .await
-        .is_empty());
+    assert!(
+        objects_under(&t, &format!("studios/{ws}/.studios/{child}/", ws = s.ws))
+            .await
+            .is_empty()
+    );
     assert_eq!(records_of(&t, &s.ws, &child).await, 0);
     // Reprocessing (a stream retry) changes nothing.
     assert_eq!(t.process_stream().await, Default::default());
@@ -381,9 +384,11 @@ async fn a_deleted_studio_without_clones_leaves_nothing_behind() {
     assert_eq!(report.purged, 3);
     assert_eq!(report.data_deleted, 1);
     assert_eq!(records_of(&t, &s.ws, &id).await, 0);
-    assert!(objects_under(&t, &format!("studios/.studios/{id}/"))
-        .await
-        .is_empty());
+    assert!(
+        objects_under(&t, &format!("studios/{ws}/.studios/{id}/", ws = s.ws))
+            .await
+            .is_empty()
+    );
     assert!(t.live_locks(&s.ws).await.is_empty());
 }
 
@@ -651,7 +656,7 @@ async fn released_data_is_deleted_by_the_worker_in_pages() {
     let s = setup(&t).await;
     let id = studio_with_mount(&t, &s, "big data", "s3://data-bucket/big/").await;
     session(&t, &s, &id, true).await;
-    let prefix = format!("studios/.studios/{id}/");
+    let prefix = format!("studios/{ws}/.studios/{id}/", ws = s.ws);
     // The session saved many small objects.
     for batch in (0..2500).collect::<Vec<_>>().chunks(20) {
         let puts = batch.iter().map(|i| {
@@ -824,9 +829,11 @@ mod with_chunks {
             .ok(204);
         assert_eq!(t.process_stream().await.data_deleted, 2);
         for id in [&parent, &child] {
-            assert!(objects_under(&t, &format!("studios/.studios/{id}/"))
-                .await
-                .is_empty());
+            assert!(
+                objects_under(&t, &format!("studios/{ws}/.studios/{id}/", ws = s.ws))
+                    .await
+                    .is_empty()
+            );
         }
     }
 }

@@ -87,16 +87,13 @@ async fn a_start_is_recorded_as_iam_authorises_it() {
         passed,
         [t.app.config.job_definitions.job_role_arn.clone().unwrap()]
     );
-    // The relay token is signed with its own key; the connect key gives its public half.
+    // A start signs nothing (relay tokens come over the agent channel); the connect
+    // key gives its public half for the job's environment.
     let keys = |action| arn_of(&calls, "start-studio", action);
-    let (
-        studios_shared::config::ConnectKey::Kms(connect),
-        studios_shared::config::ConnectKey::Kms(relay),
-    ) = (&t.app.config.connect_key, &t.app.config.relay_key)
-    else {
+    let studios_shared::config::ConnectKey::Kms(connect) = &t.app.config.connect_key else {
         panic!("the test app signs with KMS keys");
     };
-    assert_eq!(keys("kms:Sign"), std::slice::from_ref(relay));
+    assert_eq!(keys("kms:Sign"), Vec::<String>::new());
     assert_eq!(keys("kms:GetPublicKey"), std::slice::from_ref(connect));
     // Only the function's calls: none of the test's own (the fixtures, the job look-up).
     assert!(
@@ -257,12 +254,22 @@ async fn the_task_queue_worker_runs_as_its_function() {
     let job = running(&t, &s.ws, &id).await;
     let credential =
         studios_integration_tests::job_env(&job, "STUDIO_AGENT_TOKEN").expect("a channel");
-    t.req(A::AgentReport)
-        .bearer(&credential)
-        .body(json!({"state": "ready"}))
-        .send()
-        .await
-        .ok(200);
+    // A live session's relay token: signed by the agent channel, with the relay's key.
+    let (reply, calls) = capture(
+        t.req(A::AgentReport)
+            .bearer(&credential)
+            .body(json!({"state": "ready", "relayTokenWanted": true}))
+            .send(),
+    )
+    .await;
+    assert!(reply.ok(200)["relayToken"].is_string());
+    let studios_shared::config::ConnectKey::Kms(relay) = &t.app.config.relay_key else {
+        panic!("the test app signs with KMS keys");
+    };
+    assert_eq!(
+        arn_of(&calls, "agent-report", "kms:Sign"),
+        std::slice::from_ref(relay)
+    );
     on_studio(&t, A::StopStudio, "maintain", &s.ws, &id)
         .await
         .ok(202);
@@ -289,7 +296,7 @@ async fn the_task_queue_worker_runs_as_its_function() {
     assert_eq!(get(&t, &s.ws, &id).await["status"], "stopped");
 
     // More than a page (1,000 objects) of checkpoint data, released by a delete.
-    let prefix = format!("studios/.studios/{id}/");
+    let prefix = format!("studios/{ws}/.studios/{id}/", ws = s.ws);
     for chunk in (0..1001).collect::<Vec<_>>().chunks(50) {
         let puts = chunk.iter().map(|i| {
             t.s3.put_object()

@@ -118,7 +118,8 @@ async fn full_cycle_start_run_stop_checkpoint_and_restart() {
     let save_uri = job_env(&job, "CHECKPOINT_SAVE_URI").unwrap();
     assert!(
         save_uri.starts_with(&format!(
-            "s3://work-bucket/studios/.studios/{id}/checkpoints/cp-"
+            "s3://work-bucket/studios/{ws}/.studios/{id}/checkpoints/cp-",
+            ws = s.ws
         )),
         "{save_uri}"
     );
@@ -384,9 +385,7 @@ async fn start_conflicts_name_the_holder_and_add_flags_held_paths() {
     start(&t, &s.ws, &e).await.ok(202);
     // The same path in another workspace is not a conflict.
     let ws2 = t.workspace_with_roles().await;
-    let ce2 = t
-        .compute_env(&ws2, json!({"jobQueue": s.fx.queue_arn}))
-        .await;
+    let ce2 = t.compute_env(&ws2, json!({})).await;
     let other = t
         .req(A::AddStudio)
         .user("maintain")

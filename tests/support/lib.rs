@@ -343,7 +343,8 @@ impl TestApp {
         let mut body = json!({
             "name": "cpu-queue",
             "region": "us-east-1",
-            "jobQueue": "arn:aws:batch:us-east-1:123456789012:job-queue/studios",
+            // A queue serves one workspace (docs/security.md, "Hosts").
+            "jobQueue": format!("arn:aws:batch:us-east-1:123456789012:job-queue/studios-{}", &ws[3..]),
             "maxCpus": 16,
             "maxMemoryMiB": 65536,
             "allowedWriteBuckets": ["scratch-bucket"],
