@@ -386,7 +386,7 @@ mod tests {
             format!("{host}:x"),
             format!("{host}:123456"),
             format!("{host}."),
-            format!("{ST}"),
+            ST.to_string(),
             String::new(),
         ] {
             assert_eq!(studio_of_host(&bad, DOMAIN), None, "{bad}");
