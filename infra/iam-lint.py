@@ -54,6 +54,8 @@ STACK = {
 }
 RELAY = {
     "RelayDomain": "studios.example.org",
+    "ConnectDomain": "studios-connect.example.net",
+    "ConnectHostedZoneId": "Z0123456789ABCDEFGHIJ",
     "RelayCertificateArn": f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/0f0e0d0c-0b0a-0908-0706-050403020100",
     "RelayVpcId": "vpc-0123456789abcdef0",
     "RelaySubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
@@ -76,6 +78,9 @@ SCENARIOS = {
             f"relay without {name}": ({**STACK, **RELAY, name: [""] if isinstance(RELAY[name], list) else ""},
                                       "RelayHasWhatItNeeds")
             for name in RELAY if name != "RelayDomain"
+        } | {
+            "relay with ConnectDomain = RelayDomain":
+                ({**STACK, **RELAY, "ConnectDomain": RELAY["RelayDomain"]}, "RelayHasWhatItNeeds"),
         },
     },
     "session-role.yaml": {

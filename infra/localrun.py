@@ -7,6 +7,7 @@ calls they all make (a user's token, one API request, waiting for a condition):
 """
 
 import contextlib
+import http.client
 import json
 import os
 import signal
@@ -47,6 +48,32 @@ def local_run(settings):
     finally:
         os.killpg(stack.pid, signal.SIGTERM)
         stack.wait()
+
+
+class _LoopbackConnection(http.client.HTTPConnection):
+    """An HTTP connection to a `*.localhost` name made to 127.0.0.1, its Host header
+    kept: each studio of the local run is its own origin `http://<studio>.localhost:<port>/`
+    (docs/security.md), which browsers and curl resolve to the loopback themselves and
+    Python's resolver may not."""
+
+    def connect(self):
+        host = self.host
+        if host == "localhost" or host.endswith(".localhost"):
+            self.host = "127.0.0.1"
+        try:
+            super().connect()
+        finally:
+            self.host = host
+
+
+class _LoopbackHandler(urllib.request.HTTPHandler):
+    def http_open(self, req):
+        return self.do_open(_LoopbackConnection, req)
+
+
+def localhost_opener(*handlers):
+    """A urllib opener that reaches `*.localhost` URLs on the loopback."""
+    return urllib.request.build_opener(_LoopbackHandler(), *handlers)
 
 
 def token(user):

@@ -14,7 +14,7 @@
 # STUDIOS_CONNECT_PORT (where browsers connect: the connect relay, its own process, behind
 # an idle cutoff; 0 = any free port, the default), STUDIOS_LOCAL_IDLE_CUTOFF_SECONDS (350,
 # like the load balancer's), STUDIO_RELAY_PING_SECONDS (60: the agents' keepalive),
-# CONNECT_URL_PATTERN (default: that port's /connect/{studioId}/), SUBMIT_GRACE_SECONDS,
+# CONNECT_URL_PATTERN (default: http://{studioId}.localhost:<that port>/), SUBMIT_GRACE_SECONDS,
 # AGENT_REPORT_SECONDS (1), STOP_GRACE_SECONDS (120),
 # STUDIOS_LOCAL_SESSIONS_DIR (sessions' workspaces and agent logs; a temp dir),
 # STUDIOS_AGENT_BIN (the studio agent; built beside studios-local), STUDIOS_LOCAL_SESSIONS

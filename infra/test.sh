@@ -57,6 +57,9 @@ if [ $# -eq 0 ]; then
   # Connect in a real browser: JupyterLab through a connect link, a kernel over its
   # WebSocket, and the refusals (tests/browser/connect.py).
   "$VENV/bin/python" tests/browser/connect.py
+  # One origin per studio: a page of studio A reads nothing of studio B, with the
+  # user's cookies for both (tests/browser/origins.py, docs/security.md).
+  "$VENV/bin/python" tests/browser/origins.py
   # Schemathesis against the local run, as a maintainer and as an owner: no 5xx, every
   # answer as docs/openapi.json says (tests/fuzz/api.py).
   fuzz_log=$(mktemp)

@@ -1,9 +1,13 @@
 //! Who may use the session (docs/agent.md, "Connect"): a connect link's token (ES256,
 //! signed by the control plane, checked with the public key in `STUDIO_CONNECT_PUBLIC_KEY`)
 //! must name this studio and this session, be unexpired and unused; opening it sets an
-//! HttpOnly cookie scoped to the studio's path, signed by the agent, valid
-//! `COOKIE_SECONDS`. Every other request needs that cookie. Users whose access was
-//! revoked (the channel says so) are refused from then on.
+//! HttpOnly host-only cookie (the studio's own origin: docs/security.md, "Browser
+//! origins"), signed by the agent, valid `COOKIE_SECONDS`: `__Host-studios-session` on
+//! https, `studios-session` on the local run's http (browsers refuse the `__Host-`
+//! prefix without `Secure`). Every other request needs that cookie, which is taken off
+//! before the request reaches the IDE. WebSocket upgrades and requests other than
+//! GET/HEAD/OPTIONS that carry an `Origin` must carry the studio's own. Users whose
+//! access was revoked (the channel says so) are refused from then on.
 
 use aws_lc_rs::hmac;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,7 +17,10 @@ use std::sync::Mutex;
 use studios_protocol::claims::LinkClaims;
 
 pub use studios_protocol::claims::PARAM;
+/// The cookie on http (the local run).
 pub const COOKIE: &str = "studios-session";
+/// The cookie on https: host-only, `Secure`, `Path=/` (RFC 6265bis, 4.1.3.2).
+pub const HOST_COOKIE: &str = "__Host-studios-session";
 /// A cookie's life: after it, the user opens a new link (their role checked again).
 pub const COOKIE_SECONDS: i64 = 8 * 3600;
 
@@ -23,6 +30,8 @@ pub struct Gate {
     attempt: Option<String>,
     base_path: String,
     secure: bool,
+    /// The studio's origin (`scheme://host[:port]` of its connect URL).
+    origin: Option<String>,
     key: hmac::Key,
     seen: Mutex<HashMap<String, i64>>,
     users: Mutex<HashMap<String, i64>>,
@@ -62,6 +71,7 @@ impl Gate {
             attempt: attempt.map(String::from),
             base_path: base_path.to_string(),
             secure: connect_url.is_some_and(|u| u.starts_with("https://")),
+            origin: connect_url.and_then(origin_of),
             key,
             seen: Mutex::new(HashMap::new()),
             users: Mutex::new(HashMap::new()),
@@ -162,6 +172,42 @@ impl Gate {
         Ok(user.to_string())
     }
 
+    /// The cookie's name: [`HOST_COOKIE`] on https, [`COOKIE`] on http.
+    pub fn cookie_name(&self) -> &'static str {
+        if self.secure {
+            HOST_COOKIE
+        } else {
+            COOKIE
+        }
+    }
+
+    /// Whether a request may go on as far as its `Origin` says: a WebSocket upgrade or a
+    /// request other than GET/HEAD/OPTIONS from another origin (another studio's page
+    /// included, which is same-site) is refused; without an `Origin` (no browser sends
+    /// such a request without one) or without a connect URL to compare with, it may.
+    pub fn origin_allowed(&self, method: &str, upgrade: bool, origin: Option<&str>) -> bool {
+        let safe = matches!(method, "GET" | "HEAD" | "OPTIONS");
+        match (&self.origin, origin) {
+            (Some(own), Some(origin)) if upgrade || !safe => {
+                origin.trim().eq_ignore_ascii_case(own)
+            }
+            _ => true,
+        }
+    }
+
+    /// The `Cookie` header without the agent's own cookie (the IDE never sees it);
+    /// `None` when nothing else is left.
+    pub fn strip_cookie(&self, header: &str) -> Option<String> {
+        let name = self.cookie_name();
+        let rest: Vec<&str> = header
+            .split(';')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .filter(|c| c.split_once('=').map_or(*c, |(n, _)| n).trim() != name)
+            .collect();
+        (!rest.is_empty()).then(|| rest.join("; "))
+    }
+
     fn sign(&self, user: &str, exp: i64) -> String {
         let tag = hmac::sign(&self.key, format!("{user}\n{exp}").as_bytes());
         URL_SAFE_NO_PAD.encode(tag.as_ref())
@@ -177,17 +223,21 @@ impl Gate {
             URL_SAFE_NO_PAD.encode(user),
             self.sign(user, exp)
         );
-        format!(
-            "{COOKIE}={value}; Path={}; Max-Age={COOKIE_SECONDS}; HttpOnly; SameSite=Lax{}",
-            self.base_path,
-            if self.secure { "; Secure" } else { "" }
-        )
+        // Host-only (no Domain): another studio's host never gets it.
+        if self.secure {
+            format!("{HOST_COOKIE}={value}; Path=/; Max-Age={COOKIE_SECONDS}; HttpOnly; SameSite=Lax; Secure")
+        } else {
+            format!(
+                "{COOKIE}={value}; Path={}; Max-Age={COOKIE_SECONDS}; HttpOnly; SameSite=Lax",
+                self.base_path
+            )
+        }
     }
 
     fn cookie_user(&self, header: &str, now: i64) -> Option<String> {
         header
             .split(';')
-            .filter_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+            .filter_map(|c| c.trim().strip_prefix(self.cookie_name())?.strip_prefix('='))
             .find_map(|value| {
                 let mut parts = value.split('.');
                 let user = String::from_utf8(URL_SAFE_NO_PAD.decode(parts.next()?).ok()?).ok()?;
@@ -225,6 +275,23 @@ impl Gate {
     }
 }
 
+/// `scheme://host[:port]` of an http(s) URL, lower-cased (what browsers send as `Origin`).
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let authority = authority.to_ascii_lowercase();
+    let default = if scheme == "https" { ":443" } else { ":80" };
+    let authority = authority.strip_suffix(default).unwrap_or(&authority);
+    Some(format!("{scheme}://{authority}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,12 +320,7 @@ mod tests {
     }
 
     fn enter(gate: &Gate, token: &str) -> Decision {
-        gate.decide(
-            "/connect/st-1/",
-            Some(&format!("{PARAM}={token}&x=1")),
-            None,
-            100,
-        )
+        gate.decide("/", Some(&format!("{PARAM}={token}&x=1")), None, 100)
     }
 
     #[test]
@@ -268,8 +330,8 @@ mod tests {
             signer.0.public_key().as_ref().to_vec(),
             "st-1",
             Some("a1"),
-            "/connect/st-1/",
-            Some("https://h/connect/st-1/"),
+            "/",
+            Some("https://st-1.connect.example/"),
         );
         let token = signer.token(claims("st-1", "a1", 200, "j1"));
         let Decision::Enter {
@@ -279,20 +341,17 @@ mod tests {
         else {
             panic!("not entered");
         };
-        assert_eq!(location, "/connect/st-1/?x=1");
+        assert_eq!(location, "/?x=1");
+        // Host-only (no Domain), on https with the __Host- prefix and what it requires.
         assert!(
-            set_cookie
-                .contains("; Path=/connect/st-1/; Max-Age=28800; HttpOnly; SameSite=Lax; Secure"),
+            set_cookie.starts_with("__Host-studios-session=")
+                && set_cookie.ends_with("; Path=/; Max-Age=28800; HttpOnly; SameSite=Lax; Secure"),
             "{set_cookie}"
         );
+        assert!(!set_cookie.contains("Domain"));
         let cookie = set_cookie.split(';').next().unwrap().to_string();
         assert_eq!(
-            gate.decide(
-                "/connect/st-1/lab",
-                None,
-                Some(&format!("other=1; {cookie}")),
-                150
-            ),
+            gate.decide("/lab", None, Some(&format!("other=1; {cookie}")), 150),
             Decision::Forward {
                 user: "carol".into()
             }
@@ -304,27 +363,22 @@ mod tests {
         );
         // The cookie ends; a forged or missing one is refused.
         assert!(matches!(
-            gate.decide(
-                "/connect/st-1/",
-                None,
-                Some(&cookie),
-                100 + COOKIE_SECONDS + 1
-            ),
+            gate.decide("/", None, Some(&cookie), 100 + COOKIE_SECONDS + 1),
             Decision::Refuse { status: 401, .. }
         ));
         let forged = cookie.replace("Y2Fyb2w", "ZGF2ZQ");
         assert!(matches!(
-            gate.decide("/connect/st-1/", None, Some(&forged), 150),
+            gate.decide("/", None, Some(&forged), 150),
             Decision::Refuse { status: 401, .. }
         ));
         assert!(matches!(
-            gate.decide("/connect/st-1/", None, None, 150),
+            gate.decide("/", None, None, 150),
             Decision::Refuse { status: 401, .. }
         ));
         // Revoked: refused at once, even with a valid cookie.
         gate.revoke(&["carol".to_string()]);
         assert!(
-            matches!(gate.decide("/connect/st-1/", None, Some(&cookie), 150), Decision::Refuse { status: 403, message } if message.contains("revoked"))
+            matches!(gate.decide("/", None, Some(&cookie), 150), Decision::Refuse { status: 403, message } if message.contains("revoked"))
         );
         assert!(gate.users(150).is_empty());
     }
@@ -336,7 +390,7 @@ mod tests {
             signer.0.public_key().as_ref().to_vec(),
             "st-1",
             Some("a1"),
-            "/connect/st-1/",
+            "/",
             None,
         );
         let refused = |token: &str, why: &str| match enter(&gate, token) {
@@ -364,5 +418,76 @@ mod tests {
         let (head, _) = good.rsplit_once('.').unwrap();
         refused(&format!("{head}.AAAA"), "signature");
         assert!(matches!(enter(&gate, &good), Decision::Enter { .. }));
+    }
+
+    #[test]
+    fn on_http_the_cookie_has_no_prefix_and_is_still_host_only() {
+        let signer = Signer::new();
+        let point = signer.0.public_key().as_ref().to_vec();
+        let gate = Gate::new(
+            point,
+            "st-1",
+            None,
+            "/",
+            Some("http://st-1.localhost:8080/"),
+        );
+        let Decision::Enter { set_cookie, .. } =
+            enter(&gate, &signer.token(claims("st-1", "a1", 200, "j")))
+        else {
+            panic!("not entered");
+        };
+        assert!(set_cookie.starts_with("studios-session="), "{set_cookie}");
+        assert!(set_cookie.ends_with("; Path=/; Max-Age=28800; HttpOnly; SameSite=Lax"));
+        assert!(!set_cookie.contains("Domain"));
+        // The https name is not taken on http, nor the other way round.
+        let value = set_cookie.split(';').next().unwrap();
+        let other = format!("__Host-{value}");
+        assert!(matches!(
+            gate.decide("/", None, Some(&other), 150),
+            Decision::Refuse { status: 401, .. }
+        ));
+    }
+
+    #[test]
+    fn the_agents_cookie_never_reaches_the_ide() {
+        let point = Signer::new().0.public_key().as_ref().to_vec();
+        let gate = Gate::new(point, "st-1", None, "/", Some("https://st-1.c.example/"));
+        assert_eq!(
+            gate.strip_cookie("a=1; __Host-studios-session=x.1.y;b=2; studios-session-x=3")
+                .as_deref(),
+            Some("a=1; b=2; studios-session-x=3")
+        );
+        assert_eq!(gate.strip_cookie(" __Host-studios-session=x "), None);
+    }
+
+    #[test]
+    fn upgrades_and_unsafe_requests_from_another_origin_are_refused() {
+        let point = Signer::new().0.public_key().as_ref().to_vec();
+        let gate = Gate::new(
+            point.clone(),
+            "st-1",
+            None,
+            "/",
+            Some("https://ST-1.c.example:443/lab"),
+        );
+        let own = Some("https://st-1.c.example");
+        let other = Some("https://st-2.c.example");
+        assert!(gate.origin_allowed("GET", true, own));
+        assert!(gate.origin_allowed("POST", false, own));
+        assert!(!gate.origin_allowed("GET", true, other));
+        assert!(!gate.origin_allowed("POST", false, other));
+        assert!(!gate.origin_allowed("DELETE", false, Some("null")));
+        assert!(!gate.origin_allowed("GET", true, Some("http://st-1.c.example")));
+        assert!(gate.origin_allowed("GET", false, other));
+        assert!(gate.origin_allowed("GET", true, None));
+        let local = Gate::new(
+            point,
+            "st-1",
+            None,
+            "/",
+            Some("http://st-1.localhost:8080/"),
+        );
+        assert!(local.origin_allowed("GET", true, Some("http://st-1.localhost:8080")));
+        assert!(!local.origin_allowed("GET", true, Some("http://st-1.localhost:8081")));
     }
 }

@@ -24,7 +24,8 @@ pub struct Config {
     pub mount_command: String,
     /// `jupyter`, `rstudio`, `vscode`, `xpra` or `custom`.
     pub template: String,
-    /// The URL path the IDE is served under (`/connect/<studio>/`).
+    /// The URL path the IDE is served under (the connect URL's path: `/` with each
+    /// studio its own origin).
     pub base_path: String,
     pub api_url: Option<String>,
     pub agent_token: Option<String>,

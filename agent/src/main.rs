@@ -353,6 +353,7 @@ async fn run(config: Config) -> i32 {
             let (shared, target, health, gate) =
                 (shared.clone(), target.clone(), health.clone(), gate.clone());
             async move {
+                let mut req = req;
                 let path = req.uri().path();
                 if path == health || path == "/_studio/health" {
                     let ready = shared.ready.load(Ordering::Relaxed);
@@ -371,7 +372,31 @@ async fn run(config: Config) -> i32 {
                         .get(hyper::header::COOKIE)
                         .and_then(|v| v.to_str().ok());
                     match gate.decide(req.uri().path(), req.uri().query(), cookies, unix_now()) {
-                        Decision::Forward { .. } => {}
+                        Decision::Forward { .. } => {
+                            let origin = req
+                                .headers()
+                                .get(hyper::header::ORIGIN)
+                                .and_then(|v| v.to_str().ok());
+                            let upgrade = req.headers().contains_key(hyper::header::UPGRADE);
+                            if !gate.origin_allowed(req.method().as_str(), upgrade, origin) {
+                                let body = serde_json::json!({"message": "this request comes from another origin than the studio's own"}).to_string();
+                                return full(StatusCode::FORBIDDEN, "application/json", body);
+                            }
+                            // The agent's own cookie stays with the agent.
+                            let rest = req
+                                .headers()
+                                .get(hyper::header::COOKIE)
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(|c| gate.strip_cookie(c));
+                            match rest.and_then(|c| hyper::header::HeaderValue::from_str(&c).ok()) {
+                                Some(c) => {
+                                    req.headers_mut().insert(hyper::header::COOKIE, c);
+                                }
+                                None => {
+                                    req.headers_mut().remove(hyper::header::COOKIE);
+                                }
+                            }
+                        }
                         Decision::Enter {
                             set_cookie,
                             location,

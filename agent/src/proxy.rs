@@ -136,6 +136,8 @@ pub async fn forward_keeping_alive(
             });
         }
     }
+    // A studio's pages never widen a Service Worker's scope (docs/security.md).
+    response.headers_mut().remove("service-worker-allowed");
     response.map(|b| b.boxed())
 }
 

@@ -227,11 +227,12 @@ fn every_command_against_the_local_run() {
 
     let url = cli.run(&["connect", "cli qc"]);
     assert_eq!(url.code, 0, "{}", url.stderr);
-    // The connect relay's address (its own process and port, as on AWS), not the API's.
+    // The connect relay's address (its own process and port, as on AWS), not the API's:
+    // the studio's own origin.
     let link = url.stdout.trim();
     assert!(
-        link.starts_with("http://127.0.0.1:")
-            && link.contains(&format!("/connect/{id}/?studio_token="))
+        link.starts_with(&format!("http://{id}.localhost:"))
+            && link.contains("/?studio_token=")
             && !link.starts_with(&format!("{}/", cli.api_url)),
         "{link}"
     );

@@ -63,7 +63,8 @@ pub struct Local {
     /// For `GET /_local/jobs/{jobId}/event` (builds an event from DescribeJobs).
     pub batch: Option<aws_sdk_batch::Client>,
     /// Where browsers connect (the idle cutoff in front of the relay's public port, its
-    /// own port as on AWS): `/connect/…` on the API's port answers 404 naming it.
+    /// own port as on AWS): `/connect/…` (the old path form) on the API's port answers 404
+    /// naming it.
     pub relay: Option<std::net::SocketAddr>,
 }
 
@@ -254,7 +255,8 @@ impl Local {
             return gateway_error(
                 404,
                 &format!(
-                    "Not Found: studios are reached at the connect relay, http://{relay}/connect/<studio>/ (POST …/connect gives a link)"
+                    "Not Found: studios are reached at the connect relay, each at its own origin http://<studio>.localhost:{}/ (POST …/connect gives a link)",
+                    relay.port()
                 ),
             );
         }

@@ -71,7 +71,7 @@ async fn serve(port: &str) -> Result<(), Box<dyn std::error::Error>> {
         .get_or_insert(format!("tcp://{}", relay.tunnels));
     config
         .connect_url_pattern
-        .get_or_insert(format!("http://{}/connect/{{studioId}}/", relay.connect));
+        .get_or_insert(connect_pattern(relay.connect));
     // Sessions' agents report to this API.
     config
         .agent
@@ -118,8 +118,8 @@ async fn serve(port: &str) -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("Try:  curl -s -H \"Authorization: Bearer $ALICE\" http://{addr}/workspaces");
     println!(
-        "Connect: http://{}/connect/<studio>/ (studio-relay, process {}, behind an idle cutoff of {} s like the load balancer's)",
-        relay.connect,
+        "Connect: http://<studio>.localhost:{}/ (studio-relay, process {}, behind an idle cutoff of {} s like the load balancer's)",
+        relay.connect.port(),
         relay.process.id().unwrap_or_default(),
         relay.idle.as_secs()
     );
@@ -171,6 +171,19 @@ async fn serve(port: &str) -> Result<(), Box<dyn std::error::Error>> {
     studios_local::containers::remove_all();
     ended
 }
+
+/// The local run's connect URLs: each studio its own origin, `http://<studio>.localhost:<port>/`
+/// (browsers resolve `*.localhost` to the loopback; docs/security.md, "Browser origins").
+fn connect_pattern(relay: SocketAddr) -> String {
+    format!(
+        "http://{{studioId}}.{}:{}/",
+        LOCAL_CONNECT_DOMAIN,
+        relay.port()
+    )
+}
+
+/// The local run's connect domain.
+const LOCAL_CONNECT_DOMAIN: &str = "localhost";
 
 async fn listen(port_setting: &str) -> Result<tokio::net::TcpListener, String> {
     let port = std::env::var(port_setting).unwrap_or_default();
@@ -236,6 +249,7 @@ async fn start_relay(
         )
         .env("RELAY_PUBLIC_ADDR", "127.0.0.1:0")
         .env("RELAY_TUNNEL_ADDR", "127.0.0.1:0")
+        .env("RELAY_CONNECT_DOMAIN", LOCAL_CONNECT_DOMAIN)
         .env_remove("RELAY_TOKEN_KEY_ID")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -14,7 +14,8 @@ pub const STUDIO_MOUNTS: &str = "STUDIO_MOUNTS";
 pub const CONDA_PACKAGES: &str = "CONDA_PACKAGES";
 /// `jupyter`, `rstudio`, `vscode`, `xpra` or `custom`.
 pub const STUDIO_TEMPLATE: &str = "STUDIO_TEMPLATE";
-/// The URL path the IDE is served under (`/connect/<studio>/`).
+/// The URL path the IDE is served under (the connect URL's path: `/` with each studio
+/// its own origin).
 pub const STUDIO_BASE_PATH: &str = "STUDIO_BASE_PATH";
 pub const AWS_REGION: &str = "AWS_REGION";
 pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";

@@ -1,6 +1,7 @@
-//! The connect relay (docs/agent.md, "Connect"; docs/decisions.md): browsers connect to
-//! it at `/connect/<studio>/…`; sessions keep an outbound tunnel to it, so no session
-//! needs an inbound port on any networking mode (ECS host networking or awsvpc).
+//! The connect relay (docs/agent.md, "Connect"; docs/security.md, "The relay"):
+//! browsers reach studio `st-…` at its own origin, `https://st-….<connect domain>/`;
+//! sessions keep an outbound tunnel to it, so no session needs an inbound port on any
+//! networking mode (ECS host networking or awsvpc).
 //!
 //! Tunnel port, one line per message: a session's agent sends `HELLO <relay token>`
 //! (ES256, signed with the control plane's relay-token key: `aud` `relay`, the studio
@@ -8,15 +9,17 @@
 //! studio wins. It sends `PING <seconds>` every that many seconds and the relay answers
 //! `PONG`: the load balancer in between forgets connections idle for 350 s, and each side
 //! learns that the other is gone (the relay drops a tunnel silent for three intervals).
-//! For each browser connection the relay writes `OPEN <id>` there and waits for the
-//! agent's `DATA <id> <token>` connection, then splices the two byte streams (WebSockets
-//! included); a bad token is answered `REFUSED <why>`. Agents that never ping are kept
-//! as before (no deadline). Public port: the relay parses the first request head
-//! (httparse) to find the studio and forwards it with `Connection: close` (one request
-//! per connection, so a connection never crosses studios), except upgrades, which stay
-//! open. The agent at the other end checks connect links and cookies; the relay only
-//! routes. The words and the tokens are the protocol crate's (`studios_protocol::tunnel`,
-//! `studios_protocol::claims::RelayClaims`).
+//! For each browser request the relay writes `OPEN <id>` there and waits for the
+//! agent's `DATA <id> <token>` connection; a bad token is answered `REFUSED <why>`.
+//! Agents that never ping are kept as before (no deadline). Public port (`http`): the
+//! relay reads every request head itself (httparse, bounded, within
+//! [`HEAD_TIMEOUT`]), routes it by its `Host` (exactly `<studio id>.<connect domain>`),
+//! sends it with `Connection: close` and its body over a data connection of its own, and
+//! passes back exactly one response, framed by its length or chunks; the browser's next
+//! request on the connection is read and routed by the relay again. Only a `101` to an
+//! upgrade request (WebSockets) splices the two connections. The agent at the other end
+//! checks connect links and cookies; the relay only routes. The words and the tokens are
+//! the protocol crate's (`studios_protocol::tunnel`, `studios_protocol::claims::RelayClaims`).
 //!
 //! Both ports bound the relay's connections together (`RELAY_MAX_CONNECTIONS`, default
 //! [`DEFAULT_MAX_CONNECTIONS`]): a connection over the cap is closed at once. A failing
@@ -25,6 +28,7 @@
 //! waiting for the agent's `OPEN`; a browser over that is answered 503.
 
 pub mod cutoff;
+pub mod http;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,14 +37,18 @@ use std::time::Duration;
 use studios_protocol::claims::RelayClaims;
 use studios_protocol::tunnel::{Message, DEFAULT_PING_SECONDS, MAX_LINE};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 pub use studios_protocol::tunnel::MISSED_PINGS;
 
-const MAX_HEAD: usize = 32 * 1024;
-const MAX_HEADERS: usize = 100;
+/// How long a browser has for a request head (from its connection, or from the first
+/// byte of a later request on it).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a browser's connection may stay idle between two requests.
+pub const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(60);
 /// Connections (browsers' and sessions' together) when `RELAY_MAX_CONNECTIONS` is not set.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Browser connections one tunnel may have waiting for the agent's data connection.
@@ -64,6 +72,8 @@ struct Pending {
 
 pub struct Relay {
     point: Vec<u8>,
+    /// The connect domain: browsers reach studio `st-…` at `st-….<domain>`.
+    domain: String,
     tunnels: Mutex<HashMap<String, Tunnel>>,
     pending: Mutex<HashMap<u64, Pending>>,
     next: AtomicU64,
@@ -73,16 +83,18 @@ pub struct Relay {
 
 impl Relay {
     /// `point`: the public key of the control plane's relay-token key (the uncompressed
-    /// P-256 point).
-    pub fn new(point: Vec<u8>) -> Arc<Relay> {
-        Relay::with_max_connections(point, DEFAULT_MAX_CONNECTIONS)
+    /// P-256 point); `domain`: the connect domain (browsers reach a studio at
+    /// `<studio id>.<domain>`).
+    pub fn new(point: Vec<u8>, domain: &str) -> Arc<Relay> {
+        Relay::with_max_connections(point, domain, DEFAULT_MAX_CONNECTIONS)
     }
 
     /// The relay with at most `max` connections open at once (at least one).
-    pub fn with_max_connections(point: Vec<u8>, max: usize) -> Arc<Relay> {
+    pub fn with_max_connections(point: Vec<u8>, domain: &str, max: usize) -> Arc<Relay> {
         let max = max.max(1);
         Arc::new(Relay {
             point,
+            domain: domain.trim().trim_matches('.').to_ascii_lowercase(),
             tunnels: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
@@ -170,18 +182,17 @@ impl Relay {
                 let Ok((studio, attempt)) = self.check(&token) else {
                     return;
                 };
-                let pending = self.pending.lock().ok().and_then(|mut p| p.remove(&id));
-                match pending {
-                    // Only the session the connection was asked of may answer it.
-                    Some(p) if p.studio == studio && p.attempt == attempt => {
-                        let _ = p.data.send(reader);
-                    }
-                    Some(p) => {
-                        if let Ok(mut all) = self.pending.lock() {
-                            all.insert(id, p);
-                        }
-                    }
-                    None => {}
+                // Only the session the connection was asked of may answer it: checked
+                // before it is taken, under one lock, so another studio's token can
+                // neither claim nor (for a moment) hide it.
+                let pending = self.pending.lock().ok().and_then(|mut p| {
+                    p.get(&id)
+                        .is_some_and(|p| p.studio == studio && p.attempt == attempt)
+                        .then(|| p.remove(&id))
+                        .flatten()
+                });
+                if let Some(p) = pending {
+                    let _ = p.data.send(reader);
                 }
             }
             _ => {}
@@ -261,50 +272,63 @@ impl Relay {
         }
     }
 
-    async fn public(self: Arc<Self>, mut user: TcpStream) {
+    /// One browser connection: request after request, each read and routed by the relay
+    /// itself (docs/security.md, "The relay").
+    async fn public(self: Arc<Self>, user: TcpStream) {
         let _ = user.set_nodelay(true);
-        let mut buf = Vec::with_capacity(4096);
-        let head = tokio::time::timeout(Duration::from_secs(30), async {
-            let mut chunk = [0u8; 4096];
-            loop {
-                match parse_head(&buf) {
-                    Ok(Some(head)) => return Ok(head),
-                    Ok(None) => {}
-                    Err(status) => return Err(Some(status)),
-                }
-                match user.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return Err(None),
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        let (r, mut w) = user.into_split();
+        let mut r = BufReader::new(r);
+        let mut buf = Vec::new();
+        let mut first = true;
+        loop {
+            if !first {
+                // The next request of a kept connection: its first byte within the idle
+                // time, then its head within the head time as for the first.
+                match tokio::time::timeout(KEEP_ALIVE_IDLE, r.fill_buf()).await {
+                    Ok(Ok(b)) if !b.is_empty() => {}
+                    _ => return,
                 }
             }
-        })
-        .await
-        .unwrap_or(Err(None));
-        let head = match head {
-            Ok(head) => head,
-            Err(Some(status)) => {
-                let message = if status == 431 {
-                    "the request head is too large"
-                } else {
-                    "the request is not HTTP/1.1"
-                };
-                let _ = user.write_all(&reply(status, message)).await;
-                return;
+            first = false;
+            let read = tokio::time::timeout(HEAD_TIMEOUT, http::read_head(&mut r, &mut buf)).await;
+            let request = match read {
+                Ok(Ok(true)) => http::parse_request(&buf, &self.domain),
+                Ok(Ok(false)) => return,
+                Ok(Err(431)) => Err((431, "the request head is too large")),
+                Ok(Err(_)) => Err((400, "the request is not HTTP/1.1")),
+                Err(_) => Err((408, "the request head did not arrive in time")),
+            };
+            let request = match request {
+                Ok(request) => request,
+                Err((status, message)) => {
+                    let _ = w.write_all(&reply(status, message)).await;
+                    return;
+                }
+            };
+            match self.exchange(&mut r, &mut w, request).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err((status, message)) => {
+                    let _ = w.write_all(&reply(status, message)).await;
+                    return;
+                }
             }
-            Err(None) => return,
-        };
-        let tunnel = self.tunnels.lock().ok().and_then(|t| {
-            t.get(&head.studio)
-                .map(|t| (t.attempt.clone(), t.open.clone()))
-        });
+        }
+    }
+
+    /// A data connection from the session of `studio`'s tunnel (`OPEN`, then the agent's
+    /// `DATA`).
+    async fn open_data(&self, studio: &str) -> Result<BufReader<TcpStream>, (u16, &'static str)> {
+        let tunnel = self
+            .tunnels
+            .lock()
+            .ok()
+            .and_then(|t| t.get(studio).map(|t| (t.attempt.clone(), t.open.clone())));
         let Some((attempt, open)) = tunnel else {
-            let _ = user
-                .write_all(&reply(
-                    502,
-                    "this studio is not running, or its session is not connected yet",
-                ))
-                .await;
-            return;
+            return Err((
+                502,
+                "this studio is not running, or its session is not connected yet",
+            ));
         };
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -312,7 +336,7 @@ impl Relay {
             p.insert(
                 id,
                 Pending {
-                    studio: head.studio.clone(),
+                    studio: studio.to_string(),
                     attempt,
                     data: tx,
                 },
@@ -322,28 +346,89 @@ impl Relay {
             if let Ok(mut p) = self.pending.lock() {
                 p.remove(&id);
             }
-            let _ = user
-                .write_all(&reply(503, "the session has too many connections opening"))
-                .await;
-            return;
+            return Err((503, "the session has too many connections opening"));
         }
         let data = tokio::time::timeout(Duration::from_secs(10), rx).await;
         let Ok(Ok(data)) = data else {
             if let Ok(mut p) = self.pending.lock() {
                 p.remove(&id);
             }
-            let _ = user
-                .write_all(&reply(504, "the session did not answer"))
-                .await;
-            return;
+            return Err((504, "the session did not answer"));
         };
-        let mut data = data.into_inner();
-        let mut first = head.forward;
-        first.extend_from_slice(&buf[head.len..]);
-        if data.write_all(&first).await.is_err() {
-            return;
+        Ok(data)
+    }
+
+    /// Forwards one request (head and body) over a data connection of its own and passes
+    /// back one response, framed by the relay; a `101` to an upgrade request splices the
+    /// two connections instead. `Ok(true)`: the browser's connection may carry another
+    /// request; `Err`: nothing was sent to the browser yet, answer this.
+    async fn exchange(
+        &self,
+        r: &mut BufReader<OwnedReadHalf>,
+        w: &mut OwnedWriteHalf,
+        request: http::Request,
+    ) -> Result<bool, (u16, &'static str)> {
+        let data = self.open_data(&request.studio).await?;
+        let (data_r, mut data_w) = tokio::io::split(data);
+        let mut data_r = BufReader::new(data_r);
+        if data_w.write_all(&request.forward).await.is_err() {
+            return Err((502, "the session closed the connection"));
         }
-        let _ = tokio::io::copy_bidirectional(&mut user, &mut data).await;
+        let send = async {
+            if request.upgrade {
+                // The upgraded stream's bytes follow the 101, not the head.
+                return Ok(());
+            }
+            http::copy_body(r, &mut data_w, request.body).await
+        };
+        let receive = async {
+            let mut head = Vec::new();
+            loop {
+                match http::read_head(&mut data_r, &mut head).await {
+                    Ok(true) => {}
+                    _ => return Err((502, "the session did not answer with HTTP")),
+                }
+                let response = http::parse_response(&head, request.head, request.keep_alive)
+                    .map_err(|why| (502, why))?;
+                if response.status == 101 && !request.upgrade {
+                    return Err((502, "the session switched protocols unasked"));
+                }
+                // Interim answers (100 Continue) precede the response.
+                let last = !(100..200).contains(&response.status) || response.status == 101;
+                if w.write_all(&response.forward).await.is_err() {
+                    return Ok(None);
+                }
+                if last {
+                    return Ok(Some(response));
+                }
+            }
+        };
+        let (sent, response) = tokio::join!(send, receive);
+        let Some(response) = response? else {
+            return Ok(false);
+        };
+        if response.status == 101 {
+            let (mut r, mut w) = (r, w);
+            let (mut data_r, mut data_w) = (data_r, data_w);
+            let up = async {
+                let _ = tokio::io::copy(&mut r, &mut data_w).await;
+                let _ = data_w.shutdown().await;
+            };
+            let down = async {
+                let _ = tokio::io::copy(&mut data_r, &mut w).await;
+                let _ = w.shutdown().await;
+            };
+            tokio::join!(up, down);
+            return Ok(false);
+        }
+        if http::copy_body(&mut data_r, w, response.body)
+            .await
+            .is_err()
+        {
+            return Ok(false);
+        }
+        // The data connection ends here, whatever its other end does next.
+        Ok(sent.is_ok() && request.keep_alive && response.body != http::Body::UntilClose)
     }
 }
 
@@ -379,79 +464,14 @@ fn ping_interval(line: &[u8]) -> Option<Duration> {
     ))
 }
 
-/// A browser's first request head, as the relay forwards it.
-#[derive(Debug, PartialEq)]
-pub struct Head {
-    /// Its length in the bytes read (what follows is the body, or the upgraded stream).
-    pub len: usize,
-    /// The studio of `/connect/<studio>/…` (empty for any other path).
-    pub studio: String,
-    /// What is sent to the session: the head as read for an upgrade (it stays open),
-    /// else the head with `Connection: close` instead of any Connection header.
-    pub forward: Vec<u8>,
-}
-
-/// The request head at the start of `buf`: `Ok(None)` while incomplete, `Err(status)`
-/// (400, 431) if it is not one.
-pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, u16> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(431),
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(431),
-        Err(_) => return Err(400),
-    };
-    if len > MAX_HEAD {
-        return Err(431);
-    }
-    let (Some(method), Some(path), Some(version)) = (req.method, req.path, req.version) else {
-        return Err(400);
-    };
-    let studio = path
-        .strip_prefix("/connect/")
-        .and_then(|r| r.split(['/', '?']).next())
-        .unwrap_or_default()
-        .to_string();
-    let tokens = |name: &str| {
-        req.headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case(name))
-            .flat_map(|h| h.value.split(|&b| b == b','))
-            .map(|t| String::from_utf8_lossy(t).trim().to_ascii_lowercase())
-            .collect::<Vec<_>>()
-    };
-    let upgrade =
-        !tokens("upgrade").is_empty() && tokens("connection").iter().any(|t| t == "upgrade");
-    let forward = if upgrade {
-        buf[..len].to_vec()
-    } else {
-        let mut out = format!("{method} {path} HTTP/1.{version}\r\n").into_bytes();
-        for h in req.headers.iter() {
-            if h.name.eq_ignore_ascii_case("connection") {
-                continue;
-            }
-            out.extend_from_slice(h.name.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(h.value);
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"Connection: close\r\n\r\n");
-        out
-    };
-    Ok(Some(Head {
-        len,
-        studio,
-        forward,
-    }))
-}
-
 fn reply(status: u16, message: &str) -> Vec<u8> {
     let body = serde_json::json!({ "message": message }).to_string();
     let reason = match status {
         400 => "Bad Request",
+        404 => "Not Found",
+        408 => "Request Timeout",
         431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         _ => "Gateway Timeout",
@@ -466,64 +486,6 @@ fn reply(status: u16, message: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn forwarded(raw: &str) -> (String, String) {
-        let head = parse_head(raw.as_bytes()).unwrap().unwrap();
-        assert_eq!(head.len, raw.find("\r\n\r\n").unwrap() + 4);
-        (head.studio, String::from_utf8(head.forward).unwrap())
-    }
-
-    #[test]
-    fn requests_are_forwarded_one_per_connection() {
-        let (studio, head) = forwarded(
-            "GET /connect/st-1/lab?x=1 HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n\r\nbody",
-        );
-        assert_eq!(studio, "st-1");
-        assert_eq!(
-            head,
-            "GET /connect/st-1/lab?x=1 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
-        );
-        // Header names in any case; an Upgrade header without `Connection: upgrade` is
-        // no upgrade.
-        let (_, head) = forwarded(
-            "POST /connect/st-2?a HTTP/1.0\r\nCONNECTION: x\r\nUpgrade: websocket\r\n\r\n",
-        );
-        assert_eq!(
-            head,
-            "POST /connect/st-2?a HTTP/1.0\r\nUpgrade: websocket\r\nConnection: close\r\n\r\n"
-        );
-    }
-
-    #[test]
-    fn upgrades_stay_open_as_sent() {
-        let raw = "GET /connect/st-1/ws HTTP/1.1\r\nhost: h\r\nupgrade: websocket\r\nconnection: keep-alive, Upgrade\r\n\r\n";
-        assert_eq!(forwarded(raw), ("st-1".to_string(), raw.to_string()));
-    }
-
-    #[test]
-    fn heads_are_parsed_not_scanned() {
-        assert_eq!(
-            parse_head(b"GET /connect/st-1/ HTTP/1.1\r\nHost: h\r\n"),
-            Ok(None)
-        );
-        assert_eq!(
-            parse_head(b"GET /connect/st-1/ HTTP/1.1\r\nHo st: h\r\n\r\n"),
-            Err(400)
-        );
-        assert_eq!(
-            parse_head(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"),
-            Err(400)
-        );
-        let many = format!(
-            "GET / HTTP/1.1\r\n{}\r\n",
-            "a: b\r\n".repeat(MAX_HEADERS + 1)
-        );
-        assert_eq!(parse_head(many.as_bytes()), Err(431));
-        let long = format!("GET / HTTP/1.1\r\nx: {}", "a".repeat(MAX_HEAD + 1));
-        assert_eq!(parse_head(long.as_bytes()), Err(431));
-        let (studio, _) = forwarded("GET /elsewhere HTTP/1.1\r\n\r\n");
-        assert_eq!(studio, "");
-    }
 
     #[test]
     fn pings_announce_their_interval() {

@@ -2,7 +2,9 @@
 //! (browsers; default 0.0.0.0:8080), `RELAY_TUNNEL_ADDR` (sessions; default
 //! 0.0.0.0:8081), and the public key of the control plane's relay-token key:
 //! `RELAY_TOKEN_KEY_ID` (a KMS key; its public key is read once, at start) or
-//! `RELAY_PUBLIC_KEY` (base64 of the P-256 point; the local run). `RELAY_MAX_CONNECTIONS`
+//! `RELAY_PUBLIC_KEY` (base64 of the P-256 point; the local run); `RELAY_CONNECT_DOMAIN`
+//! (required), the connect domain: a browser's request is routed by its `Host`,
+//! `<studio id>.<RELAY_CONNECT_DOMAIN>` (`localhost` in the local run). `RELAY_MAX_CONNECTIONS`
 //! caps the connections of both ports together (default
 //! `studios_relay::DEFAULT_MAX_CONNECTIONS`; over it a connection is closed at once). Once listening it
 //! prints `studio-relay listening: public <addr>, tunnels <addr>` on stdout (the local
@@ -53,7 +55,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .filter(|n| *n > 0)
             .ok_or_else(|| format!("RELAY_MAX_CONNECTIONS '{v}' is not a positive whole number"))?,
     };
-    let relay = studios_relay::Relay::with_max_connections(point, max_connections);
+    let domain = env("RELAY_CONNECT_DOMAIN").ok_or(
+        "set RELAY_CONNECT_DOMAIN (browsers reach studio st-… at st-….<RELAY_CONNECT_DOMAIN>)",
+    )?;
+    let relay = studios_relay::Relay::with_max_connections(point, &domain, max_connections);
     let public = bind(
         env("RELAY_PUBLIC_ADDR"),
         "RELAY_PUBLIC_ADDR",

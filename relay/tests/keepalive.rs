@@ -24,6 +24,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Mutex};
 
 const CUTOFF: Duration = Duration::from_secs(2);
+/// The studio, reached at its own origin under the connect domain.
+const ST: &str = "st-019ac4b0f1e37d21a6b3c0d9e8f7a655";
+const DOMAIN: &str = "studios.test";
 const PING: Duration = Duration::from_secs(1);
 
 struct Key(EcdsaKeyPair);
@@ -61,6 +64,7 @@ impl RelayProcess {
             .env("RELAY_PUBLIC_KEY", STANDARD.encode(key.point()))
             .env("RELAY_PUBLIC_ADDR", public)
             .env("RELAY_TUNNEL_ADDR", tunnels)
+            .env("RELAY_CONNECT_DOMAIN", DOMAIN)
             .env_remove("RELAY_TOKEN_KEY_ID")
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::piped())
@@ -182,13 +186,16 @@ async fn cutoff_in_front_of(upstream: SocketAddr) -> (Arc<IdleCutoff>, SocketAdd
     (cutoff, addr)
 }
 
-/// One request through `front`: the whole answer (the relay closes after one).
+/// One request to the studio through `front`: the whole answer (it asks for the close).
 async fn get(front: SocketAddr, path: &str) -> String {
     let attempt = async {
         let mut s = TcpStream::connect(front).await.ok()?;
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes())
-            .await
-            .ok()?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {ST}.{DOMAIN}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .ok()?;
         let mut out = String::new();
         s.read_to_string(&mut out).await.ok()?;
         Some(out)
@@ -226,7 +233,7 @@ struct Browser {
 impl Browser {
     async fn open(front: SocketAddr, path: &str) -> Browser {
         let mut s = TcpStream::connect(front).await.unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").as_bytes())
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {ST}.{DOMAIN}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").as_bytes())
             .await
             .unwrap();
         let mut head = Vec::new();
@@ -279,7 +286,7 @@ struct Setup {
     tunnels: (Arc<IdleCutoff>, SocketAddr),
 }
 
-/// The relay behind cutoffs, and studio `st-1`'s agent (pinging every `PING`) tunnelled
+/// The relay behind cutoffs, and studio `ST`'s agent (pinging every `PING`) tunnelled
 /// to it.
 async fn setup() -> Setup {
     let key = Key::new();
@@ -287,12 +294,10 @@ async fn setup() -> Setup {
     let public = cutoff_in_front_of(relay.public).await;
     let tunnels = cutoff_in_front_of(relay.tunnels).await;
     let port = agent_port(ide().await).await;
-    let tunnel = studios_agent::tunnel::Relay::new(
-        &format!("tcp://{}", tunnels.1),
-        &key.relay_token("st-1"),
-    )
-    .unwrap()
-    .with_ping(PING);
+    let tunnel =
+        studios_agent::tunnel::Relay::new(&format!("tcp://{}", tunnels.1), &key.relay_token(ST))
+            .unwrap()
+            .with_ping(PING);
     tokio::spawn(tunnel.run(port));
     Setup {
         key,
@@ -306,25 +311,22 @@ async fn setup() -> Setup {
 async fn a_studio_idle_past_three_cutoffs_opens_and_its_idle_websocket_lives() {
     let s = setup().await;
     let front = s.public.1;
-    let up = until_open(front, "/connect/st-1/").await;
-    let mut browser = Browser::open(front, "/connect/st-1/kernel").await;
+    let up = until_open(front, "/").await;
+    let mut browser = Browser::open(front, "/kernel").await;
     assert_eq!(browser.echo("before").await, "before");
     // A connection that sends nothing (half a request head) is cut like any other:
     // the cutoff is live on this path.
     let mut quiet = TcpStream::connect(front).await.unwrap();
-    quiet
-        .write_all(b"GET /connect/st-1/ HTTP/1.1\r\n")
-        .await
-        .unwrap();
+    quiet.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
 
     let idle = CUTOFF * 3 + Duration::from_secs(1);
     tokio::time::sleep(idle).await;
 
     let opened = Instant::now();
-    let page = get(front, "/connect/st-1/lab?reset=1").await;
+    let page = get(front, "/lab?reset=1").await;
     let open_after_idle = opened.elapsed();
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
-    assert!(page.ends_with("ide /connect/st-1/lab?reset=1"), "{page}");
+    assert!(page.ends_with("ide /lab?reset=1"), "{page}");
     let echoed = Instant::now();
     assert_eq!(
         browser.echo("after").await,
@@ -357,14 +359,14 @@ async fn a_studio_idle_past_three_cutoffs_opens_and_its_idle_websocket_lives() {
 async fn the_agent_comes_back_when_the_relay_restarts() {
     let mut s = setup().await;
     let front = s.public.1;
-    until_open(front, "/connect/st-1/").await;
+    until_open(front, "/").await;
     let (public, tunnels) = (s.relay.public.to_string(), s.relay.tunnels.to_string());
     s.relay.child.kill().unwrap();
     s.relay.child.wait().unwrap();
     // Its tunnel ends with it; a new relay on the same ports (as a replaced task behind
     // the same load balancer). `start` returns once it listens.
     s.relay = RelayProcess::start(&s.key, &public, &tunnels);
-    let back = until_open(front, "/connect/st-1/").await;
+    let back = until_open(front, "/").await;
     assert!(back < Duration::from_secs(5), "{back:?}");
     println!("after the relay restarted, the studio opened again in {back:?}");
 }
@@ -412,7 +414,7 @@ async fn the_agent_leaves_a_relay_gone_silent() {
 #[tokio::test]
 async fn the_relay_drops_a_tunnel_gone_silent() {
     let key = Key::new();
-    let relay = studios_relay::Relay::new(key.point());
+    let relay = studios_relay::Relay::new(key.point(), DOMAIN);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(relay.clone().serve_tunnels(listener));

@@ -27,8 +27,8 @@ pub struct Config {
     pub force_stop_after_seconds: u64,
     /// Where users connect to a running studio (`CONNECT_URL_PATTERN`): a URL with
     /// `{studioId}` (and optionally `{workspaceId}`) in it, e.g.
-    /// `https://relay.example.org/connect/{studioId}/` (the stack derives it from its
-    /// `RelayDomain`). Unset: nothing can reach a session, and connect says so.
+    /// `https://{studioId}.connect.example.org/`, each studio its own origin (the stack
+    /// derives it from its `ConnectDomain`; docs/security.md). Unset: nothing can reach a session, and connect says so.
     pub connect_url_pattern: Option<String>,
     /// Every session job's name starts with this and `-` (`JOB_NAME_PREFIX`, default
     /// `studios`; the stack derives it from its id): the stack's EventBridge rule

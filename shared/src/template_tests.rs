@@ -599,10 +599,18 @@ fn the_relay_is_deployed_with_a_domain_and_sessions_tunnel_to_it() {
     assert!(TEMPLATE.contains(
         "RELAY_TUNNEL_ADDR: !If [DeploysRelay, !Sub \"tls://${RelayDomain}:8443\", \"\"]"
     ));
-    // The relay routes browsers by /connect/<studio>/: the default pattern with a relay.
+    // The relay routes browsers by Host, each studio its own origin under the connect
+    // domain: the default pattern with a relay, a wildcard name and certificate for it.
     assert!(TEMPLATE.contains(
-        r#"CONNECT_URL_PATTERN: !If [HasConnectUrlPattern, !Ref ConnectUrlPattern, !If [DeploysRelay, !Sub "https://${RelayDomain}/connect/{studioId}/", ""]]"#
+        r#"CONNECT_URL_PATTERN: !If [HasConnectUrlPattern, !Ref ConnectUrlPattern, !If [DeploysRelay, !Sub "https://{studioId}.${ConnectDomain}/", ""]]"#
     ));
+    assert!(!TEMPLATE.contains("/connect/{studioId}"));
+    assert!(resource("RelayTaskDefinition")
+        .contains("{Name: RELAY_CONNECT_DOMAIN, Value: !Ref ConnectDomain}"));
+    assert!(resource("ConnectCertificate").contains(r#"DomainName: !Sub "*.${ConnectDomain}""#));
+    assert!(resource("ConnectDnsRecord").contains(r#"Name: !Sub "*.${ConnectDomain}.""#));
+    assert!(resource("RelayPublicListener")
+        .contains("Certificates: [{CertificateArn: !Ref ConnectCertificate}]"));
     for name in [
         "RelayService",
         "RelayLoadBalancer",
@@ -612,6 +620,8 @@ fn the_relay_is_deployed_with_a_domain_and_sessions_tunnel_to_it() {
         "RelaySecurityGroup",
         "RelayLoadBalancerSecurityGroup",
         "RelayLoadBalancerToTask",
+        "ConnectCertificate",
+        "ConnectDnsRecord",
     ] {
         assert!(resource(name).contains("Condition: DeploysRelay"), "{name}");
     }

@@ -56,9 +56,10 @@ impl Answer {
     }
 }
 
-/// One HTTP/1.1 request on a connection of its own.
+/// One HTTP/1.1 request on a connection of its own to `addr`, for `host`.
 async fn http(
     addr: SocketAddr,
+    host: &str,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
@@ -66,7 +67,7 @@ async fn http(
 ) -> Answer {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (n, v) in headers {
@@ -117,11 +118,17 @@ async fn http(
     }
 }
 
-/// A URL's address and path (`http://127.0.0.1:1234/a?b` → 127.0.0.1:1234, `/a?b`).
-fn split_url(url: &str) -> (SocketAddr, String) {
+/// A connect URL's address, host and path (`http://st-….localhost:1234/a?b` →
+/// 127.0.0.1:1234, `st-….localhost:1234`, `/a?b`): a `*.localhost` name is the loopback,
+/// as browsers resolve it; the Host header says which studio.
+fn split_url(url: &str) -> (SocketAddr, String, String) {
     let rest = url.strip_prefix("http://").unwrap();
     let slash = rest.find('/').unwrap();
-    (rest[..slash].parse().unwrap(), rest[slash..].to_string())
+    let host = &rest[..slash];
+    let (name, port) = host.rsplit_once(':').unwrap();
+    assert!(name.ends_with(".localhost"), "{url}");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port.parse().unwrap()));
+    (addr, host.to_string(), rest[slash..].to_string())
 }
 
 async fn read_frame<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<(u8, Vec<u8>)> {
@@ -161,9 +168,9 @@ struct Kernel {
 }
 
 impl Kernel {
-    async fn open(connect: SocketAddr, path: &str, cookie: &str) -> Kernel {
+    async fn open(connect: SocketAddr, host: &str, path: &str, cookie: &str) -> Kernel {
         let mut s = TcpStream::connect(connect).await.unwrap();
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {connect}\r\nCookie: {cookie}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nCookie: {cookie}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
         s.write_all(req.as_bytes()).await.unwrap();
         let mut head = Vec::new();
         while !head.ends_with(b"\r\n\r\n") {
@@ -291,6 +298,7 @@ async fn a_studio_idle_past_three_cutoffs_opens_and_its_kernel_websocket_lives()
             };
             http(
                 api,
+                &api.to_string(),
                 method,
                 &path,
                 &[
@@ -352,14 +360,14 @@ async fn a_studio_idle_past_three_cutoffs_opens_and_its_kernel_websocket_lives()
         link.json()["url"].as_str().unwrap().to_string()
     };
     let url = connect_link().await;
-    let (connect, path) = split_url(&url);
+    let (connect, host, path) = split_url(&url);
     assert_ne!(
         connect.port(),
         port,
         "connect URLs point at the relay's own port"
     );
     let base = path.split('?').next().unwrap().to_string();
-    let opened = http(connect, "GET", &path, &[], "").await;
+    let opened = http(connect, &host, "GET", &path, &[], "").await;
     assert_eq!(opened.status, 302);
     let cookie = opened
         .header("set-cookie")
@@ -370,6 +378,7 @@ async fn a_studio_idle_past_three_cutoffs_opens_and_its_kernel_websocket_lives()
         .to_string();
     let kernel = http(
         connect,
+        &host,
         "POST",
         &format!("{base}api/kernels"),
         &[("Cookie", &cookie)],
@@ -385,6 +394,7 @@ async fn a_studio_idle_past_three_cutoffs_opens_and_its_kernel_websocket_lives()
     let kernel_id = kernel.json()["id"].as_str().unwrap().to_string();
     let mut channels = Kernel::open(
         connect,
+        &host,
         &format!("{base}api/kernels/{kernel_id}/channels"),
         &cookie,
     )
@@ -399,8 +409,8 @@ async fn a_studio_idle_past_three_cutoffs_opens_and_its_kernel_websocket_lives()
 
     let started = Instant::now();
     let url = connect_link().await;
-    let (_, path) = split_url(&url);
-    let opened = http(connect, "GET", &path, &[], "").await;
+    let (_, _, path) = split_url(&url);
+    let opened = http(connect, &host, "GET", &path, &[], "").await;
     assert_eq!(opened.status, 302, "the link opens after {idle:?} idle");
     let cookie = opened
         .header("set-cookie")
@@ -411,6 +421,7 @@ async fn a_studio_idle_past_three_cutoffs_opens_and_its_kernel_websocket_lives()
         .to_string();
     let lab = http(
         connect,
+        &host,
         "GET",
         &format!("{base}lab"),
         &[("Cookie", &cookie)],

@@ -3,7 +3,7 @@
 run (infra/run-local.sh on a free port), as README says a user would:
 
 - Carol (connect) opens her connect link: JupyterLab loads through the local run's
-  /connect/<studio>/ route and the session's agent; in that page a kernel executes 1+1
+  relay at the studio's own origin (http://<studio>.localhost:<port>/) and the session's agent; in that page a kernel executes 1+1
   over a WebSocket and answers 2.
 - Refused: the studio without a link (401), the same link again (403, used), a link of
   another studio opened at this one (403), and Carol once she is demoted to view

@@ -30,7 +30,7 @@ import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "infra"))
-from localrun import local_run, request, token, wait  # noqa: E402
+from localrun import local_run, localhost_opener, request, token, wait  # noqa: E402
 
 IMAGE = "studios-jupyter:local"
 
@@ -58,7 +58,7 @@ class Session:
 
     def __init__(self, url):
         self.base = url.split("?")[0]
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        self.opener = localhost_opener(urllib.request.HTTPCookieProcessor())
         with self.opener.open(url, timeout=30) as r:
             assert r.status == 200, r.status
 
@@ -214,10 +214,13 @@ def co_located(a, b, b_id, other, times):
     # answers nothing without B's own token; B's agent refuses without a connect link.
     ports = re.findall(r"--ServerApp\.port=(\d+)", docker("top", b, "-o", "pid,args"))
     assert ports, "B's JupyterLab port"
-    probe = ("import sys, urllib.request as u\n"
-             "try:\n u.urlopen(sys.argv[1], timeout=5); print(200)\n"
-             "except Exception as e: print(getattr(e, 'code', type(e).__name__))")
-    ide_url = f"http://127.0.0.1:{ports[0]}/connect/{b_id}/api/contents"
+    # To 127.0.0.1 with the URL's Host (a studio's origin is `<studio>.localhost`).
+    probe = ("import sys, http.client, urllib.parse as p\n"
+             "u = p.urlsplit(sys.argv[1])\n"
+             "c = http.client.HTTPConnection('127.0.0.1', u.port, timeout=5)\n"
+             "try:\n c.request('GET', u.path, headers={'Host': u.netloc}); print(c.getresponse().status)\n"
+             "except Exception as e: print(type(e).__name__)")
+    ide_url = f"http://127.0.0.1:{ports[0]}/api/contents"
     ide = docker("exec", a, "python3", "-c", probe, ide_url).strip()
     assert ide == "403", f"B's IDE answered A's unauthenticated request: {ide}"
     agent = docker("exec", a, "python3", "-c", probe, f"{other.base}api/contents").strip()
