@@ -5,8 +5,10 @@
 //! by the manifest, written last. Periodic snapshots keep the final delta small, so a
 //! stop fits in AWS Batch's 30 s between SIGTERM and SIGKILL.
 
+use crate::confine;
 use crate::manifest::{
-    relative_path, ChunkRef, DirEntry, FileEntry, Manifest, SymlinkEntry, FORMAT, MANIFEST,
+    relative_path, ChunkRef, DirEntry, FileEntry, Limits, Manifest, SymlinkEntry, FORMAT,
+    MANIFEST,
 };
 use crate::objects::{Objects, S3Uri};
 use hyper::body::Bytes;
@@ -106,6 +108,9 @@ pub struct Stats {
     pub transferred_bytes: u64,
     pub transferred_chunks: usize,
     pub elapsed: Duration,
+    /// A save's: the SHA-256 (hex) of the manifest it wrote, which the agent reports so
+    /// the control plane records it with the checkpoint.
+    pub manifest_sha256: Option<String>,
 }
 
 /// Reads the workspace and uploads the chunks S3 does not hold; `index` is updated
@@ -175,6 +180,7 @@ pub async fn snapshot(
         transferred_bytes: sent_bytes,
         transferred_chunks: sent_chunks,
         elapsed: started.elapsed(),
+        manifest_sha256: None,
     };
     Ok((manifest, stats))
 }
@@ -191,6 +197,7 @@ pub async fn save(
         snapshot(objects.clone(), workspace, layout, index, exclude).await?;
     let body = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
     stats.transferred_bytes += body.len() as u64;
+    stats.manifest_sha256 = Some(hex(&Sha256::digest(&body)));
     objects
         .put(&layout.save.join(MANIFEST), Bytes::from(body))
         .await?;
@@ -327,27 +334,68 @@ fn read_file(
     Ok((refs, total))
 }
 
-/// Restores the checkpoint at `restore_uri` into `workspace`, checking every chunk's
-/// size and checksum. Returns the index the next snapshot starts from (restored files
-/// are not read again; their chunks are not uploaded again).
+/// What a session restores: the checkpoint's prefix (`CHECKPOINT_RESTORE_URI`) and the
+/// SHA-256 its manifest had when the control plane recorded the checkpoint
+/// (`CHECKPOINT_RESTORE_SHA256`; `None` for a checkpoint recorded before hashes were).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source<'a> {
+    pub uri: &'a str,
+    pub manifest_sha256: Option<&'a str>,
+}
+
+/// Restores the checkpoint `source` into `workspace` with the default limits.
 pub async fn restore(
     objects: Arc<dyn Objects>,
-    restore_uri: &str,
+    source: &Source<'_>,
     workspace: &Path,
 ) -> Result<(Index, Stats), String> {
+    restore_within(objects, source, workspace, &Limits::DEFAULT).await
+}
+
+/// Restores the checkpoint `source` into `workspace` (docs/security.md, "Checkpoints and
+/// restore"): the manifest is read (at most `limits.manifest_bytes`), compared with the
+/// recorded SHA-256 and checked whole (paths, counts, sizes, free space) before anything
+/// is written; every chunk is read at most to its stated size and checked against its
+/// checksum; nothing is written, created or removed through a symbolic link; modes keep
+/// their permission bits only. Returns the index the next snapshot starts from (restored
+/// files are not read again; their chunks are not uploaded again).
+pub async fn restore_within(
+    objects: Arc<dyn Objects>,
+    source: &Source<'_>,
+    workspace: &Path,
+    limits: &Limits,
+) -> Result<(Index, Stats), String> {
     let started = Instant::now();
-    let prefix = S3Uri::parse(restore_uri)?;
+    let prefix = S3Uri::parse(source.uri)?;
+    let refused = |e: String| format!("checkpoint {prefix} cannot be restored: {e}");
     let manifest_uri = prefix.join(MANIFEST);
-    let bytes = objects.get(&manifest_uri).await?.ok_or_else(|| {
-        format!("checkpoint {prefix} has no manifest.json (it was never finalized, or was deleted)")
-    })?;
-    let manifest = Manifest::parse(&bytes)
-        .map_err(|e| format!("checkpoint {prefix} cannot be restored: {e}"))?;
+    let bytes = objects
+        .get(&manifest_uri, limits.manifest_bytes)
+        .await
+        .map_err(refused)?
+        .ok_or_else(|| {
+            format!("checkpoint {prefix} has no manifest.json (it was never finalized, or was deleted)")
+        })?;
+    if let Some(expected) = source.manifest_sha256 {
+        let sha = hex(&Sha256::digest(&bytes));
+        if !sha.eq_ignore_ascii_case(expected) {
+            return Err(refused(format!(
+                "manifest.json was changed after the checkpoint was recorded (its SHA-256 is {sha}, the control plane recorded {expected})"
+            )));
+        }
+    }
+    let manifest = Manifest::parse_within(&bytes, limits).map_err(refused)?;
+    drop(bytes);
+    let free = free_bytes(workspace)?;
+    if manifest.total_bytes() > free {
+        return Err(refused(format!(
+            "its files hold {} bytes, the workspace's file system has {free} free",
+            manifest.total_bytes()
+        )));
+    }
+    let root = Arc::new(confine::Dir::open(workspace)?);
     for d in &manifest.directories {
-        let path = workspace.join(relative_path(&d.path)?);
-        tokio::fs::create_dir_all(&path)
-            .await
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        root.dir(&relative_path(&d.path)?, true).map_err(refused)?;
     }
     let permits = Arc::new(Semaphore::new(PARALLEL));
     let mut tasks = JoinSet::new();
@@ -357,11 +405,10 @@ pub async fn restore(
             .acquire_owned()
             .await
             .map_err(|e| e.to_string())?;
-        let (objects, workspace, prefix) =
-            (objects.clone(), workspace.to_path_buf(), prefix.clone());
+        let (objects, root, prefix) = (objects.clone(), root.clone(), prefix.clone());
         tasks.spawn(async move {
             let _permit = permit;
-            restore_file(objects.as_ref(), &workspace, &file)
+            restore_file(objects.as_ref(), &root, &file)
                 .await
                 .map_err(|e| format!("checkpoint {prefix} is corrupt: {e}"))
         });
@@ -387,16 +434,20 @@ pub async fn restore(
     if let Some(e) = failure {
         return Err(e);
     }
+    // Links last, so no file is written through one; none is followed on the way to
+    // another (an earlier link of the same manifest included).
     for link in &manifest.symlinks {
-        let path = workspace.join(relative_path(&link.path)?);
-        let _ = std::fs::remove_file(&path);
-        std::os::unix::fs::symlink(&link.target, &path)
-            .map_err(|e| format!("cannot create the link {}: {e}", path.display()))?;
+        root.symlink(&relative_path(&link.path)?, &link.target)
+            .map_err(refused)?;
     }
-    // Directory modes last: a read-only directory would have refused its files.
-    for d in manifest.directories.iter().rev() {
-        let path = workspace.join(relative_path(&d.path)?);
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(d.mode));
+    // Directory modes last (deepest first): a read-only directory would have refused
+    // its files.
+    let mut directories: Vec<&DirEntry> = manifest.directories.iter().collect();
+    directories.sort_by_key(|d| std::cmp::Reverse(Path::new(&d.path).components().count()));
+    for d in directories {
+        if let Ok(dir) = root.dir(&relative_path(&d.path)?, false) {
+            let _ = dir.set_mode(confine::permission_bits(d.mode));
+        }
     }
     for f in &manifest.files {
         for c in &f.chunks {
@@ -407,27 +458,41 @@ pub async fn restore(
     Ok((index, stats))
 }
 
+/// Bytes an unprivileged writer may still use on the file system holding `path`.
+fn free_bytes(path: &Path) -> Result<u64, String> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| format!("'{}' holds a NUL byte", path.display()))?;
+    // SAFETY: a zeroed statvfs is a valid out-parameter; `c` is NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } < 0 {
+        return Err(format!(
+            "cannot read the free space of {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
 async fn restore_file(
     objects: &dyn Objects,
-    workspace: &Path,
+    root: &confine::Dir,
     file: &FileEntry,
 ) -> Result<(PathBuf, Indexed), String> {
     use tokio::io::AsyncWriteExt;
     let rel = relative_path(&file.path)?;
-    let path = workspace.join(&rel);
-    if let Some(parent) = path.parent() {
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-    }
-    let mut out = tokio::fs::File::create(&path)
-        .await
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let path = root.path().join(&rel);
+    let std_file = root.create_file(&rel)?;
+    let mut out = tokio::fs::File::from_std(std_file);
     for (n, chunk) in file.chunks.iter().enumerate() {
         let uri = S3Uri::parse(&chunk.uri)?;
+        // Read no further than the manifest's size: a larger object is refused while
+        // it streams.
         let body = objects
-            .get(&uri)
-            .await?
+            .get(&uri, chunk.size)
+            .await
+            .map_err(|e| format!("{}: chunk {n}: {e}", file.path))?
             .ok_or_else(|| format!("{}: chunk {n} ({uri}) is missing", file.path))?;
         if body.len() as u64 != chunk.size {
             return Err(format!(
@@ -449,9 +514,11 @@ async fn restore_file(
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     out.flush().await.map_err(|e| e.to_string())?;
-    drop(out);
-    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(file.mode));
-    let meta = std::fs::symlink_metadata(&path).map_err(|e| e.to_string())?;
+    let out = out.into_std().await;
+    let _ = out.set_permissions(std::fs::Permissions::from_mode(confine::permission_bits(
+        file.mode,
+    )));
+    let meta = out.metadata().map_err(|e| e.to_string())?;
     Ok((
         rel,
         Indexed {
@@ -502,6 +569,13 @@ mod tests {
 
     fn layout(cp: &str) -> Layout {
         Layout::from_save_uri(&format!("s3://b/work/.studios/st-1/checkpoints/{cp}/")).unwrap()
+    }
+
+    fn unchecked(uri: &str) -> Source<'_> {
+        Source {
+            uri,
+            manifest_sha256: None,
+        }
     }
 
     fn write(dir: &Path, rel: &str, data: &[u8]) {
@@ -560,7 +634,7 @@ mod tests {
         let two = tempfile::tempdir().unwrap();
         let (mut restored, rstats) = restore(
             objects.clone(),
-            "s3://b/work/.studios/st-1/checkpoints/cp-1/",
+            &unchecked("s3://b/work/.studios/st-1/checkpoints/cp-1/"),
             two.path(),
         )
         .await
@@ -592,7 +666,10 @@ mod tests {
         assert!(sent < 4096, "sent {sent} bytes");
         // Its manifest refers to the source's chunks for what did not change.
         let m = objects
-            .get(&S3Uri::parse("s3://b/work/.studios/st-2/checkpoints/cp-9/manifest.json").unwrap())
+            .get(
+                &S3Uri::parse("s3://b/work/.studios/st-2/checkpoints/cp-9/manifest.json").unwrap(),
+                u64::MAX,
+            )
             .await
             .unwrap()
             .unwrap();
@@ -629,7 +706,7 @@ mod tests {
         let out = tempfile::tempdir().unwrap();
         let err = restore(
             objects.clone(),
-            "s3://b/work/.studios/st-1/checkpoints/cp-1/",
+            &unchecked("s3://b/work/.studios/st-1/checkpoints/cp-1/"),
             out.path(),
         )
         .await
@@ -640,7 +717,7 @@ mod tests {
         );
         let err = restore(
             objects.clone(),
-            "s3://b/work/.studios/st-1/checkpoints/cp-2/",
+            &unchecked("s3://b/work/.studios/st-1/checkpoints/cp-2/"),
             out.path(),
         )
         .await
@@ -651,7 +728,7 @@ mod tests {
     struct Failing;
     #[async_trait::async_trait]
     impl Objects for Failing {
-        async fn get(&self, _: &S3Uri) -> Result<Option<Bytes>, String> {
+        async fn get(&self, _: &S3Uri, _: u64) -> Result<Option<Bytes>, String> {
             Ok(None)
         }
         async fn put(&self, uri: &S3Uri, _: Bytes) -> Result<(), String> {

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod channel;
 pub mod checkpoint;
 pub mod conda;
+pub mod confine;
 pub mod config;
 pub mod ide;
 pub mod manifest;

@@ -49,9 +49,15 @@ impl fmt::Display for S3Uri {
 
 #[async_trait::async_trait]
 pub trait Objects: Send + Sync {
-    /// The object, or `None` if there is none.
-    async fn get(&self, uri: &S3Uri) -> Result<Option<Bytes>, String>;
+    /// The object, or `None` if there is none; one larger than `max_bytes` is refused
+    /// as soon as that shows (its stated length, else while it streams), never buffered
+    /// whole.
+    async fn get(&self, uri: &S3Uri, max_bytes: u64) -> Result<Option<Bytes>, String>;
     async fn put(&self, uri: &S3Uri, body: Bytes) -> Result<(), String>;
+}
+
+fn too_large(uri: &S3Uri, max_bytes: u64) -> String {
+    format!("{uri} holds more than {max_bytes} bytes")
 }
 
 pub struct S3Objects {
@@ -72,7 +78,7 @@ impl S3Objects {
 
 #[async_trait::async_trait]
 impl Objects for S3Objects {
-    async fn get(&self, uri: &S3Uri) -> Result<Option<Bytes>, String> {
+    async fn get(&self, uri: &S3Uri, max_bytes: u64) -> Result<Option<Bytes>, String> {
         let out = self
             .client
             .get_object()
@@ -81,13 +87,24 @@ impl Objects for S3Objects {
             .send()
             .await;
         match out {
-            Ok(out) => {
-                let body = out
+            Ok(mut out) => {
+                let stated = out.content_length().unwrap_or_default().max(0) as u64;
+                if stated > max_bytes {
+                    return Err(too_large(uri, max_bytes));
+                }
+                let mut body = Vec::with_capacity(stated as usize);
+                while let Some(part) = out
                     .body
-                    .collect()
+                    .try_next()
                     .await
-                    .map_err(|e| format!("reading {uri}: {e}"))?;
-                Ok(Some(body.into_bytes()))
+                    .map_err(|e| format!("reading {uri}: {e}"))?
+                {
+                    if (body.len() + part.len()) as u64 > max_bytes {
+                        return Err(too_large(uri, max_bytes));
+                    }
+                    body.extend_from_slice(&part);
+                }
+                Ok(Some(Bytes::from(body)))
             }
             Err(e) => {
                 if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
@@ -136,8 +153,12 @@ impl MemoryObjects {
 
 #[async_trait::async_trait]
 impl Objects for MemoryObjects {
-    async fn get(&self, uri: &S3Uri) -> Result<Option<Bytes>, String> {
-        Ok(self.objects.lock().unwrap().get(&uri.to_string()).cloned())
+    async fn get(&self, uri: &S3Uri, max_bytes: u64) -> Result<Option<Bytes>, String> {
+        let body = self.objects.lock().unwrap().get(&uri.to_string()).cloned();
+        match body {
+            Some(b) if b.len() as u64 > max_bytes => Err(too_large(uri, max_bytes)),
+            other => Ok(other),
+        }
     }
     async fn put(&self, uri: &S3Uri, body: Bytes) -> Result<(), String> {
         self.puts.fetch_add(1, Ordering::Relaxed);

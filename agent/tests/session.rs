@@ -140,7 +140,7 @@ fn checkpoint(studio: &str, cp: &str) -> String {
 
 async fn manifest(objects: &S3Objects, studio: &str, cp: &str) -> Option<Bytes> {
     let uri = S3Uri::parse(&format!("{}manifest.json", checkpoint(studio, cp))).unwrap();
-    objects.get(&uri).await.unwrap()
+    objects.get(&uri, u64::MAX).await.unwrap()
 }
 
 fn unique(name: &str) -> String {
