@@ -215,4 +215,76 @@ mod tests {
         );
         assert!(plan(&[], &ch, ws).is_none());
     }
+
+    /// A directory standing for `/`, with what it holds.
+    fn fake_root() -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        for f in ["etc/passwd", "bin/sh", "usr/lib/libc.so"] {
+            let p = root.path().join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"keep").unwrap();
+        }
+        root
+    }
+
+    fn count(dir: &Path) -> usize {
+        let mut n = 0;
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(p) = stack.pop() {
+            n += 1;
+            if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+                stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            }
+        }
+        n
+    }
+
+    #[tokio::test]
+    async fn a_restored_link_to_the_root_is_neither_followed_nor_emptied() {
+        for link in [".studio/conda", ".studio"] {
+            let root = fake_root();
+            let before = count(root.path());
+            let ws = tempfile::tempdir().unwrap();
+            let at = ws.path().join(link);
+            std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(root.path(), &at).unwrap();
+            let p = plan(&specs(&["numpy"]), &specs(&["conda-forge"]), ws.path()).unwrap();
+            let err = ensure("true", &p).await.unwrap_err();
+            match err {
+                Failure::Unsafe(reason) => assert!(
+                    reason.contains("is a symbolic link: not followed"),
+                    "{link}: {reason}"
+                ),
+                other => panic!("{link}: {other:?}"),
+            }
+            assert_eq!(count(root.path()), before, "{link}");
+            assert!(std::fs::read_link(&at).is_ok());
+        }
+    }
+
+    #[tokio::test]
+    async fn links_inside_the_environments_directory_are_removed_not_followed() {
+        let outside = fake_root();
+        let before = count(outside.path());
+        let ws = tempfile::tempdir().unwrap();
+        let p = plan(&specs(&["numpy"]), &specs(&["conda-forge"]), ws.path()).unwrap();
+        let envs = ws.path().join(ENVS_DIR);
+        std::fs::create_dir_all(&envs).unwrap();
+        std::fs::write(
+            outside.path().join(MARKER),
+            serde_json::json!({"key": p.key}).to_string(),
+        )
+        .unwrap();
+        // An old environment that is a link, and a link where this one goes (with a
+        // marker that would say it is finished).
+        std::os::unix::fs::symlink(outside.path(), envs.join("0123456789abcdef")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), &p.prefix).unwrap();
+        let out = ensure("true", &p).await.unwrap();
+        assert!(matches!(out, Outcome::Created(_)), "{out:?}");
+        assert_eq!(count(outside.path()), before + 1);
+        assert!(std::fs::symlink_metadata(&p.prefix).unwrap().is_dir());
+        assert!(p.prefix.join(MARKER).is_file());
+        assert!(!envs.join("0123456789abcdef").exists());
+        assert_eq!(ensure("true", &p).await.unwrap(), Outcome::Reused);
+    }
 }

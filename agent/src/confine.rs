@@ -52,7 +52,12 @@ impl Dir {
         let c = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| format!("'{}' holds a NUL byte", path.display()))?;
         // SAFETY: a valid NUL-terminated path; the descriptor returned is owned below.
-        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
         if fd < 0 {
             return Err(format!("cannot open {}: {}", path.display(), last_error()));
         }
@@ -82,7 +87,11 @@ impl Dir {
             // SAFETY: a valid descriptor and NUL-terminated name.
             let made = unsafe { libc::mkdirat(self.fd.as_raw_fd(), c.as_ptr(), 0o777) };
             if made < 0 && last_error().raw_os_error() != Some(libc::EEXIST) {
-                return Err(format!("cannot create {}: {}", path.display(), last_error()));
+                return Err(format!(
+                    "cannot create {}: {}",
+                    path.display(),
+                    last_error()
+                ));
             }
         }
         // SAFETY: as above; O_NOFOLLOW: a symbolic link is never followed.
@@ -96,10 +105,9 @@ impl Dir {
         if fd < 0 {
             let e = last_error();
             return Err(match e.raw_os_error() {
-                Some(libc::ELOOP) | Some(libc::ENOTDIR) if self.is_symlink(&c) => format!(
-                    "{} is a symbolic link: not followed",
-                    path.display()
-                ),
+                Some(libc::ELOOP) | Some(libc::ENOTDIR) if self.is_symlink(&c) => {
+                    format!("{} is a symbolic link: not followed", path.display())
+                }
                 Some(libc::ENOTDIR) => format!("{} is not a directory", path.display()),
                 _ => format!("cannot open {}: {e}", path.display()),
             });

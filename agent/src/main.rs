@@ -217,7 +217,9 @@ async fn run(config: Config) -> i32 {
                 planned.len()
             )))
             .await;
-        if let Err(reason) = mounts::mount_all(&config.mount_command, &config.workspace, &planned).await {
+        if let Err(reason) =
+            mounts::mount_all(&config.mount_command, &config.workspace, &planned).await
+        {
             return save_and_end(&session, &index, 6, Some(reason)).await;
         }
     }

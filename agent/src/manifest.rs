@@ -136,8 +136,7 @@ impl Manifest {
             }
         }
         for s in &m.symlinks {
-            if s.target.is_empty() || s.target.len() > MAX_LINK_TARGET || s.target.contains('\0')
-            {
+            if s.target.is_empty() || s.target.len() > MAX_LINK_TARGET || s.target.contains('\0') {
                 return Err(format!("manifest.json: bad link target for {}", s.path));
             }
         }
@@ -232,5 +231,31 @@ mod tests {
             "chunks": [{"sha256": "zz", "size": 4, "uri": "s3://b/k"}]}]));
         assert!(Manifest::parse(&m).unwrap_err().contains("bad checksum"));
         assert!(Manifest::parse(b"{}").unwrap_err().contains("not valid"));
+    }
+
+    #[test]
+    fn chunks_are_full_but_the_last_never_empty_and_paths_appear_once() {
+        let sha = "a".repeat(64);
+        let limits = Limits {
+            chunk_bytes: 4,
+            ..Limits::DEFAULT
+        };
+        let c = |size: u64| serde_json::json!({"sha256": sha, "size": size, "uri": "s3://b/k"});
+        let ok = manifest(serde_json::json!([{"path": "x", "size": 6, "mode": 420,
+            "chunks": [c(4), c(2)]}]));
+        assert!(Manifest::parse_within(&ok, &limits).is_ok());
+        for chunks in [vec![c(2), c(4)], vec![c(0)], vec![c(4), c(0)], vec![c(5)]] {
+            let size: u64 = chunks.iter().map(|c| c["size"].as_u64().unwrap()).sum();
+            let m = manifest(serde_json::json!([{"path": "x", "size": size, "mode": 420,
+                "chunks": chunks}]));
+            let err = Manifest::parse_within(&m, &limits).unwrap_err();
+            assert!(err.contains("chunks hold 1 to 4 bytes"), "{err}");
+        }
+        let twice = manifest(serde_json::json!([
+            {"path": "x", "size": 0, "mode": 420, "chunks": []},
+            {"path": "x", "size": 0, "mode": 420, "chunks": []}]));
+        assert!(Manifest::parse(&twice)
+            .unwrap_err()
+            .contains("lists 'x' twice"));
     }
 }

@@ -280,4 +280,28 @@ mod tests {
         assert_eq!(last_lines(b"  ", b"only stdout"), "only stdout");
         assert_eq!(last_lines(b"", b""), "it exited without saying why");
     }
+
+    #[tokio::test]
+    async fn a_mount_is_never_made_through_a_restored_link() {
+        let outside = tempfile::tempdir().unwrap();
+        let ws = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), ws.path().join("data")).unwrap();
+        let p = plan(
+            &[m("s3://d/x/", "/workspace/data/x", "read-write")],
+            ws.path(),
+            &Options::default(),
+        )
+        .unwrap();
+        let err = mount_all("true", ws.path(), &p).await.unwrap_err();
+        assert!(err.contains("cannot mount s3://d/x/"), "{err}");
+        assert!(
+            err.contains("data is a symbolic link: not followed"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+        // Without the link, the directory is made and the command runs.
+        std::fs::remove_file(ws.path().join("data")).unwrap();
+        mount_all("true", ws.path(), &p).await.unwrap();
+        assert!(ws.path().join("data/x").is_dir());
+    }
 }

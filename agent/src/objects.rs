@@ -188,4 +188,72 @@ mod tests {
         assert!(S3Uri::parse("https://b/k").is_err());
         assert!(S3Uri::parse("s3:///k").is_err());
     }
+
+    /// An S3 stand-in that answers every GET with a body that never ends (no length).
+    async fn endless_server() -> (String, Arc<std::sync::atomic::AtomicU64>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = sent.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = sock
+                        .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/octet-stream\r\n\r\n")
+                        .await;
+                    let piece = vec![b'x'; 65_536];
+                    loop {
+                        let mut out = b"10000\r\n".to_vec();
+                        out.extend_from_slice(&piece);
+                        out.extend_from_slice(b"\r\n");
+                        if sock.write_all(&out).await.is_err() {
+                            return;
+                        }
+                        counter.fetch_add(piece.len() as u64, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        (format!("http://{addr}"), sent)
+    }
+
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn an_object_larger_than_asked_for_is_refused_while_it_streams() {
+        let (endpoint, sent) = endless_server().await;
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .force_path_style(true)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "a", "b", None, None, "test",
+            ))
+            .build();
+        let objects = S3Objects {
+            client: aws_sdk_s3::Client::from_conf(config),
+        };
+        let uri = S3Uri::parse("s3://b/chunks/abc").unwrap();
+        let got = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            objects.get(&uri, 1 << 20),
+        )
+        .await
+        .expect("refused while streaming, not read to its (absent) end");
+        let err = got.unwrap_err();
+        assert!(err.contains("holds more than 1048576 bytes"), "{err}");
+        // Read about as far as the limit, not far past it.
+        assert!(sent.load(Ordering::Relaxed) < 64 << 20);
+    }
 }

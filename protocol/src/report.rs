@@ -173,9 +173,15 @@ mod tests {
         let json = serde_json::to_string(&saved).unwrap();
         assert_eq!(
             json,
-            format!(r#"{{"state":"failed","reason":"boom","manifestSha256":"{}"}}"#, "ab".repeat(32))
+            format!(
+                r#"{{"state":"failed","reason":"boom","manifestSha256":"{}"}}"#,
+                "ab".repeat(32)
+            )
         );
-        assert_eq!(serde_json::from_str::<AgentReportInput>(&json).unwrap(), saved);
+        assert_eq!(
+            serde_json::from_str::<AgentReportInput>(&json).unwrap(),
+            saved
+        );
     }
 
     #[test]
