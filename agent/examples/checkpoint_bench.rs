@@ -120,7 +120,10 @@ async fn main() {
     let fresh = dir.path().join("restored");
     let (_, s) = restore(
         objects.clone(),
-        "s3://bench/work/.studios/st-bench/checkpoints/cp-3/",
+        &studios_agent::checkpoint::Source {
+            uri: "s3://bench/work/.studios/st-bench/checkpoints/cp-3/",
+            manifest_sha256: None,
+        },
         &fresh,
     )
     .await

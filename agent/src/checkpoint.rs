@@ -5,8 +5,9 @@
 //! by the manifest, written last. Periodic snapshots keep the final delta small, so a
 //! stop fits in AWS Batch's 30 s between SIGTERM and SIGKILL.
 
+use crate::confine;
 use crate::manifest::{
-    relative_path, ChunkRef, DirEntry, FileEntry, Manifest, SymlinkEntry, FORMAT, MANIFEST,
+    relative_path, ChunkRef, DirEntry, FileEntry, Limits, Manifest, SymlinkEntry, FORMAT, MANIFEST,
 };
 use crate::objects::{Objects, S3Uri};
 use hyper::body::Bytes;
@@ -106,6 +107,9 @@ pub struct Stats {
     pub transferred_bytes: u64,
     pub transferred_chunks: usize,
     pub elapsed: Duration,
+    /// A save's: the SHA-256 (hex) of the manifest it wrote, which the agent reports so
+    /// the control plane records it with the checkpoint.
+    pub manifest_sha256: Option<String>,
 }
 
 /// Reads the workspace and uploads the chunks S3 does not hold; `index` is updated
@@ -175,6 +179,7 @@ pub async fn snapshot(
         transferred_bytes: sent_bytes,
         transferred_chunks: sent_chunks,
         elapsed: started.elapsed(),
+        manifest_sha256: None,
     };
     Ok((manifest, stats))
 }
@@ -191,6 +196,7 @@ pub async fn save(
         snapshot(objects.clone(), workspace, layout, index, exclude).await?;
     let body = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
     stats.transferred_bytes += body.len() as u64;
+    stats.manifest_sha256 = Some(hex(&Sha256::digest(&body)));
     objects
         .put(&layout.save.join(MANIFEST), Bytes::from(body))
         .await?;
@@ -327,27 +333,70 @@ fn read_file(
     Ok((refs, total))
 }
 
-/// Restores the checkpoint at `restore_uri` into `workspace`, checking every chunk's
-/// size and checksum. Returns the index the next snapshot starts from (restored files
-/// are not read again; their chunks are not uploaded again).
+/// What a session restores: the checkpoint's prefix (`CHECKPOINT_RESTORE_URI`) and the
+/// SHA-256 its manifest had when the control plane recorded the checkpoint
+/// (`CHECKPOINT_RESTORE_SHA256`; `None` for a checkpoint recorded before hashes were).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source<'a> {
+    pub uri: &'a str,
+    pub manifest_sha256: Option<&'a str>,
+}
+
+/// Restores the checkpoint `source` into `workspace` with the default limits.
 pub async fn restore(
     objects: Arc<dyn Objects>,
-    restore_uri: &str,
+    source: &Source<'_>,
     workspace: &Path,
 ) -> Result<(Index, Stats), String> {
+    restore_within(objects, source, workspace, &Limits::DEFAULT).await
+}
+
+/// Restores the checkpoint `source` into `workspace` (docs/security.md, "Checkpoints and
+/// restore"): the manifest is read (at most `limits.manifest_bytes`), compared with the
+/// recorded SHA-256 and checked whole (paths, counts, sizes, free space) before anything
+/// is written; every chunk is read at most to its stated size and checked against its
+/// checksum; nothing is written, created or removed through a symbolic link; modes keep
+/// their permission bits only. Returns the index the next snapshot starts from (restored
+/// files are not read again; their chunks are not uploaded again).
+pub async fn restore_within(
+    objects: Arc<dyn Objects>,
+    source: &Source<'_>,
+    workspace: &Path,
+    limits: &Limits,
+) -> Result<(Index, Stats), String> {
     let started = Instant::now();
-    let prefix = S3Uri::parse(restore_uri)?;
+    let prefix = S3Uri::parse(source.uri)?;
+    let refused = |e: String| format!("checkpoint {prefix} cannot be restored: {e}");
     let manifest_uri = prefix.join(MANIFEST);
-    let bytes = objects.get(&manifest_uri).await?.ok_or_else(|| {
-        format!("checkpoint {prefix} has no manifest.json (it was never finalized, or was deleted)")
-    })?;
-    let manifest = Manifest::parse(&bytes)
-        .map_err(|e| format!("checkpoint {prefix} cannot be restored: {e}"))?;
+    let bytes = objects
+        .get(&manifest_uri, limits.manifest_bytes)
+        .await
+        .map_err(refused)?
+        .ok_or_else(|| {
+            format!(
+                "checkpoint {prefix} has no manifest.json (it was never finalized, or was deleted)"
+            )
+        })?;
+    if let Some(expected) = source.manifest_sha256 {
+        let sha = hex(&Sha256::digest(&bytes));
+        if !sha.eq_ignore_ascii_case(expected) {
+            return Err(refused(format!(
+                "manifest.json was changed after the checkpoint was recorded (its SHA-256 is {sha}, the control plane recorded {expected})"
+            )));
+        }
+    }
+    let manifest = Manifest::parse_within(&bytes, limits).map_err(refused)?;
+    drop(bytes);
+    let free = free_bytes(workspace)?;
+    if manifest.total_bytes() > free {
+        return Err(refused(format!(
+            "its files hold {} bytes, the workspace's file system has {free} free",
+            manifest.total_bytes()
+        )));
+    }
+    let root = Arc::new(confine::Dir::open(workspace)?);
     for d in &manifest.directories {
-        let path = workspace.join(relative_path(&d.path)?);
-        tokio::fs::create_dir_all(&path)
-            .await
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        root.dir(&relative_path(&d.path)?, true).map_err(refused)?;
     }
     let permits = Arc::new(Semaphore::new(PARALLEL));
     let mut tasks = JoinSet::new();
@@ -357,11 +406,10 @@ pub async fn restore(
             .acquire_owned()
             .await
             .map_err(|e| e.to_string())?;
-        let (objects, workspace, prefix) =
-            (objects.clone(), workspace.to_path_buf(), prefix.clone());
+        let (objects, root, prefix) = (objects.clone(), root.clone(), prefix.clone());
         tasks.spawn(async move {
             let _permit = permit;
-            restore_file(objects.as_ref(), &workspace, &file)
+            restore_file(objects.as_ref(), &root, &file)
                 .await
                 .map_err(|e| format!("checkpoint {prefix} is corrupt: {e}"))
         });
@@ -387,16 +435,20 @@ pub async fn restore(
     if let Some(e) = failure {
         return Err(e);
     }
+    // Links last, so no file is written through one; none is followed on the way to
+    // another (an earlier link of the same manifest included).
     for link in &manifest.symlinks {
-        let path = workspace.join(relative_path(&link.path)?);
-        let _ = std::fs::remove_file(&path);
-        std::os::unix::fs::symlink(&link.target, &path)
-            .map_err(|e| format!("cannot create the link {}: {e}", path.display()))?;
+        root.symlink(&relative_path(&link.path)?, &link.target)
+            .map_err(refused)?;
     }
-    // Directory modes last: a read-only directory would have refused its files.
-    for d in manifest.directories.iter().rev() {
-        let path = workspace.join(relative_path(&d.path)?);
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(d.mode));
+    // Directory modes last (deepest first): a read-only directory would have refused
+    // its files.
+    let mut directories: Vec<&DirEntry> = manifest.directories.iter().collect();
+    directories.sort_by_key(|d| std::cmp::Reverse(Path::new(&d.path).components().count()));
+    for d in directories {
+        if let Ok(dir) = root.dir(&relative_path(&d.path)?, false) {
+            let _ = dir.set_mode(confine::permission_bits(d.mode));
+        }
     }
     for f in &manifest.files {
         for c in &f.chunks {
@@ -407,27 +459,41 @@ pub async fn restore(
     Ok((index, stats))
 }
 
+/// Bytes an unprivileged writer may still use on the file system holding `path`.
+fn free_bytes(path: &Path) -> Result<u64, String> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| format!("'{}' holds a NUL byte", path.display()))?;
+    // SAFETY: a zeroed statvfs is a valid out-parameter; `c` is NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } < 0 {
+        return Err(format!(
+            "cannot read the free space of {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
 async fn restore_file(
     objects: &dyn Objects,
-    workspace: &Path,
+    root: &confine::Dir,
     file: &FileEntry,
 ) -> Result<(PathBuf, Indexed), String> {
     use tokio::io::AsyncWriteExt;
     let rel = relative_path(&file.path)?;
-    let path = workspace.join(&rel);
-    if let Some(parent) = path.parent() {
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-    }
-    let mut out = tokio::fs::File::create(&path)
-        .await
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let path = root.path().join(&rel);
+    let std_file = root.create_file(&rel)?;
+    let mut out = tokio::fs::File::from_std(std_file);
     for (n, chunk) in file.chunks.iter().enumerate() {
         let uri = S3Uri::parse(&chunk.uri)?;
+        // Read no further than the manifest's size: a larger object is refused while
+        // it streams.
         let body = objects
-            .get(&uri)
-            .await?
+            .get(&uri, chunk.size)
+            .await
+            .map_err(|e| format!("{}: chunk {n}: {e}", file.path))?
             .ok_or_else(|| format!("{}: chunk {n} ({uri}) is missing", file.path))?;
         if body.len() as u64 != chunk.size {
             return Err(format!(
@@ -449,9 +515,11 @@ async fn restore_file(
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     out.flush().await.map_err(|e| e.to_string())?;
-    drop(out);
-    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(file.mode));
-    let meta = std::fs::symlink_metadata(&path).map_err(|e| e.to_string())?;
+    let out = out.into_std().await;
+    let _ = out.set_permissions(std::fs::Permissions::from_mode(confine::permission_bits(
+        file.mode,
+    )));
+    let meta = out.metadata().map_err(|e| e.to_string())?;
     Ok((
         rel,
         Indexed {
@@ -502,6 +570,13 @@ mod tests {
 
     fn layout(cp: &str) -> Layout {
         Layout::from_save_uri(&format!("s3://b/work/.studios/st-1/checkpoints/{cp}/")).unwrap()
+    }
+
+    fn unchecked(uri: &str) -> Source<'_> {
+        Source {
+            uri,
+            manifest_sha256: None,
+        }
     }
 
     fn write(dir: &Path, rel: &str, data: &[u8]) {
@@ -560,7 +635,7 @@ mod tests {
         let two = tempfile::tempdir().unwrap();
         let (mut restored, rstats) = restore(
             objects.clone(),
-            "s3://b/work/.studios/st-1/checkpoints/cp-1/",
+            &unchecked("s3://b/work/.studios/st-1/checkpoints/cp-1/"),
             two.path(),
         )
         .await
@@ -592,7 +667,10 @@ mod tests {
         assert!(sent < 4096, "sent {sent} bytes");
         // Its manifest refers to the source's chunks for what did not change.
         let m = objects
-            .get(&S3Uri::parse("s3://b/work/.studios/st-2/checkpoints/cp-9/manifest.json").unwrap())
+            .get(
+                &S3Uri::parse("s3://b/work/.studios/st-2/checkpoints/cp-9/manifest.json").unwrap(),
+                u64::MAX,
+            )
             .await
             .unwrap()
             .unwrap();
@@ -629,7 +707,7 @@ mod tests {
         let out = tempfile::tempdir().unwrap();
         let err = restore(
             objects.clone(),
-            "s3://b/work/.studios/st-1/checkpoints/cp-1/",
+            &unchecked("s3://b/work/.studios/st-1/checkpoints/cp-1/"),
             out.path(),
         )
         .await
@@ -640,7 +718,7 @@ mod tests {
         );
         let err = restore(
             objects.clone(),
-            "s3://b/work/.studios/st-1/checkpoints/cp-2/",
+            &unchecked("s3://b/work/.studios/st-1/checkpoints/cp-2/"),
             out.path(),
         )
         .await
@@ -651,7 +729,7 @@ mod tests {
     struct Failing;
     #[async_trait::async_trait]
     impl Objects for Failing {
-        async fn get(&self, _: &S3Uri) -> Result<Option<Bytes>, String> {
+        async fn get(&self, _: &S3Uri, _: u64) -> Result<Option<Bytes>, String> {
             Ok(None)
         }
         async fn put(&self, uri: &S3Uri, _: Bytes) -> Result<(), String> {
@@ -677,5 +755,438 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("AccessDenied"), "{err}");
         assert_eq!(index.known_chunks(), 0);
+    }
+
+    // Hostile manifests (docs/security.md, "Checkpoints and restore"): each is refused
+    // with its reason, and nothing outside the workspace changes.
+
+    const HOSTILE: &str = "s3://b/work/.studios/st-1/checkpoints/cp-x/";
+
+    /// Puts `manifest` (and `chunks`, by checksum) where checkpoint cp-x is.
+    fn hostile(objects: &MemoryObjects, manifest: serde_json::Value, chunks: &[&[u8]]) {
+        let mut map = objects.objects.lock().unwrap();
+        map.insert(
+            format!("{HOSTILE}manifest.json"),
+            Bytes::from(manifest.to_string()),
+        );
+        for c in chunks {
+            let sha = hex(&Sha256::digest(c));
+            map.insert(
+                format!("s3://b/work/.studios/st-1/chunks/{sha}"),
+                Bytes::copy_from_slice(c),
+            );
+        }
+    }
+
+    fn chunk_ref(data: &[u8]) -> serde_json::Value {
+        let sha = hex(&Sha256::digest(data));
+        serde_json::json!({"sha256": sha, "size": data.len(),
+            "uri": format!("s3://b/work/.studios/st-1/chunks/{sha}")})
+    }
+
+    fn manifest_of(
+        files: serde_json::Value,
+        directories: serde_json::Value,
+        symlinks: serde_json::Value,
+    ) -> serde_json::Value {
+        serde_json::json!({"format": FORMAT, "createdAt": "t", "chunkSize": CHUNK_SIZE,
+            "files": files, "directories": directories, "symlinks": symlinks})
+    }
+
+    /// A directory standing for what is outside the workspace, and what it holds.
+    struct Outside {
+        dir: tempfile::TempDir,
+    }
+
+    impl Outside {
+        fn new() -> Outside {
+            let dir = tempfile::tempdir().unwrap();
+            write(dir.path(), "etc/passwd", b"root:x:0:0");
+            write(dir.path(), "victim", b"keep me");
+            Outside { dir }
+        }
+        fn path(&self) -> &Path {
+            self.dir.path()
+        }
+        fn listing(&self) -> Vec<(PathBuf, Vec<u8>)> {
+            let mut out = vec![];
+            let mut stack = vec![self.path().to_path_buf()];
+            while let Some(p) = stack.pop() {
+                let meta = std::fs::symlink_metadata(&p).unwrap();
+                if meta.is_dir() {
+                    for e in std::fs::read_dir(&p).unwrap() {
+                        stack.push(e.unwrap().path());
+                    }
+                    out.push((p, vec![]));
+                } else {
+                    out.push((p.clone(), std::fs::read(&p).unwrap_or_default()));
+                }
+            }
+            out.sort();
+            out
+        }
+    }
+
+    async fn restore_hostile(objects: Arc<MemoryObjects>, ws: &Path) -> Result<Stats, String> {
+        restore(objects, &unchecked(HOSTILE), ws)
+            .await
+            .map(|(_, s)| s)
+    }
+
+    #[tokio::test]
+    async fn chained_links_cannot_write_or_delete_outside_the_workspace() {
+        let outside = Outside::new();
+        let before = outside.listing();
+        let target = outside.path().display().to_string();
+        // A link to the outside, then a link "inside" it: the second would replace
+        // outside/victim.
+        let objects = Arc::new(MemoryObjects::default());
+        hostile(
+            &objects,
+            manifest_of(
+                serde_json::json!([]),
+                serde_json::json!([]),
+                serde_json::json!([{"path": "out", "target": target},
+                    {"path": "out/victim", "target": "gone"}]),
+            ),
+            &[],
+        );
+        let ws = tempfile::tempdir().unwrap();
+        let err = restore_hostile(objects, ws.path()).await.unwrap_err();
+        assert!(err.contains("cannot be restored"), "{err}");
+        assert!(
+            err.contains("out is a symbolic link: not followed"),
+            "{err}"
+        );
+        assert_eq!(outside.listing(), before);
+
+        // A file through a link already in the workspace (whoever made it).
+        let objects = Arc::new(MemoryObjects::default());
+        hostile(
+            &objects,
+            manifest_of(
+                serde_json::json!([{"path": "pre/etc/passwd", "size": 5, "mode": 420,
+                    "chunks": [chunk_ref(b"owned")]}]),
+                serde_json::json!([]),
+                serde_json::json!([]),
+            ),
+            &[b"owned"],
+        );
+        let ws = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), ws.path().join("pre")).unwrap();
+        let err = restore_hostile(objects, ws.path()).await.unwrap_err();
+        assert!(
+            err.contains("pre is a symbolic link: not followed"),
+            "{err}"
+        );
+        assert_eq!(outside.listing(), before);
+
+        // A directory entry through a link, and a file that is itself a link.
+        let objects = Arc::new(MemoryObjects::default());
+        hostile(
+            &objects,
+            manifest_of(
+                serde_json::json!([{"path": "victim", "size": 5, "mode": 420,
+                    "chunks": [chunk_ref(b"owned")]}]),
+                serde_json::json!([{"path": "pre/new-dir", "mode": 511}]),
+                serde_json::json!([]),
+            ),
+            &[b"owned"],
+        );
+        let ws = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), ws.path().join("pre")).unwrap();
+        let err = restore_hostile(objects.clone(), ws.path())
+            .await
+            .unwrap_err();
+        assert!(err.contains("pre is a symbolic link"), "{err}");
+        let ws = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path().join("victim"), ws.path().join("victim"))
+            .unwrap();
+        let err = restore_hostile(objects, ws.path()).await.unwrap_err();
+        assert!(err.contains("victim is a symbolic link"), "{err}");
+        assert_eq!(outside.listing(), before);
+
+        // Paths that leave the workspace by name are refused before anything is made.
+        for bad in ["../escape", "/abs/olute", "a/../../escape"] {
+            let objects = Arc::new(MemoryObjects::default());
+            hostile(
+                &objects,
+                manifest_of(
+                    serde_json::json!([]),
+                    serde_json::json!([{"path": "made", "mode": 493}]),
+                    serde_json::json!([{"path": bad, "target": "x"}]),
+                ),
+                &[],
+            );
+            let ws = tempfile::tempdir().unwrap();
+            let err = restore_hostile(objects, ws.path()).await.unwrap_err();
+            assert!(err.contains("outside the workspace"), "{bad}: {err}");
+            assert!(!ws.path().join("made").exists());
+        }
+        assert_eq!(outside.listing(), before);
+    }
+
+    #[tokio::test]
+    async fn links_are_restored_as_links_and_left_unfollowed() {
+        let outside = Outside::new();
+        let before = outside.listing();
+        let objects = Arc::new(MemoryObjects::default());
+        hostile(
+            &objects,
+            manifest_of(
+                serde_json::json!([{"path": "data/a.txt", "size": 2, "mode": 420,
+                    "chunks": [chunk_ref(b"hi")]}]),
+                serde_json::json!([{"path": "data", "mode": 493}]),
+                serde_json::json!([{"path": "etc", "target": outside.path().join("etc")}]),
+            ),
+            &[b"hi"],
+        );
+        let ws = tempfile::tempdir().unwrap();
+        restore_hostile(objects, ws.path()).await.unwrap();
+        assert_eq!(std::fs::read(ws.path().join("data/a.txt")).unwrap(), b"hi");
+        assert_eq!(
+            std::fs::read_link(ws.path().join("etc")).unwrap(),
+            outside.path().join("etc")
+        );
+        assert_eq!(outside.listing(), before);
+    }
+
+    #[tokio::test]
+    async fn huge_counts_and_sizes_are_refused_before_anything_is_written() {
+        // Over a million entries (the default limit).
+        let mut body = format!(
+            r#"{{"format":"{FORMAT}","createdAt":"t","chunkSize":4,"files":[],"directories":["#
+        );
+        for i in 0..=Limits::DEFAULT.entries {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(&format!(r#"{{"path":"d{i}","mode":493}}"#));
+        }
+        body.push_str("]}");
+        let objects = Arc::new(MemoryObjects::default());
+        objects
+            .objects
+            .lock()
+            .unwrap()
+            .insert(format!("{HOSTILE}manifest.json"), Bytes::from(body));
+        let ws = tempfile::tempdir().unwrap();
+        let err = restore_hostile(objects, ws.path()).await.unwrap_err();
+        assert!(
+            err.contains("lists 1000001 files, directories and links, more than the 1000000"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_dir(ws.path()).unwrap().count(), 0);
+
+        // A manifest larger than the limit is not read whole.
+        let objects = Arc::new(MemoryObjects::default());
+        hostile(&objects, serde_json::json!("x".repeat(1 << 20)), &[]);
+        let small = Limits {
+            manifest_bytes: 1 << 20,
+            ..Limits::DEFAULT
+        };
+        let err = restore_within(objects, &unchecked(HOSTILE), ws.path(), &small)
+            .await
+            .unwrap_err();
+        assert!(err.contains("holds more than 1048576 bytes"), "{err}");
+
+        // More bytes than the limit, and more than the disk has free.
+        let full = vec![0u8; 16];
+        let files: Vec<serde_json::Value> = (0..3)
+            .map(|i| {
+                serde_json::json!({"path": format!("f{i}"), "size": 32, "mode": 420,
+                "chunks": [chunk_ref(&full), chunk_ref(&full)]})
+            })
+            .collect();
+        let objects = Arc::new(MemoryObjects::default());
+        hostile(
+            &objects,
+            manifest_of(
+                serde_json::json!(files),
+                serde_json::json!([]),
+                serde_json::json!([]),
+            ),
+            &[&full],
+        );
+        let tiny = Limits {
+            total_bytes: 64,
+            chunk_bytes: 16,
+            ..Limits::DEFAULT
+        };
+        let err = restore_within(objects.clone(), &unchecked(HOSTILE), ws.path(), &tiny)
+            .await
+            .unwrap_err();
+        assert!(err.contains("more than 64 bytes of files"), "{err}");
+        assert_eq!(std::fs::read_dir(ws.path()).unwrap().count(), 0);
+        let free = free_bytes(ws.path()).unwrap();
+        assert!(free > 0);
+        let big = CHUNK_SIZE as u64 * 65_000;
+        let chunks: Vec<serde_json::Value> = (0..65_000u64)
+            .map(|i| {
+                let sha = format!("{:064x}", i % 3);
+                serde_json::json!({"sha256": sha, "size": CHUNK_SIZE,
+                    "uri": format!("s3://b/work/.studios/st-1/chunks/{sha}")})
+            })
+            .collect();
+        // 10 files of 65,000 full chunks: 2.6 TB, over the default limit too.
+        let one = serde_json::json!({"path": "huge", "size": big, "mode": 420, "chunks": chunks});
+        let objects = Arc::new(MemoryObjects::default());
+        hostile(
+            &objects,
+            manifest_of(
+                serde_json::json!([one]),
+                serde_json::json!([]),
+                serde_json::json!([]),
+            ),
+            &[],
+        );
+        if free < big {
+            let err = restore_hostile(objects, ws.path()).await.unwrap_err();
+            assert!(
+                err.contains(&format!("its files hold {big} bytes")) && err.contains("free"),
+                "{err}"
+            );
+            assert_eq!(std::fs::read_dir(ws.path()).unwrap().count(), 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn oversized_and_overused_chunks_are_refused() {
+        let ws = tempfile::tempdir().unwrap();
+        // The manifest says 5 bytes; the object holds 10 MiB: refused, not buffered
+        // past the 5 (objects.rs checks it while the body streams from S3).
+        let objects = Arc::new(MemoryObjects::default());
+        let sha = hex(&Sha256::digest(b"small"));
+        hostile(
+            &objects,
+            manifest_of(
+                serde_json::json!([{"path": "f", "size": 5, "mode": 420, "chunks": [
+                    {"sha256": sha, "size": 5, "uri": "s3://b/work/.studios/st-1/chunks/big"}]}]),
+                serde_json::json!([]),
+                serde_json::json!([]),
+            ),
+            &[],
+        );
+        objects.objects.lock().unwrap().insert(
+            "s3://b/work/.studios/st-1/chunks/big".into(),
+            Bytes::from(vec![0u8; 10 << 20]),
+        );
+        let err = restore_hostile(objects, ws.path()).await.unwrap_err();
+        assert!(
+            err.contains(
+                "f: chunk 0: s3://b/work/.studios/st-1/chunks/big holds more than 5 bytes"
+            ),
+            "{err}"
+        );
+        // (The session ends there, without a save: main.rs.)
+        let ws = tempfile::tempdir().unwrap();
+
+        // A chunk the manifest itself says is larger than chunks are.
+        let objects = Arc::new(MemoryObjects::default());
+        let huge = 5u64 << 30;
+        hostile(
+            &objects,
+            manifest_of(
+                serde_json::json!([{"path": "f", "size": huge, "mode": 420, "chunks": [
+                    {"sha256": sha, "size": huge, "uri": "s3://b/work/.studios/st-1/chunks/big"}]}]),
+                serde_json::json!([]),
+                serde_json::json!([]),
+            ),
+            &[],
+        );
+        let err = restore_hostile(objects, ws.path()).await.unwrap_err();
+        assert!(
+            err.contains(&format!("chunk 0 of f has {huge} bytes")),
+            "{err}"
+        );
+
+        // One chunk used more than 65,536 times (each use a download).
+        let uses = Limits::DEFAULT.chunk_uses + 1;
+        let full = chunk_ref(&vec![7u8; CHUNK_SIZE]);
+        let objects = Arc::new(MemoryObjects::default());
+        hostile(
+            &objects,
+            manifest_of(
+                serde_json::json!([{"path": "f", "size": (uses * CHUNK_SIZE) as u64, "mode": 420,
+                    "chunks": vec![full; uses]}]),
+                serde_json::json!([]),
+                serde_json::json!([]),
+            ),
+            &[],
+        );
+        let err = restore_hostile(objects, ws.path()).await.unwrap_err();
+        assert!(err.contains("more than 65536 times"), "{err}");
+        assert_eq!(std::fs::read_dir(ws.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn setuid_setgid_and_sticky_bits_are_never_restored() {
+        let objects = Arc::new(MemoryObjects::default());
+        hostile(
+            &objects,
+            manifest_of(
+                serde_json::json!([{"path": "bin/tool", "size": 2, "mode": 0o6755,
+                    "chunks": [chunk_ref(b"#!")]}]),
+                serde_json::json!([{"path": "bin", "mode": 0o3777}]),
+                serde_json::json!([]),
+            ),
+            &[b"#!"],
+        );
+        let ws = tempfile::tempdir().unwrap();
+        restore_hostile(objects, ws.path()).await.unwrap();
+        let file = std::fs::metadata(ws.path().join("bin/tool")).unwrap();
+        assert_eq!(file.permissions().mode() & 0o7777, 0o755);
+        let dir = std::fs::metadata(ws.path().join("bin")).unwrap();
+        assert_eq!(dir.permissions().mode() & 0o7777, 0o777);
+    }
+
+    #[tokio::test]
+    async fn a_manifest_rewritten_after_it_was_recorded_is_refused() {
+        let objects = Arc::new(MemoryObjects::default());
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.txt", b"hello");
+        let mut index = Index::default();
+        let stats = save(
+            objects.clone(),
+            dir.path(),
+            &layout("cp-1"),
+            &mut index,
+            &[],
+        )
+        .await
+        .unwrap();
+        let recorded = stats.manifest_sha256.unwrap();
+        let key = "s3://b/work/.studios/st-1/checkpoints/cp-1/manifest.json";
+        let original = objects.objects.lock().unwrap()[key].clone();
+        assert_eq!(hex(&Sha256::digest(&original)), recorded);
+        // Rewritten later (valid, and hostile): a link to the outside.
+        let outside = Outside::new();
+        let mut m = Manifest::parse(&original).unwrap();
+        m.symlinks.push(SymlinkEntry {
+            path: "etc".into(),
+            target: outside.path().display().to_string(),
+        });
+        objects
+            .objects
+            .lock()
+            .unwrap()
+            .insert(key.into(), Bytes::from(serde_json::to_vec(&m).unwrap()));
+        let source = Source {
+            uri: "s3://b/work/.studios/st-1/checkpoints/cp-1/",
+            manifest_sha256: Some(&recorded),
+        };
+        let ws = tempfile::tempdir().unwrap();
+        let err = restore(objects.clone(), &source, ws.path())
+            .await
+            .unwrap_err();
+        assert!(
+            err.contains("manifest.json was changed after the checkpoint was recorded"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_dir(ws.path()).unwrap().count(), 0);
+        // As recorded, it restores.
+        objects.objects.lock().unwrap().insert(key.into(), original);
+        restore(objects, &source, ws.path()).await.unwrap();
+        assert_eq!(std::fs::read(ws.path().join("a.txt")).unwrap(), b"hello");
     }
 }

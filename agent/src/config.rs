@@ -11,6 +11,9 @@ pub struct Config {
     pub workspace_id: String,
     /// Empty: a first start, nothing to restore.
     pub restore_uri: Option<String>,
+    /// The SHA-256 (hex) the restored checkpoint's manifest had when the control plane
+    /// recorded it; `None`: not recorded (a checkpoint older than hashes), not compared.
+    pub restore_sha256: Option<String>,
     pub save_uri: String,
     /// Mount paths (absolute, in the container): not part of checkpoints.
     pub mount_paths: Vec<String>,
@@ -107,6 +110,18 @@ impl Config {
             studio_id: required(env::STUDIO_ID)?,
             workspace_id: required(env::WORKSPACE_ID)?,
             restore_uri: optional(env::CHECKPOINT_RESTORE_URI),
+            restore_sha256: match optional(env::CHECKPOINT_RESTORE_SHA256) {
+                None => None,
+                Some(v) if studios_protocol::env::is_sha256_hex(v.trim()) => {
+                    Some(v.trim().to_ascii_lowercase())
+                }
+                Some(v) => {
+                    return Err(format!(
+                        "{} must be a SHA-256 in hex, not '{v}'",
+                        env::CHECKPOINT_RESTORE_SHA256
+                    ))
+                }
+            },
             save_uri: required(env::CHECKPOINT_SAVE_URI)?,
             mount_paths: mounts.iter().map(|m| m.mount_path.clone()).collect(),
             mounts,

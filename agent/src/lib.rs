@@ -9,6 +9,7 @@ pub mod channel;
 pub mod checkpoint;
 pub mod conda;
 pub mod config;
+pub mod confine;
 pub mod ide;
 pub mod manifest;
 pub mod mounts;

@@ -57,6 +57,8 @@ async fn main() {
 }
 
 struct Session {
+    /// Whether the IDE was reported ready (the state the report after a save gives).
+    ready: AtomicBool,
     config: Config,
     objects: Arc<dyn Objects>,
     channel: Option<Channel>,
@@ -76,8 +78,14 @@ impl Session {
     }
 
     async fn fail(&self, code: i32, reason: String) -> i32 {
+        self.fail_saved(code, reason, None).await
+    }
+
+    /// The session's end with its reason, and the manifest it saved (if it saved).
+    async fn fail_saved(&self, code: i32, reason: String, manifest: Option<String>) -> i32 {
         tracing::error!(reason, "session ends");
-        self.report(Report::failed(reason)).await;
+        self.report(Report::failed(reason).with_manifest(manifest))
+            .await;
         code
     }
 }
@@ -109,6 +117,7 @@ async fn run(config: Config) -> i32 {
     };
     let sdk = aws_config::load_from_env().await;
     let session = Session {
+        ready: AtomicBool::new(false),
         objects: Arc::new(S3Objects::new(&sdk)),
         channel,
         layout,
@@ -139,7 +148,11 @@ async fn run(config: Config) -> i32 {
             session
                 .report(Report::starting("restoring the checkpoint"))
                 .await;
-            let restore = checkpoint::restore(session.objects.clone(), uri, &config.workspace);
+            let source = checkpoint::Source {
+                uri,
+                manifest_sha256: config.restore_sha256.as_deref(),
+            };
+            let restore = checkpoint::restore(session.objects.clone(), &source, &config.workspace);
             tokio::select! {
                 r = restore => match r {
                     Ok((index, stats)) => {
@@ -177,7 +190,12 @@ async fn run(config: Config) -> i32 {
                 ms = took.as_millis() as u64,
                 "conda environment created"
             ),
-            Err(reason) => return save_and_end(&session, &index, 5, Some(reason)).await,
+            // Nothing was followed or removed; the checkpoint is not one to restore, nor
+            // to save again as the newest.
+            Err(conda::Failure::Unsafe(reason)) => return session.fail(3, reason).await,
+            Err(conda::Failure::Failed(reason)) => {
+                return save_and_end(&session, &index, 5, Some(reason)).await
+            }
         }
     }
     // Who the IDE runs as, and the session's runtime directory (its sockets, the
@@ -209,7 +227,9 @@ async fn run(config: Config) -> i32 {
                 planned.len()
             )))
             .await;
-        if let Err(reason) = mounts::mount_all(&config.mount_command, &planned).await {
+        if let Err(reason) =
+            mounts::mount_all(&config.mount_command, &config.workspace, &planned).await
+        {
             return save_and_end(&session, &index, 6, Some(reason)).await;
         }
     }
@@ -448,6 +468,7 @@ async fn run(config: Config) -> i32 {
         }
     }
     shared.ready.store(true, Ordering::Relaxed);
+    session.ready.store(true, Ordering::Relaxed);
     tracing::info!("IDE ready");
     let mut every = Duration::from_secs(15);
     if let Some(reply) = session.report(Report::ready(None, vec![])).await {
@@ -548,9 +569,18 @@ async fn save_and_end(
                 ms = s.elapsed.as_millis() as u64,
                 "checkpoint saved"
             );
+            // The manifest's hash goes with the checkpoint's record (docs/security.md).
             match failure {
-                Some(reason) => session.fail(code, reason).await,
-                None => code,
+                Some(reason) => session.fail_saved(code, reason, s.manifest_sha256).await,
+                None => {
+                    let state = if session.ready.load(Ordering::Relaxed) {
+                        Report::ready(None, vec![])
+                    } else {
+                        Report::starting("saved the checkpoint")
+                    };
+                    session.report(state.with_manifest(s.manifest_sha256)).await;
+                    code
+                }
             }
         }
         (Err(e), failure) => {

@@ -15,6 +15,8 @@ pub use studios_protocol::env::Mount;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountCommand {
     pub directory: PathBuf,
+    /// `directory` relative to the workspace.
+    pub relative: PathBuf,
     pub args: Vec<String>,
     pub uri: String,
 }
@@ -86,6 +88,7 @@ pub fn plan(
         }
         planned.push(MountCommand {
             directory,
+            relative: PathBuf::from(rel),
             args,
             uri: m.uri.clone(),
         });
@@ -96,11 +99,18 @@ pub fn plan(
 }
 
 /// Runs `program` (mount-s3, or `STUDIO_MOUNT_COMMAND`) for each planned mount and checks
-/// the directory is there; the first failure is the session's end reason.
-pub async fn mount_all(program: &str, planned: &[MountCommand]) -> Result<(), String> {
+/// the directory is there; the first failure is the session's end reason. Each mount's
+/// directory is made from `workspace`'s root without following a link (docs/security.md):
+/// a restored link on the way (`data -> /etc`) is refused, never mounted over.
+pub async fn mount_all(
+    program: &str,
+    workspace: &Path,
+    planned: &[MountCommand],
+) -> Result<(), String> {
+    let root = crate::confine::Dir::open(workspace)?;
     for m in planned {
-        std::fs::create_dir_all(&m.directory)
-            .map_err(|e| format!("cannot create {}: {e}", m.directory.display()))?;
+        root.dir(&m.relative, true)
+            .map_err(|e| format!("cannot mount {} at {}: {e}", m.uri, m.directory.display()))?;
         let out = tokio::process::Command::new(program)
             .args(&m.args)
             .stdin(std::process::Stdio::null())
@@ -269,5 +279,29 @@ mod tests {
         );
         assert_eq!(last_lines(b"  ", b"only stdout"), "only stdout");
         assert_eq!(last_lines(b"", b""), "it exited without saying why");
+    }
+
+    #[tokio::test]
+    async fn a_mount_is_never_made_through_a_restored_link() {
+        let outside = tempfile::tempdir().unwrap();
+        let ws = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), ws.path().join("data")).unwrap();
+        let p = plan(
+            &[m("s3://d/x/", "/workspace/data/x", "read-write")],
+            ws.path(),
+            &Options::default(),
+        )
+        .unwrap();
+        let err = mount_all("true", ws.path(), &p).await.unwrap_err();
+        assert!(err.contains("cannot mount s3://d/x/"), "{err}");
+        assert!(
+            err.contains("data is a symbolic link: not followed"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+        // Without the link, the directory is made and the command runs.
+        std::fs::remove_file(ws.path().join("data")).unwrap();
+        mount_all("true", ws.path(), &p).await.unwrap();
+        assert!(ws.path().join("data/x").is_dir());
     }
 }

@@ -49,9 +49,15 @@ impl fmt::Display for S3Uri {
 
 #[async_trait::async_trait]
 pub trait Objects: Send + Sync {
-    /// The object, or `None` if there is none.
-    async fn get(&self, uri: &S3Uri) -> Result<Option<Bytes>, String>;
+    /// The object, or `None` if there is none; one larger than `max_bytes` is refused
+    /// as soon as that shows (its stated length, else while it streams), never buffered
+    /// whole.
+    async fn get(&self, uri: &S3Uri, max_bytes: u64) -> Result<Option<Bytes>, String>;
     async fn put(&self, uri: &S3Uri, body: Bytes) -> Result<(), String>;
+}
+
+fn too_large(uri: &S3Uri, max_bytes: u64) -> String {
+    format!("{uri} holds more than {max_bytes} bytes")
 }
 
 pub struct S3Objects {
@@ -72,7 +78,7 @@ impl S3Objects {
 
 #[async_trait::async_trait]
 impl Objects for S3Objects {
-    async fn get(&self, uri: &S3Uri) -> Result<Option<Bytes>, String> {
+    async fn get(&self, uri: &S3Uri, max_bytes: u64) -> Result<Option<Bytes>, String> {
         let out = self
             .client
             .get_object()
@@ -81,13 +87,24 @@ impl Objects for S3Objects {
             .send()
             .await;
         match out {
-            Ok(out) => {
-                let body = out
+            Ok(mut out) => {
+                let stated = out.content_length().unwrap_or_default().max(0) as u64;
+                if stated > max_bytes {
+                    return Err(too_large(uri, max_bytes));
+                }
+                let mut body = Vec::with_capacity(stated as usize);
+                while let Some(part) = out
                     .body
-                    .collect()
+                    .try_next()
                     .await
-                    .map_err(|e| format!("reading {uri}: {e}"))?;
-                Ok(Some(body.into_bytes()))
+                    .map_err(|e| format!("reading {uri}: {e}"))?
+                {
+                    if (body.len() + part.len()) as u64 > max_bytes {
+                        return Err(too_large(uri, max_bytes));
+                    }
+                    body.extend_from_slice(&part);
+                }
+                Ok(Some(Bytes::from(body)))
             }
             Err(e) => {
                 if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
@@ -136,8 +153,12 @@ impl MemoryObjects {
 
 #[async_trait::async_trait]
 impl Objects for MemoryObjects {
-    async fn get(&self, uri: &S3Uri) -> Result<Option<Bytes>, String> {
-        Ok(self.objects.lock().unwrap().get(&uri.to_string()).cloned())
+    async fn get(&self, uri: &S3Uri, max_bytes: u64) -> Result<Option<Bytes>, String> {
+        let body = self.objects.lock().unwrap().get(&uri.to_string()).cloned();
+        match body {
+            Some(b) if b.len() as u64 > max_bytes => Err(too_large(uri, max_bytes)),
+            other => Ok(other),
+        }
     }
     async fn put(&self, uri: &S3Uri, body: Bytes) -> Result<(), String> {
         self.puts.fetch_add(1, Ordering::Relaxed);
@@ -166,5 +187,73 @@ mod tests {
         );
         assert!(S3Uri::parse("https://b/k").is_err());
         assert!(S3Uri::parse("s3:///k").is_err());
+    }
+
+    /// An S3 stand-in that answers every GET with a body that never ends (no length).
+    async fn endless_server() -> (String, Arc<std::sync::atomic::AtomicU64>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = sent.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = sock
+                        .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/octet-stream\r\n\r\n")
+                        .await;
+                    let piece = vec![b'x'; 65_536];
+                    loop {
+                        let mut out = b"10000\r\n".to_vec();
+                        out.extend_from_slice(&piece);
+                        out.extend_from_slice(b"\r\n");
+                        if sock.write_all(&out).await.is_err() {
+                            return;
+                        }
+                        counter.fetch_add(piece.len() as u64, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        (format!("http://{addr}"), sent)
+    }
+
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn an_object_larger_than_asked_for_is_refused_while_it_streams() {
+        let (endpoint, sent) = endless_server().await;
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .force_path_style(true)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "a", "b", None, None, "test",
+            ))
+            .build();
+        let objects = S3Objects {
+            client: aws_sdk_s3::Client::from_conf(config),
+        };
+        let uri = S3Uri::parse("s3://b/chunks/abc").unwrap();
+        let got = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            objects.get(&uri, 1 << 20),
+        )
+        .await
+        .expect("refused while streaming, not read to its (absent) end");
+        let err = got.unwrap_err();
+        assert!(err.contains("holds more than 1048576 bytes"), "{err}");
+        // Read about as far as the limit, not far past it.
+        assert!(sent.load(Ordering::Relaxed) < 64 << 20);
     }
 }

@@ -140,7 +140,7 @@ fn checkpoint(studio: &str, cp: &str) -> String {
 
 async fn manifest(objects: &S3Objects, studio: &str, cp: &str) -> Option<Bytes> {
     let uri = S3Uri::parse(&format!("{}manifest.json", checkpoint(studio, cp))).unwrap();
-    objects.get(&uri).await.unwrap()
+    objects.get(&uri, u64::MAX).await.unwrap()
 }
 
 fn unique(name: &str) -> String {
@@ -264,6 +264,73 @@ async fn an_ide_that_dies_ends_the_session_with_a_reason() {
     assert!(
         reason.contains("the IDE exited before it was ready (exit status: 7)"),
         "{reason}"
+    );
+}
+
+/// A session saves a workspace holding `.studio/conda -> <a directory standing for />`
+/// and reports its manifest's hash; the next session, with conda packages, restores it
+/// (the hash matches), refuses to clean environments through the link, ends errored with
+/// the reason, saves nothing, and the directory standing for `/` is as it was.
+#[tokio::test]
+async fn a_restored_conda_link_to_the_root_ends_the_session_and_deletes_nothing() {
+    use sha2::Digest;
+    let objects = objects().await;
+    let studio = unique("conda-root");
+    let fake_root = tempfile::tempdir().unwrap();
+    for f in ["etc/passwd", "bin/sh"] {
+        let p = fake_root.path().join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b"keep").unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let channel = Channel::start(|_| false).await;
+    let s = start(&studio, dir.path(), "cp-1", None, &channel.env());
+    ready(&s).await;
+    std::fs::create_dir_all(dir.path().join(".studio")).unwrap();
+    std::os::unix::fs::symlink(fake_root.path(), dir.path().join(".studio/conda")).unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+    let (code, log) = terminate(s).await;
+    assert_eq!(code, 0, "{log}");
+    let saved = manifest(&objects, &studio, "cp-1").await.unwrap();
+    let sha: String = sha2::Sha256::digest(&saved)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let reported: Vec<String> = channel
+        .reports()
+        .iter()
+        .filter_map(|r| r["manifestSha256"].as_str().map(String::from))
+        .collect();
+    assert_eq!(reported.len(), 1, "one report after the save: {reported:?}");
+    assert_eq!(reported[0], sha, "the save's report names its manifest");
+
+    let channel = Channel::start(|_| false).await;
+    let mut extra = channel.env();
+    extra.push(("CONDA_PACKAGES", r#"["numpy"]"#.into()));
+    extra.push(("STUDIO_CONDA_COMMAND", "true".into()));
+    extra.push(("CHECKPOINT_RESTORE_SHA256", sha));
+    let fresh = tempfile::tempdir().unwrap();
+    let mut s = start(
+        &studio,
+        fresh.path(),
+        "cp-2",
+        Some(&checkpoint(&studio, "cp-1")),
+        &extra,
+    );
+    let (code, log) = exit(&mut s).await;
+    assert_eq!(code, 3, "{log}");
+    let reason = channel.failure();
+    assert!(
+        reason.contains(".studio/conda is a symbolic link: not followed"),
+        "{reason}"
+    );
+    assert!(manifest(&objects, &studio, "cp-2").await.is_none());
+    for f in ["etc/passwd", "bin/sh"] {
+        assert_eq!(std::fs::read(fake_root.path().join(f)).unwrap(), b"keep");
+    }
+    assert_eq!(
+        std::fs::read(fresh.path().join("notes.txt")).unwrap(),
+        b"mine"
     );
 }
 

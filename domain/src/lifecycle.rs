@@ -106,6 +106,10 @@ pub struct Session {
     pub checkpoint_id: String,
     pub save_uri: S3Prefix,
     pub restore_uri: Option<S3Prefix>,
+    /// The SHA-256 (hex) the restored checkpoint's manifest had when it was recorded
+    /// (`CHECKPOINT_RESTORE_SHA256`); `None`: none was recorded (an older checkpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_sha256: Option<String>,
     /// The mounted paths locked for this session (their ancestors carry intents).
     pub locked_paths: Vec<S3Prefix>,
     /// The studio's name when the locks were taken (it is in the lock items).
@@ -145,6 +149,9 @@ pub struct AgentState {
     /// What the session is doing before it is ready (`installing 3 conda packages`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The SHA-256 (hex) of the manifest its save wrote (recorded with the checkpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_sha256: Option<String>,
 }
 
 impl Session {
@@ -393,6 +400,7 @@ mod tests {
             checkpoint_id: "cp-1".into(),
             save_uri: S3Prefix::parse("s3://work-bucket/cp-1").unwrap(),
             restore_uri: None,
+            restore_sha256: None,
             locked_paths: vec![],
             studio_name: "s".into(),
             started_at: "t".into(),

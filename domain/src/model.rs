@@ -272,6 +272,9 @@ pub struct Studio {
 pub struct CheckpointRef {
     pub id: String,
     pub uri: S3Prefix,
+    /// Its manifest's SHA-256 as recorded (a restore refuses another manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_sha256: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -309,6 +312,12 @@ pub struct Checkpoint {
     /// be read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
+    /// The SHA-256 (hex) of the `manifest.json` the session reported writing: a restore
+    /// refuses a manifest that no longer has it. Absent on checkpoints recorded before
+    /// hashes were, or whose session's last report did not arrive (docs/security.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub manifest_sha256: Option<String>,
 }
 
 impl Checkpoint {
@@ -316,6 +325,7 @@ impl Checkpoint {
         CheckpointRef {
             id: self.id.clone(),
             uri: self.uri.clone(),
+            manifest_sha256: self.manifest_sha256.clone(),
         }
     }
 

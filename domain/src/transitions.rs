@@ -6,7 +6,7 @@
 //! condition on the status it read) or the conflict that forbids it.
 
 use super::lifecycle::{Actor, BatchStatus, Finish, Session};
-use super::{Checkpoint, CheckpointRef, CheckpointStatus, Studio, StudioStatus, UserRef};
+use super::{Checkpoint, CheckpointStatus, Studio, StudioStatus, UserRef};
 use crate::error::Conflict;
 
 /// A start: only from rest (`stopped`, `errored`); the studio becomes `starting` with
@@ -193,6 +193,12 @@ pub fn checkpoint_of(
         created_at: session.started_at.clone(),
         saved_at: now.to_string(),
         status_reason,
+        // What the session reported writing; a finalized checkpoint only.
+        manifest_sha256: session
+            .agent
+            .as_ref()
+            .and_then(|a| a.manifest_sha256.clone())
+            .filter(|_| finalized),
     }
 }
 
@@ -215,10 +221,7 @@ pub fn finished(
     next.connected_users.clear();
     next.recorded_checkpoint = None;
     if let Some(cp) = checkpoint {
-        let reference = CheckpointRef {
-            id: cp.id.clone(),
-            uri: cp.uri.clone(),
-        };
+        let reference = cp.reference();
         next.checkpoint_count += 1;
         if cp.status == CheckpointStatus::Finalized {
             next.latest_checkpoint = Some(reference.clone());

@@ -7,6 +7,10 @@ pub const STUDIO_ID: &str = "STUDIO_ID";
 pub const WORKSPACE_ID: &str = "WORKSPACE_ID";
 /// Empty: a first start, nothing to restore.
 pub const CHECKPOINT_RESTORE_URI: &str = "CHECKPOINT_RESTORE_URI";
+/// The SHA-256 (64 hex digits) of the restored checkpoint's `manifest.json` as its
+/// session reported it; empty: none was recorded (a checkpoint saved before hashes were),
+/// the manifest is restored without that comparison.
+pub const CHECKPOINT_RESTORE_SHA256: &str = "CHECKPOINT_RESTORE_SHA256";
 pub const CHECKPOINT_SAVE_URI: &str = "CHECKPOINT_SAVE_URI";
 /// A JSON array of [`Mount`].
 pub const STUDIO_MOUNTS: &str = "STUDIO_MOUNTS";
@@ -32,6 +36,11 @@ pub const STUDIO_CONNECT_URL: &str = "STUDIO_CONNECT_URL";
 /// The connect relay (`tls://host:port` or `tcp://host:port`). Its token is not in the
 /// environment: the agent asks for one over its channel (`relayTokenWanted`).
 pub const STUDIO_RELAY_ADDR: &str = "STUDIO_RELAY_ADDR";
+
+/// Whether `s` is a SHA-256 as hex (64 digits, either case).
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
 
 /// One entry of `STUDIO_MOUNTS`: an S3 prefix mounted at a path in the container.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,5 +87,12 @@ mod tests {
         assert_eq!(no_access[0].access, "");
         assert!(Mount::decode_all("{").is_err());
         assert!(Mount::decode_all(r#"[{"uri":"s3://d/"}]"#).is_err());
+    }
+
+    #[test]
+    fn sha256_hex_is_64_hex_digits() {
+        assert!(is_sha256_hex(&"aB".repeat(32)));
+        assert!(!is_sha256_hex(&"a".repeat(63)));
+        assert!(!is_sha256_hex(&"g".repeat(64)));
     }
 }

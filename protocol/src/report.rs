@@ -34,6 +34,12 @@ pub struct AgentReportInput {
     /// answer carries one while the session is live (docs/agent.md, "The tunnel").
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub relay_token_wanted: bool,
+    /// After a save: the SHA-256 (hex) of the `manifest.json` the session wrote for its
+    /// checkpoint (`CHECKPOINT_SAVE_URI`). The control plane records it with the
+    /// checkpoint, and a restore refuses a manifest that no longer has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{64}$"))]
+    pub manifest_sha256: Option<String>,
 }
 
 #[cfg(feature = "openapi")]
@@ -106,6 +112,14 @@ impl AgentReportInput {
             ..AgentReportInput::new(ReportedState::Failed)
         }
     }
+
+    /// This report, also saying the session saved its checkpoint with this manifest.
+    pub fn with_manifest(self, manifest_sha256: Option<String>) -> AgentReportInput {
+        AgentReportInput {
+            manifest_sha256,
+            ..self
+        }
+    }
 }
 
 /// The answer: whether a stop was requested, and when to report next.
@@ -163,6 +177,19 @@ mod tests {
         assert!(serde_json::from_str::<AgentReportInput>(r#"{"state":"ready","x":1}"#).is_err());
         assert!(serde_json::from_str::<AgentReportInput>(r#"{}"#).is_err());
         assert_eq!(ReportedState::parse("READY"), None);
+        let saved = AgentReportInput::failed("boom".into()).with_manifest(Some("ab".repeat(32)));
+        let json = serde_json::to_string(&saved).unwrap();
+        assert_eq!(
+            json,
+            format!(
+                r#"{{"state":"failed","reason":"boom","manifestSha256":"{}"}}"#,
+                "ab".repeat(32)
+            )
+        );
+        assert_eq!(
+            serde_json::from_str::<AgentReportInput>(&json).unwrap(),
+            saved
+        );
     }
 
     #[test]

@@ -65,6 +65,16 @@ pub async fn agent_report(app: &App, token: &str, input: AgentReportInput) -> Re
             "at most 50 user ids of 1-256 characters",
         ));
     }
+    let manifest_sha256 = match input.manifest_sha256.as_deref() {
+        None => None,
+        Some(h) if studios_protocol::env::is_sha256_hex(h) => Some(h.to_ascii_lowercase()),
+        Some(_) => {
+            return Err(Error::invalid(
+                "manifestSha256",
+                "must be a SHA-256 as 64 hex digits",
+            ))
+        }
+    };
     // One read: the studio and the member items of the connected users.
     let mut keys = vec![Key::Studio(st.to_string())];
     keys.extend(input.connected_users.iter().cloned().map(Key::Member));
@@ -110,6 +120,11 @@ pub async fn agent_report(app: &App, token: &str, input: AgentReportInput) -> Re
             .take(MAX_AGENT_REASON)
             .collect();
         after.failure = Some(reason);
+    }
+    // The checkpoint's manifest as the session wrote it: recorded with the checkpoint
+    // when the session ends (docs/security.md, "Checkpoints and restore").
+    if manifest_sha256.is_some() {
+        after.manifest_sha256 = manifest_sha256;
     }
     if let Some(at) = activity.map(|a| a.min(now)) {
         let newer = match after

@@ -269,6 +269,7 @@ mod tests {
             created_at: String::new(),
             saved_at: String::new(),
             status_reason: None,
+            manifest_sha256: None,
         }
     }
 

@@ -44,6 +44,10 @@ pub fn job_spec(app: &App, studio: &Studio, session: &Session) -> Result<JobSpec
                 .unwrap_or_default(),
         ),
         (
+            env::CHECKPOINT_RESTORE_SHA256.into(),
+            session.restore_sha256.clone().unwrap_or_default(),
+        ),
+        (
             env::CHECKPOINT_SAVE_URI.into(),
             session.save_uri.to_string(),
         ),

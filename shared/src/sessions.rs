@@ -70,6 +70,10 @@ pub fn begin(app: &App, studio: &Studio, caller: &Caller) -> Result<Studio> {
         checkpoint_id,
         save_uri,
         restore_uri: studio.latest_checkpoint.as_ref().map(|c| c.uri.clone()),
+        restore_sha256: studio
+            .latest_checkpoint
+            .as_ref()
+            .and_then(|c| c.manifest_sha256.clone()),
         locked_paths: studio.config.mounts.iter().map(|m| m.uri.clone()).collect(),
         studio_name: studio.config.name.clone(),
         started_at: now.clone(),

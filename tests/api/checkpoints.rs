@@ -736,7 +736,7 @@ async fn released_data_is_deleted_by_the_worker_in_pages() {
 mod with_chunks {
     use super::*;
     use std::sync::Arc;
-    use studios_agent::checkpoint::{restore, save, Index, Layout};
+    use studios_agent::checkpoint::{restore, save, Index, Layout, Source};
     use studios_agent::objects::S3Objects;
 
     async fn objects() -> Arc<S3Objects> {
@@ -781,7 +781,10 @@ mod with_chunks {
         let two = tempfile::tempdir().unwrap();
         let (mut index, _) = restore(
             store.clone(),
-            &env_of(&job, "CHECKPOINT_RESTORE_URI"),
+            &Source {
+                uri: &env_of(&job, "CHECKPOINT_RESTORE_URI"),
+                manifest_sha256: None,
+            },
             two.path(),
         )
         .await
@@ -814,7 +817,11 @@ mod with_chunks {
             .ok(204);
         assert_eq!(t.process_stream().await.data_deleted, 0);
         let three = tempfile::tempdir().unwrap();
-        restore(store.clone(), &child_save, three.path())
+        let source = Source {
+            uri: &child_save,
+            manifest_sha256: None,
+        };
+        restore(store.clone(), &source, three.path())
             .await
             .expect("the clone's checkpoint restores whole");
         assert_eq!(std::fs::read(three.path().join("big.bin")).unwrap(), big);
@@ -835,5 +842,101 @@ mod with_chunks {
                     .is_empty()
             );
         }
+    }
+
+    /// The manifest's SHA-256 goes from the session's last report to the checkpoint's
+    /// record and into the next session's job; a manifest rewritten after it was
+    /// recorded is refused there (docs/security.md, "Checkpoints and restore").
+    #[tokio::test]
+    async fn a_manifest_rewritten_after_its_checkpoint_was_recorded_is_refused() {
+        let t = TestApp::new().await;
+        let s = setup(&t).await;
+        let store = objects().await;
+        let id = studio_with_mount(&t, &s, "Hashed", "s3://data-bucket/h/").await;
+        let job = running(&t, &s.ws, &id).await;
+        let token = env_of(&job, "STUDIO_AGENT_TOKEN");
+        let one = tempfile::tempdir().unwrap();
+        std::fs::write(one.path().join("notes.txt"), "v1").unwrap();
+        let save_uri = env_of(&job, "CHECKPOINT_SAVE_URI");
+        let stats = save(
+            store.clone(),
+            one.path(),
+            &Layout::from_save_uri(&save_uri).unwrap(),
+            &mut Index::default(),
+            &[],
+        )
+        .await
+        .unwrap();
+        let sha = stats.manifest_sha256.unwrap();
+        // Not a SHA-256: refused.
+        let bad = t
+            .req(A::AgentReport)
+            .bearer(&token)
+            .body(json!({"state": "ready", "manifestSha256": "../x"}))
+            .send()
+            .await
+            .err(400);
+        assert_eq!(bad.0, "invalid_request");
+        t.req(A::AgentReport)
+            .bearer(&token)
+            .body(json!({"state": "ready", "manifestSha256": sha}))
+            .send()
+            .await
+            .ok(200);
+        on_studio(&t, A::StopStudio, "maintain", &s.ws, &id)
+            .await
+            .ok(202);
+        t.deliver(&t.job_event(&job, "SUCCEEDED", true, None, Some(0)))
+            .await;
+        let recorded = checkpoints(&t, &s.ws, &id).await.remove(0);
+        assert_eq!(recorded["status"], "finalized");
+        assert_eq!(recorded["manifestSha256"], json!(sha));
+
+        // Rewritten later by whoever can write the work directory: a link out.
+        let key = format!("{save_uri}manifest.json");
+        let (bucket, path) = key
+            .strip_prefix("s3://")
+            .and_then(|k| k.split_once('/'))
+            .unwrap();
+        let original =
+            t.s3.get_object()
+                .bucket(bucket)
+                .key(path)
+                .send()
+                .await
+                .unwrap()
+                .body
+                .collect()
+                .await
+                .unwrap()
+                .into_bytes();
+        let mut hostile: Value = serde_json::from_slice(&original).unwrap();
+        hostile["symlinks"] = json!([{"path": "etc", "target": "/etc"}]);
+        t.s3.put_object()
+            .bucket(bucket)
+            .key(path)
+            .body(hostile.to_string().into_bytes().into())
+            .send()
+            .await
+            .unwrap();
+
+        // The next session is told what to expect, and refuses the other manifest.
+        let job = running(&t, &s.ws, &id).await;
+        assert_eq!(env_of(&job, "CHECKPOINT_RESTORE_URI"), save_uri);
+        assert_eq!(env_of(&job, "CHECKPOINT_RESTORE_SHA256"), sha);
+        let expected = env_of(&job, "CHECKPOINT_RESTORE_SHA256");
+        let source = Source {
+            uri: &save_uri,
+            manifest_sha256: Some(&expected),
+        };
+        let two = tempfile::tempdir().unwrap();
+        let err = restore(store.clone(), &source, two.path())
+            .await
+            .unwrap_err();
+        assert!(
+            err.contains("manifest.json was changed after the checkpoint was recorded"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_dir(two.path()).unwrap().count(), 0);
     }
 }
