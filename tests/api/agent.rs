@@ -16,6 +16,12 @@ async fn report(t: &TestApp, token: &str, body: Value) -> studios_integration_te
     t.req(A::AgentReport).bearer(token).body(body).send().await
 }
 
+/// A ready report that asks for a relay token; the answer.
+async fn ask_relay_token(t: &TestApp, job: &aws_sdk_batch::types::JobDetail) -> Value {
+    let body = json!({"state": "ready", "relayTokenWanted": true});
+    report(t, &agent_credential(job), body).await.ok(200)
+}
+
 async fn studio(t: &TestApp, ws: &str, ce: &str, name: &str) -> String {
     t.studio(ws, ce, name).await["id"]
         .as_str()
@@ -390,13 +396,7 @@ async fn connect_links_are_signed_for_the_user_studio_and_session() {
         .await
         .ok(200);
     assert_eq!(unasked.get("relayToken"), None, "only when asked for");
-    let reply = report(
-        &t,
-        &agent_credential(&job),
-        json!({"state": "ready", "relayTokenWanted": true}),
-    )
-    .await
-    .ok(200);
+    let reply = ask_relay_token(&t, &job).await;
     let relay_token = reply["relayToken"].as_str().unwrap().to_string();
     let relay_claims: Value =
         serde_json::from_slice(&b64.decode(relay_token.split('.').nth(1).unwrap()).unwrap())
@@ -424,13 +424,7 @@ async fn connect_links_are_signed_for_the_user_studio_and_session() {
     .is_ok());
     // Once the studio is stopping, its session gets no more relay tokens.
     stop(&t, &s.ws, &id).await;
-    let reply = report(
-        &t,
-        &agent_credential(&job),
-        json!({"state": "ready", "relayTokenWanted": true}),
-    )
-    .await
-    .ok(200);
+    let reply = ask_relay_token(&t, &job).await;
     assert_eq!(reply["stopRequested"], true);
     assert_eq!(reply.get("relayToken"), None, "{reply}");
 }
