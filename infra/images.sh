@@ -194,7 +194,8 @@ smoke() {
       port="$(free_port)"
       name="studios-smoke-relay-$$"
       docker run -d --rm --name "$name" --network host --init -e "RELAY_PUBLIC_KEY=$key" \
-        -e "RELAY_PUBLIC_ADDR=127.0.0.1:$port" -e "RELAY_TUNNEL_ADDR=127.0.0.1:0" "$image" >/dev/null
+        -e "RELAY_PUBLIC_ADDR=127.0.0.1:$port" -e "RELAY_TUNNEL_ADDR=127.0.0.1:0" \
+        -e "RELAY_CONNECT_DOMAIN=localhost" "$image" >/dev/null
       for _ in $(seq 1 50); do
         docker logs "$name" 2>/dev/null | grep -q "studio-relay listening" && break
         sleep 0.2
